@@ -1,0 +1,36 @@
+//! Sets the shared library's SONAME and regenerates `include/connpool.h` with cbindgen.
+//! The header is committed: CI rebuilds it and fails if the committed copy differs.
+
+use std::path::PathBuf;
+
+fn main() {
+    // Executables linked to libconnpool.so record NEEDED libconnpool.so.0 (the build makes the
+    // link). nodelete: dlclose() must not unmap code that parked threads may still run.
+    println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libconnpool.so.0");
+    println!("cargo:rustc-cdylib-link-arg=-Wl,-z,nodelete");
+    println!("cargo:rerun-if-changed=src");
+    println!("cargo:rerun-if-changed=cbindgen.toml");
+
+    let dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
+    let mut config = cbindgen::Config::from_file(dir.join("cbindgen.toml"))
+        .expect("cbindgen.toml is readable and valid");
+    let v = |part: &str| std::env::var(format!("CARGO_PKG_VERSION_{part}")).unwrap();
+    config.after_includes = Some(format!(
+        "\n/* The version of this header; connpool_version() gives the library's. */\n\
+         #define CONNPOOL_VERSION \"{}\"\n\
+         #define CONNPOOL_VERSION_MAJOR {}\n\
+         #define CONNPOOL_VERSION_MINOR {}\n\
+         #define CONNPOOL_VERSION_PATCH {}",
+        std::env::var("CARGO_PKG_VERSION").unwrap(),
+        v("MAJOR"),
+        v("MINOR"),
+        v("PATCH"),
+    ));
+    let bindings = cbindgen::Builder::new()
+        .with_crate(&dir)
+        .with_config(config)
+        .generate()
+        .expect("cbindgen generates the header");
+    // Writes only when the content changed, so an up-to-date header keeps its mtime.
+    bindings.write_to_file(dir.join("include/connpool.h"));
+}

@@ -1,0 +1,26 @@
+//! libconnpool: a pool of idle backend socket fds, keyed by `"host:port"`, with a C ABI.
+//!
+//! Layout:
+//! - [`pool`]: the safe core ([`Pool`]) over [`std::os::fd::OwnedFd`]; the locking design is
+//!   documented there, in one place.
+//! - [`key`]: key validation and the key hash.
+//! - [`clock`]: the clock the pool reads (injectable, so tests never sleep).
+//! - `sys`: the few libc calls the core needs (the only `unsafe` outside the C API).
+//! - `capi`: the exported `extern "C"` functions; the fd ownership contract for C callers is
+//!   written in the header that cbindgen generates from it (`include/connpool.h`).
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod clock;
+pub mod key;
+pub mod pool;
+
+#[allow(unsafe_code)]
+mod sys;
+
+#[allow(unsafe_code)]
+pub mod capi;
+
+pub use clock::{Clock, ManualClock, MonotonicClock};
+pub use key::{InvalidKey, Key, MAX_KEY_LEN};
+pub use pool::{Config, InvalidConfig, Pool, Released};

@@ -1,0 +1,359 @@
+//! The pool core: safe Rust over [`OwnedFd`].
+//!
+//! # Ownership
+//! An fd in the pool is an [`OwnedFd`] inside the map; [`Pool::acquire`] moves it out to the
+//! caller and [`Pool::release`] moves it in (or drops it, which closes it). There is no other
+//! copy of an fd number anywhere in the pool, so an fd cannot be handed to two owners or closed
+//! twice by construction.
+//!
+//! # Locking design
+//! - The keys are split over [`SHARDS`] shards by key hash. Each shard is one
+//!   `parking_lot::Mutex` around a map from key to that key's idle stack, so calls on
+//!   different keys rarely meet on a lock, and no call ever holds two shard locks.
+//! - A lock is held only to move [`OwnedFd`]s in and out of the map. No syscall runs under it:
+//!   the clock is read before locking, and every fd to close is moved into a local `doomed`
+//!   list that is dropped (closed) after the guard is released. `close()` of a TCP socket
+//!   costs microseconds and can block (`SO_LINGER`), so it must never stall other callers.
+//! - Each shard publishes its idle count in an atomic written under its lock, so
+//!   [`Pool::idle_count`] reads counters without locking (a sum of per-shard snapshots).
+//! - Shards are cache-line aligned so two cores working on different shards do not share a
+//!   line.
+
+use std::collections::HashMap;
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+
+use crate::clock::{Clock, MonotonicClock};
+use crate::key::{Key, KeyHashBuilder};
+
+/// Number of lock shards (a power of two). 64 keeps contention between unrelated keys rare on
+/// machines with tens of cores while costing 8 KiB per pool.
+pub const SHARDS: usize = 64;
+
+/// A deadline that never passes.
+const NEVER: u64 = u64::MAX;
+
+/// Pool limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Idle connections kept per key; a release into a full key closes the fd. At least 1.
+    pub max_idle_per_key: usize,
+    /// A connection idle this long is never handed out; `None` keeps idle connections forever.
+    pub idle_timeout: Option<Duration>,
+}
+
+impl Default for Config {
+    /// 8 idle connections per key and a 60 s idle timeout.
+    fn default() -> Self {
+        Config {
+            max_idle_per_key: 8,
+            idle_timeout: Some(Duration::from_secs(60)),
+        }
+    }
+}
+
+/// The configuration cannot make a useful pool (`max_idle_per_key` is 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InvalidConfig;
+
+impl std::fmt::Display for InvalidConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("max_idle_per_key must be at least 1")
+    }
+}
+
+impl std::error::Error for InvalidConfig {}
+
+/// What [`Pool::release`] did with the fd.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Released {
+    /// The fd is idle in the pool, which owns it.
+    Pooled,
+    /// The pool did not keep the fd and has closed it.
+    Closed,
+}
+
+/// One idle connection.
+#[derive(Debug)]
+struct Idle {
+    fd: OwnedFd,
+    /// Clock time at which it expires ([`NEVER`] without an idle timeout).
+    deadline: u64,
+}
+
+/// The idle connections of one key, most recently released last (reuse is LIFO).
+#[derive(Debug, Default)]
+struct Stack {
+    idle: Vec<Idle>,
+    /// No deadline in `idle` is earlier than this (a lower bound: it may be stale-low after
+    /// pops, which only costs a scan that then recomputes it).
+    earliest: u64,
+}
+
+impl Stack {
+    fn new() -> Self {
+        Stack {
+            idle: Vec::new(),
+            earliest: NEVER,
+        }
+    }
+
+    /// Moves every connection expired at `now` into `doomed`; returns how many.
+    fn expire(&mut self, now: u64, doomed: &mut Vec<OwnedFd>) -> usize {
+        if self.earliest > now {
+            return 0;
+        }
+        let before = self.idle.len();
+        let mut earliest = NEVER;
+        // Keeps order (LIFO) for the survivors; stacks are short (max_idle_per_key).
+        let mut kept = Vec::with_capacity(self.idle.len());
+        for c in self.idle.drain(..) {
+            if c.deadline <= now {
+                doomed.push(c.fd);
+            } else {
+                earliest = earliest.min(c.deadline);
+                kept.push(c);
+            }
+        }
+        self.idle = kept;
+        self.earliest = earliest;
+        before - self.idle.len()
+    }
+}
+
+#[derive(Debug)]
+struct ShardInner {
+    keys: HashMap<Vec<u8>, Stack, KeyHashBuilder>,
+    idle: usize,
+}
+
+#[derive(Debug)]
+#[repr(align(128))]
+struct Shard {
+    inner: Mutex<ShardInner>,
+    /// Mirror of `inner.idle`, written under the lock, read without it.
+    idle: AtomicUsize,
+}
+
+impl Shard {
+    fn publish(&self, inner: &ShardInner) {
+        self.idle.store(inner.idle, Ordering::Relaxed);
+    }
+}
+
+/// A pool of idle connections (socket fds) keyed by byte strings. `Sync`: share it by
+/// reference between threads.
+#[derive(Debug)]
+pub struct Pool<C: Clock = MonotonicClock> {
+    shards: Box<[Shard]>,
+    hasher: KeyHashBuilder,
+    max_idle_per_key: usize,
+    /// Idle timeout in clock ns; [`NEVER`] for none.
+    idle_timeout_ns: u64,
+    clock: C,
+    /// `clock.lag_ns()`, read once.
+    lag_ns: u64,
+}
+
+impl Pool<MonotonicClock> {
+    /// A pool on the monotonic clock.
+    pub fn new(config: Config) -> Result<Self, InvalidConfig> {
+        Pool::with_clock(config, MonotonicClock)
+    }
+}
+
+impl<C: Clock> Pool<C> {
+    /// A pool that reads time from `clock` (tests inject a [`crate::ManualClock`]).
+    pub fn with_clock(config: Config, clock: C) -> Result<Self, InvalidConfig> {
+        if config.max_idle_per_key == 0 {
+            return Err(InvalidConfig);
+        }
+        let hasher = KeyHashBuilder::new();
+        let shards = (0..SHARDS)
+            .map(|_| Shard {
+                inner: Mutex::new(ShardInner {
+                    keys: HashMap::with_hasher(hasher.clone()),
+                    idle: 0,
+                }),
+                idle: AtomicUsize::new(0),
+            })
+            .collect();
+        let idle_timeout_ns = match config.idle_timeout {
+            None => NEVER,
+            Some(d) if d.is_zero() => NEVER,
+            Some(d) => u64::try_from(d.as_nanos()).unwrap_or(NEVER),
+        };
+        Ok(Pool {
+            shards,
+            hasher,
+            max_idle_per_key: config.max_idle_per_key,
+            idle_timeout_ns,
+            lag_ns: clock.lag_ns(),
+            clock,
+        })
+    }
+
+    fn shard(&self, key: &[u8]) -> &Shard {
+        use std::hash::BuildHasher;
+        // Middle bits: hashbrown uses the low bits and the top 7 within each shard's table.
+        let h = self.hasher.hash_one(key);
+        &self.shards[(h >> 32) as usize & (SHARDS - 1)]
+    }
+
+    /// The clock, read only when something can expire. Returns (reading, the latest the real
+    /// time may be): deadlines are set from the first and compared with the second, so a
+    /// coarse clock makes connections expire up to one tick early, never late.
+    fn now(&self) -> (u64, u64) {
+        if self.idle_timeout_ns == NEVER {
+            (0, 0)
+        } else {
+            let t = self.clock.now_ns();
+            (t, t.saturating_add(self.lag_ns))
+        }
+    }
+
+    /// Takes the most recently released live connection of `key`, now owned by the caller.
+    /// Expired connections met on the way (and any others of the key) are closed.
+    pub fn acquire(&self, key: Key<'_>) -> Option<OwnedFd> {
+        let key = key.as_bytes();
+        let (_, now) = self.now();
+        let shard = self.shard(key);
+        let mut doomed = Vec::new();
+        let got = {
+            let mut inner = shard.inner.lock();
+            let stack = inner.keys.get_mut(key)?;
+            let expired = stack.expire(now, &mut doomed);
+            let got = stack.idle.pop().map(|c| c.fd);
+            let empty = stack.idle.is_empty();
+            if empty {
+                inner.keys.remove(key);
+            }
+            inner.idle -= expired + usize::from(got.is_some());
+            shard.publish(&inner);
+            got
+        };
+        drop(doomed); // closes, outside the lock
+        got
+    }
+
+    /// Gives `fd` to the pool as an idle connection of `key`. The pool owns it either way:
+    /// it is kept ([`Released::Pooled`]) or closed ([`Released::Closed`]) when the key is full.
+    pub fn release(&self, key: Key<'_>, fd: OwnedFd) -> Released {
+        let key = key.as_bytes();
+        let (reading, now) = self.now();
+        let deadline = if self.idle_timeout_ns == NEVER {
+            NEVER
+        } else {
+            reading.saturating_add(self.idle_timeout_ns)
+        };
+        let shard = self.shard(key);
+        let mut doomed = Vec::new();
+        let result = {
+            let mut inner = shard.inner.lock();
+            let max = self.max_idle_per_key;
+            let push = |stack: &mut Stack, doomed: &mut Vec<OwnedFd>| -> (Released, usize) {
+                let expired = stack.expire(now, doomed);
+                if stack.idle.len() >= max {
+                    doomed.push(fd);
+                    (Released::Closed, expired)
+                } else {
+                    stack.idle.push(Idle { fd, deadline });
+                    stack.earliest = stack.earliest.min(deadline);
+                    (Released::Pooled, expired)
+                }
+            };
+            let (result, expired) = match inner.keys.get_mut(key) {
+                Some(stack) => push(stack, &mut doomed),
+                None => {
+                    let mut stack = Stack::new();
+                    let r = push(&mut stack, &mut doomed);
+                    inner.keys.insert(key.to_vec(), stack);
+                    r
+                }
+            };
+            inner.idle = inner.idle + usize::from(result == Released::Pooled) - expired;
+            shard.publish(&inner);
+            result
+        };
+        drop(doomed);
+        result
+    }
+
+    /// Idle connections held, over all keys. Lock-free; under concurrent calls it is a sum
+    /// of per-shard snapshots.
+    pub fn idle_count(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.idle.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Idle connections held for `key` (expired ones not yet closed included).
+    pub fn idle_count_key(&self, key: Key<'_>) -> usize {
+        let key = key.as_bytes();
+        let inner = self.shard(key).inner.lock();
+        inner.keys.get(key).map_or(0, |s| s.idle.len())
+    }
+
+    /// Closes every idle connection of `key`, or of every key for `None`; returns how many.
+    pub fn purge(&self, key: Option<Key<'_>>) -> usize {
+        match key {
+            Some(key) => {
+                let key = key.as_bytes();
+                let shard = self.shard(key);
+                let doomed = {
+                    let mut inner = shard.inner.lock();
+                    let stack = inner.keys.remove(key);
+                    let n = stack.as_ref().map_or(0, |s| s.idle.len());
+                    inner.idle -= n;
+                    shard.publish(&inner);
+                    stack
+                };
+                doomed.map_or(0, |s| s.idle.len())
+            }
+            None => self
+                .shards
+                .iter()
+                .map(|shard| {
+                    let doomed = {
+                        let mut inner = shard.inner.lock();
+                        let empty = HashMap::with_hasher(self.hasher.clone());
+                        let keys = std::mem::replace(&mut inner.keys, empty);
+                        inner.idle = 0;
+                        shard.publish(&inner);
+                        keys
+                    };
+                    doomed.values().map(|s| s.idle.len()).sum::<usize>()
+                })
+                .sum(),
+        }
+    }
+
+    /// Closes every expired idle connection now, over all keys; returns how many.
+    pub fn prune(&self) -> usize {
+        if self.idle_timeout_ns == NEVER {
+            return 0;
+        }
+        let (_, now) = self.now();
+        let mut total = 0;
+        let mut doomed = Vec::new();
+        for shard in self.shards.iter() {
+            {
+                let mut inner = shard.inner.lock();
+                let mut expired = 0;
+                inner.keys.retain(|_, stack| {
+                    expired += stack.expire(now, &mut doomed);
+                    !stack.idle.is_empty()
+                });
+                inner.idle -= expired;
+                shard.publish(&inner);
+                total += expired;
+            }
+            doomed.clear(); // closes, outside the lock
+        }
+        total
+    }
+}
