@@ -19,11 +19,12 @@
 //! - Shards are cache-line aligned so two cores working on different shards do not share a
 //!   line.
 
-use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use hashbrown::hash_table::{Entry, HashTable};
 use parking_lot::Mutex;
 
 use crate::clock::{Clock, MonotonicClock};
@@ -35,6 +36,12 @@ pub const SHARDS: usize = 64;
 
 /// A deadline that never passes.
 const NEVER: u64 = u64::MAX;
+
+/// Emptied key entries kept per shard for reuse, so a key that goes empty and comes back
+/// (one connection going out and in) costs no allocation. Small keys only: the spares are
+/// the only memory held beyond the idle connections themselves.
+const SPARES: usize = 4;
+const SPARE_KEY_CAPACITY: usize = 256;
 
 /// Pool limits.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,8 +92,11 @@ struct Idle {
 }
 
 /// The idle connections of one key, most recently released last (reuse is LIFO).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Stack {
+    /// The key's hash, kept so the table can grow without hashing keys again.
+    hash: u64,
+    key: Vec<u8>,
     idle: Vec<Idle>,
     /// No deadline in `idle` is earlier than this (a lower bound: it may be stale-low after
     /// pops, which only costs a scan that then recomputes it).
@@ -94,18 +104,17 @@ struct Stack {
 }
 
 impl Stack {
-    fn new() -> Self {
-        Stack {
-            idle: Vec::new(),
-            earliest: NEVER,
-        }
-    }
-
     /// Moves every connection expired at `now` into `doomed`; returns how many.
+    #[inline]
     fn expire(&mut self, now: u64, doomed: &mut Vec<OwnedFd>) -> usize {
         if self.earliest > now {
             return 0;
         }
+        self.expire_scan(now, doomed)
+    }
+
+    #[cold]
+    fn expire_scan(&mut self, now: u64, doomed: &mut Vec<OwnedFd>) -> usize {
         let before = self.idle.len();
         let mut earliest = NEVER;
         // Keeps order (LIFO) for the survivors; stacks are short (max_idle_per_key).
@@ -124,10 +133,42 @@ impl Stack {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct ShardInner {
-    keys: HashMap<Vec<u8>, Stack, KeyHashBuilder>,
+    /// One entry per key with idle connections, found by the hash computed once per call.
+    keys: HashTable<Stack>,
     idle: usize,
+    /// Emptied entries for reuse (see [`SPARES`]).
+    spare: Vec<Stack>,
+}
+
+/// The entry for a key that has none, reusing a spare allocation when there is one.
+fn new_stack(spare: &mut Vec<Stack>, hash: u64, key: &[u8]) -> Stack {
+    match spare.pop() {
+        Some(mut s) => {
+            s.hash = hash;
+            s.key.extend_from_slice(key);
+            s
+        }
+        None => Stack {
+            hash,
+            key: key.to_vec(),
+            idle: Vec::new(),
+            earliest: NEVER,
+        },
+    }
+}
+
+impl ShardInner {
+    /// Keeps an emptied entry's allocations for the next new key, within bounds.
+    fn recycle(&mut self, mut s: Stack) {
+        debug_assert!(s.idle.is_empty());
+        if self.spare.len() < SPARES && s.key.capacity() <= SPARE_KEY_CAPACITY {
+            s.key.clear();
+            s.earliest = NEVER;
+            self.spare.push(s);
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -174,10 +215,7 @@ impl<C: Clock> Pool<C> {
         let hasher = KeyHashBuilder::new();
         let shards = (0..SHARDS)
             .map(|_| Shard {
-                inner: Mutex::new(ShardInner {
-                    keys: HashMap::with_hasher(hasher.clone()),
-                    idle: 0,
-                }),
+                inner: Mutex::new(ShardInner::default()),
                 idle: AtomicUsize::new(0),
             })
             .collect();
@@ -196,11 +234,11 @@ impl<C: Clock> Pool<C> {
         })
     }
 
-    fn shard(&self, key: &[u8]) -> &Shard {
-        use std::hash::BuildHasher;
-        // Middle bits: hashbrown uses the low bits and the top 7 within each shard's table.
+    /// The key's hash (computed once per call) and its shard.
+    fn shard(&self, key: &[u8]) -> (u64, &Shard) {
         let h = self.hasher.hash_one(key);
-        &self.shards[(h >> 32) as usize & (SHARDS - 1)]
+        // Middle bits: hashbrown uses the low bits and the top 7 within each shard's table.
+        (h, &self.shards[(h >> 32) as usize & (SHARDS - 1)])
     }
 
     /// The clock, read only when something can expire. Returns (reading, the latest the real
@@ -220,19 +258,23 @@ impl<C: Clock> Pool<C> {
     pub fn acquire(&self, key: Key<'_>) -> Option<OwnedFd> {
         let key = key.as_bytes();
         let (_, now) = self.now();
-        let shard = self.shard(key);
+        let (hash, shard) = self.shard(key);
         let mut doomed = Vec::new();
         let got = {
-            let mut inner = shard.inner.lock();
-            let stack = inner.keys.get_mut(key)?;
+            let mut guard = shard.inner.lock();
+            let inner = &mut *guard;
+            let Ok(mut entry) = inner.keys.find_entry(hash, |s| s.key == key) else {
+                return None;
+            };
+            let stack = entry.get_mut();
             let expired = stack.expire(now, &mut doomed);
             let got = stack.idle.pop().map(|c| c.fd);
-            let empty = stack.idle.is_empty();
-            if empty {
-                inner.keys.remove(key);
+            if stack.idle.is_empty() {
+                let (emptied, _) = entry.remove();
+                inner.recycle(emptied);
             }
             inner.idle -= expired + usize::from(got.is_some());
-            shard.publish(&inner);
+            shard.publish(inner);
             got
         };
         drop(doomed); // closes, outside the lock
@@ -249,33 +291,26 @@ impl<C: Clock> Pool<C> {
         } else {
             reading.saturating_add(self.idle_timeout_ns)
         };
-        let shard = self.shard(key);
+        let (hash, shard) = self.shard(key);
         let mut doomed = Vec::new();
         let result = {
-            let mut inner = shard.inner.lock();
-            let max = self.max_idle_per_key;
-            let push = |stack: &mut Stack, doomed: &mut Vec<OwnedFd>| -> (Released, usize) {
-                let expired = stack.expire(now, doomed);
-                if stack.idle.len() >= max {
-                    doomed.push(fd);
-                    (Released::Closed, expired)
-                } else {
-                    stack.idle.push(Idle { fd, deadline });
-                    stack.earliest = stack.earliest.min(deadline);
-                    (Released::Pooled, expired)
-                }
+            let mut guard = shard.inner.lock();
+            let inner = &mut *guard;
+            let stack = match inner.keys.entry(hash, |s| s.key == key, |s| s.hash) {
+                Entry::Occupied(o) => o.into_mut(),
+                Entry::Vacant(v) => v.insert(new_stack(&mut inner.spare, hash, key)).into_mut(),
             };
-            let (result, expired) = match inner.keys.get_mut(key) {
-                Some(stack) => push(stack, &mut doomed),
-                None => {
-                    let mut stack = Stack::new();
-                    let r = push(&mut stack, &mut doomed);
-                    inner.keys.insert(key.to_vec(), stack);
-                    r
-                }
+            let expired = stack.expire(now, &mut doomed);
+            let result = if stack.idle.len() >= self.max_idle_per_key {
+                doomed.push(fd);
+                Released::Closed
+            } else {
+                stack.idle.push(Idle { fd, deadline });
+                stack.earliest = stack.earliest.min(deadline);
+                Released::Pooled
             };
             inner.idle = inner.idle + usize::from(result == Released::Pooled) - expired;
-            shard.publish(&inner);
+            shard.publish(inner);
             result
         };
         drop(doomed);
@@ -294,42 +329,46 @@ impl<C: Clock> Pool<C> {
     /// Idle connections held for `key` (expired ones not yet closed included).
     pub fn idle_count_key(&self, key: Key<'_>) -> usize {
         let key = key.as_bytes();
-        let inner = self.shard(key).inner.lock();
-        inner.keys.get(key).map_or(0, |s| s.idle.len())
+        let (hash, shard) = self.shard(key);
+        let inner = shard.inner.lock();
+        inner
+            .keys
+            .find(hash, |s| s.key == key)
+            .map_or(0, |s| s.idle.len())
     }
 
     /// Closes every idle connection of `key`, or of every key for `None`; returns how many.
     pub fn purge(&self, key: Option<Key<'_>>) -> usize {
-        match key {
-            Some(key) => {
-                let key = key.as_bytes();
-                let shard = self.shard(key);
-                let doomed = {
-                    let mut inner = shard.inner.lock();
-                    let stack = inner.keys.remove(key);
-                    let n = stack.as_ref().map_or(0, |s| s.idle.len());
-                    inner.idle -= n;
-                    shard.publish(&inner);
-                    stack
-                };
-                doomed.map_or(0, |s| s.idle.len())
-            }
-            None => self
-                .shards
-                .iter()
-                .map(|shard| {
-                    let doomed = {
-                        let mut inner = shard.inner.lock();
-                        let empty = HashMap::with_hasher(self.hasher.clone());
-                        let keys = std::mem::replace(&mut inner.keys, empty);
-                        inner.idle = 0;
-                        shard.publish(&inner);
-                        keys
-                    };
-                    doomed.values().map(|s| s.idle.len()).sum::<usize>()
-                })
-                .sum(),
-        }
+        let Some(key) = key else {
+            return self.shards.iter().map(|s| self.purge_shard(s)).sum();
+        };
+        let key = key.as_bytes();
+        let (hash, shard) = self.shard(key);
+        let doomed = {
+            let mut guard = shard.inner.lock();
+            let inner = &mut *guard;
+            let Ok(entry) = inner.keys.find_entry(hash, |s| s.key == key) else {
+                return 0;
+            };
+            let (mut stack, _) = entry.remove();
+            let doomed = std::mem::take(&mut stack.idle);
+            inner.recycle(stack);
+            inner.idle -= doomed.len();
+            shard.publish(inner);
+            doomed
+        };
+        doomed.len() // dropping `doomed` closes, outside the lock
+    }
+
+    fn purge_shard(&self, shard: &Shard) -> usize {
+        let doomed = {
+            let mut inner = shard.inner.lock();
+            let keys = std::mem::take(&mut inner.keys);
+            inner.idle = 0;
+            shard.publish(&inner);
+            keys
+        };
+        doomed.iter().map(|s| s.idle.len()).sum()
     }
 
     /// Closes every expired idle connection now, over all keys; returns how many.
@@ -342,14 +381,15 @@ impl<C: Clock> Pool<C> {
         let mut doomed = Vec::new();
         for shard in self.shards.iter() {
             {
-                let mut inner = shard.inner.lock();
+                let mut guard = shard.inner.lock();
+                let inner = &mut *guard;
                 let mut expired = 0;
-                inner.keys.retain(|_, stack| {
+                inner.keys.retain(|stack| {
                     expired += stack.expire(now, &mut doomed);
                     !stack.idle.is_empty()
                 });
                 inner.idle -= expired;
-                shard.publish(&inner);
+                shard.publish(inner);
                 total += expired;
             }
             doomed.clear(); // closes, outside the lock
