@@ -137,7 +137,9 @@ int connpool_release(connpool *pool, const char *key, int fd);
 
 /**
  * Idle connections held over all keys (expired ones not yet closed included);
- * 0 for NULL. Under concurrent calls it is a snapshot, exact once they have returned.
+ * 0 for NULL. It sums per-shard counters without locking, so while other threads
+ * acquire and release it is approximate (a connection moving between keys may be
+ * counted twice or not at all); it is exact when no call is running.
  *
  * # Safety
  * `pool` is NULL or a live pool.

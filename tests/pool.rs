@@ -81,7 +81,11 @@ fn reuse_is_lifo_and_the_fd_still_works() {
     assert_eq!(pool.idle_count(), 3);
     for (i, expect) in numbers.iter().rev().enumerate() {
         let fd = pool.acquire(key("b:80")).expect("an idle connection");
-        assert_eq!(raw(&fd), *expect, "acquire #{i} is not the most recent release");
+        assert_eq!(
+            raw(&fd),
+            *expect,
+            "acquire #{i} is not the most recent release"
+        );
         let mut s = TcpStream::from(fd);
         s.write_all(b"x").unwrap();
         let mut b = [0u8; 1];
@@ -138,7 +142,9 @@ fn idle_timeout_expires_on_acquire() {
     let c = connect(&l);
     pool.release(key("t:1"), c.client);
     clock.advance_ms(999);
-    let fd = pool.acquire(key("t:1")).expect("idle 999 ms of 1000: still fresh");
+    let fd = pool
+        .acquire(key("t:1"))
+        .expect("idle 999 ms of 1000: still fresh");
     pool.release(key("t:1"), fd);
     clock.advance_ms(1000);
     assert!(pool.acquire(key("t:1")).is_none(), "idle 1000 ms: expired");
@@ -156,7 +162,10 @@ fn expired_connections_are_closed_by_any_touch_of_their_key() {
     let new = connect(&l);
     let new_no = raw(&new.client);
     assert_eq!(pool.release(key("t:2"), new.client), Released::Pooled);
-    assert!(closed(&old.backend), "the release on the key closed the expired one");
+    assert!(
+        closed(&old.backend),
+        "the release on the key closed the expired one"
+    );
     assert_eq!(pool.idle_count_key(key("t:2")), 1);
     // An acquire that finds a fresh connection also closes older expired ones.
     clock.advance_ms(60);
@@ -225,7 +234,10 @@ fn a_lagging_clock_expires_early_not_late() {
     let fd = pool.acquire(key("lag")).expect("95 ms + 4 ms lag < 100 ms");
     pool.release(key("lag"), fd);
     clock.advance_ms(96);
-    assert!(pool.acquire(key("lag")).is_none(), "96 ms + 4 ms lag may be 100 ms");
+    assert!(
+        pool.acquire(key("lag")).is_none(),
+        "96 ms + 4 ms lag may be 100 ms"
+    );
 }
 
 #[test]
@@ -258,7 +270,10 @@ fn dropping_the_pool_closes_idle_fds() {
     pool.release(key("d:1"), a.client);
     drop(pool);
     assert!(closed(&a.backend));
-    assert!(open(&held.backend), "a connection the caller holds is untouched");
+    assert!(
+        open(&held.backend),
+        "a connection the caller holds is untouched"
+    );
 }
 
 #[test]

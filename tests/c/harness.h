@@ -1,0 +1,172 @@
+/* Header-only helpers shared by the C tests of libconnpool.
+ *
+ * Include this first in every test (it needs _GNU_SOURCE before any system header).
+ * Everything is static inline so each test stays a single translation unit. */
+#ifndef CONNPOOL_TEST_HARNESS_H
+#define CONNPOOL_TEST_HARNESS_H
+
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- assertions: print file:line and the failing expression, exit 1 ---- */
+
+#define CHECK(cond)                                                                      \
+    do {                                                                                 \
+        if (!(cond)) {                                                                   \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);     \
+            exit(1);                                                                     \
+        }                                                                                \
+    } while (0)
+
+/* Compare two integer expressions and print both values on failure. */
+#define CHECK_EQ(a, b)                                                                   \
+    do {                                                                                 \
+        long long check_a_ = (long long)(a), check_b_ = (long long)(b);                  \
+        if (check_a_ != check_b_) {                                                      \
+            fprintf(stderr, "%s:%d: CHECK_EQ failed: %s == %s (%lld vs %lld)\n",         \
+                    __FILE__, __LINE__, #a, #b, check_a_, check_b_);                     \
+            exit(1);                                                                     \
+        }                                                                                \
+    } while (0)
+
+/* For setup syscalls: fail with errno text. */
+#define CHECK_SYS(cond)                                                                  \
+    do {                                                                                 \
+        if (!(cond)) {                                                                   \
+            fprintf(stderr, "%s:%d: %s failed: %s\n", __FILE__, __LINE__, #cond,         \
+                    strerror(errno));                                                    \
+            exit(1);                                                                     \
+        }                                                                                \
+    } while (0)
+
+/* ---- fd state ---- */
+
+static inline int fd_is_open(int fd) { return fcntl(fd, F_GETFD) != -1; }
+
+/* Closed means exactly EBADF, not some other fcntl failure. */
+static inline int fd_is_closed(int fd) { return fcntl(fd, F_GETFD) == -1 && errno == EBADF; }
+
+#define CHECK_OPEN(fd)   CHECK(fd_is_open(fd))
+#define CHECK_CLOSED(fd) CHECK(fd_is_closed(fd))
+
+/* Number of open fds in this process. Valgrind and the runtime open fds of their own, so
+ * only compare against a baseline taken earlier in the same process. */
+static inline int count_open_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    CHECK_SYS(d != NULL);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        if (e->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n - 1; /* the DIR's own fd */
+}
+
+/* ---- loopback TCP fixture ---- */
+
+/* A listening socket on 127.0.0.1 with an ephemeral port. */
+static inline int listener_open(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    CHECK_SYS(fd >= 0);
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = 0;
+    CHECK_SYS(bind(fd, (struct sockaddr *)&a, sizeof a) == 0);
+    CHECK_SYS(listen(fd, 256) == 0);
+    return fd;
+}
+
+/* Local port of a socket (network order converted to host order). */
+static inline int sock_local_port(int fd)
+{
+    struct sockaddr_in a;
+    socklen_t len = sizeof a;
+    CHECK_SYS(getsockname(fd, (struct sockaddr *)&a, &len) == 0);
+    return ntohs(a.sin_port);
+}
+
+static inline int sock_peer_port(int fd)
+{
+    struct sockaddr_in a;
+    socklen_t len = sizeof a;
+    CHECK_SYS(getpeername(fd, (struct sockaddr *)&a, &len) == 0);
+    return ntohs(a.sin_port);
+}
+
+/* A real connected pair: client connects to the listener, server side is accepted.
+ * Loopback connect completes against the backlog, so connect then accept cannot block. */
+static inline void tcp_connect_pair(int listener, int *client_fd, int *server_fd)
+{
+    struct sockaddr_in a;
+    socklen_t len = sizeof a;
+    CHECK_SYS(getsockname(listener, (struct sockaddr *)&a, &len) == 0);
+    int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    CHECK_SYS(c >= 0);
+    CHECK_SYS(connect(c, (struct sockaddr *)&a, len) == 0);
+    int s = accept4(listener, NULL, NULL, SOCK_CLOEXEC);
+    CHECK_SYS(s >= 0);
+    /* The accepted socket must be the peer of this client (nobody else connects). */
+    CHECK_EQ(sock_local_port(c), sock_peer_port(s));
+    *client_fd = c;
+    *server_fd = s;
+}
+
+/* Wait (bounded, 5 s) until fd is readable, then read exactly one byte. */
+static inline int read_byte_timeout(int fd, unsigned char *out)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    int r = poll(&p, 1, 5000);
+    if (r != 1)
+        return -1;
+    return recv(fd, out, 1, 0) == 1 ? 0 : -1;
+}
+
+/* Prove that client and server are the two ends of one working connection: one byte each
+ * way. Leaves no unread data behind (a pool may peek at idle sockets). */
+static inline int tcp_roundtrip(int client, int server, unsigned char byte)
+{
+    unsigned char got = 0;
+    if (send(client, &byte, 1, MSG_NOSIGNAL) != 1 || read_byte_timeout(server, &got) != 0 || got != byte)
+        return -1;
+    byte = (unsigned char)~byte;
+    if (send(server, &byte, 1, MSG_NOSIGNAL) != 1 || read_byte_timeout(client, &got) != 0 || got != byte)
+        return -1;
+    return 0;
+}
+
+/* ---- time ---- */
+
+/* Only for tests of the passage of time (idle timeouts), never as synchronisation. */
+static inline void sleep_ms(long ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) == -1 && errno == EINTR) {
+    }
+}
+
+/* Small helper to build keys like "10.0.0.1:8080". */
+static inline void make_key(char *buf, size_t len, int i)
+{
+    snprintf(buf, len, "10.0.0.%d:%d", i % 250 + 1, 8000 + i);
+}
+
+#endif /* CONNPOOL_TEST_HARNESS_H */
