@@ -126,9 +126,12 @@ int connpool_acquire(connpool *pool, const char *key);
  * - -EBADF: fd < 0; nothing was closed.
  *
  * Only release a connection that is idle and reusable: the response was read completely
- * and the connection is keep-alive. A released fd can be any fd the caller owns; giving
- * the pool an fd number the caller does not own (already closed, or still used elsewhere)
- * makes the pool close or hand out someone else's file, as a double close() would.
+ * and the connection is keep-alive. The pool does not probe fd on release (that would
+ * cost a system call per release): it must be an fd the caller owns. Releasing an fd
+ * number the caller had already closed returns CONNPOOL_POOLED and the stale number is
+ * later handed out or closed (close errors are ignored); if the number was meanwhile
+ * reused by another open file, the pool will close or hand out that file, exactly as a
+ * double close() would.
  *
  * # Safety
  * `pool` is NULL or a live pool; `key` is NULL or a NUL-terminated string.

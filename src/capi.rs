@@ -149,9 +149,12 @@ pub unsafe extern "C" fn connpool_acquire(pool: *mut connpool, key: *const c_cha
 /// - -EBADF: fd < 0; nothing was closed.
 ///
 /// Only release a connection that is idle and reusable: the response was read completely
-/// and the connection is keep-alive. A released fd can be any fd the caller owns; giving
-/// the pool an fd number the caller does not own (already closed, or still used elsewhere)
-/// makes the pool close or hand out someone else's file, as a double close() would.
+/// and the connection is keep-alive. The pool does not probe fd on release (that would
+/// cost a system call per release): it must be an fd the caller owns. Releasing an fd
+/// number the caller had already closed returns CONNPOOL_POOLED and the stale number is
+/// later handed out or closed (close errors are ignored); if the number was meanwhile
+/// reused by another open file, the pool will close or hand out that file, exactly as a
+/// double close() would.
 ///
 /// # Safety
 /// `pool` is NULL or a live pool; `key` is NULL or a NUL-terminated string.
@@ -168,10 +171,12 @@ pub unsafe extern "C" fn connpool_release(
             -libc::EBADF
         };
     }
-    // Owned from here on: every return path and an unwinding panic drop it, which closes it.
+    // Owned from here on: every return path closes it or gives it to the pool (an unwinding
+    // panic drops it, which closes it too).
     let fd = OwnedFd::from_raw_fd(fd);
     catch_panic(-PANIC_ERRNO, move || {
         let (Some(pool), Some(key)) = (pool_arg(pool), key_arg(key)) else {
+            crate::sys::close(fd);
             return -libc::EINVAL;
         };
         match pool.release(key, fd) {

@@ -29,6 +29,7 @@ use parking_lot::Mutex;
 
 use crate::clock::{Clock, MonotonicClock};
 use crate::key::{Key, KeyHashBuilder};
+use crate::sys::Doomed;
 
 /// Number of lock shards (a power of two). 64 keeps contention between unrelated keys rare on
 /// machines with tens of cores while costing 8 KiB per pool.
@@ -106,7 +107,7 @@ struct Stack {
 impl Stack {
     /// Moves every connection expired at `now` into `doomed`; returns how many.
     #[inline]
-    fn expire(&mut self, now: u64, doomed: &mut Vec<OwnedFd>) -> usize {
+    fn expire(&mut self, now: u64, doomed: &mut Doomed) -> usize {
         if self.earliest > now {
             return 0;
         }
@@ -114,7 +115,7 @@ impl Stack {
     }
 
     #[cold]
-    fn expire_scan(&mut self, now: u64, doomed: &mut Vec<OwnedFd>) -> usize {
+    fn expire_scan(&mut self, now: u64, doomed: &mut Doomed) -> usize {
         let before = self.idle.len();
         let mut earliest = NEVER;
         // Keeps order (LIFO) for the survivors; stacks are short (max_idle_per_key).
@@ -259,7 +260,7 @@ impl<C: Clock> Pool<C> {
         let key = key.as_bytes();
         let (_, now) = self.now();
         let (hash, shard) = self.shard(key);
-        let mut doomed = Vec::new();
+        let mut doomed = Doomed::default();
         let got = {
             let mut guard = shard.inner.lock();
             let inner = &mut *guard;
@@ -292,7 +293,7 @@ impl<C: Clock> Pool<C> {
             reading.saturating_add(self.idle_timeout_ns)
         };
         let (hash, shard) = self.shard(key);
-        let mut doomed = Vec::new();
+        let mut doomed = Doomed::default();
         let result = {
             let mut guard = shard.inner.lock();
             let inner = &mut *guard;
@@ -344,31 +345,33 @@ impl<C: Clock> Pool<C> {
         };
         let key = key.as_bytes();
         let (hash, shard) = self.shard(key);
-        let doomed = {
+        let mut doomed = Doomed::default();
+        {
             let mut guard = shard.inner.lock();
             let inner = &mut *guard;
             let Ok(entry) = inner.keys.find_entry(hash, |s| s.key == key) else {
                 return 0;
             };
             let (mut stack, _) = entry.remove();
-            let doomed = std::mem::take(&mut stack.idle);
+            doomed.extend(stack.idle.drain(..).map(|c| c.fd));
             inner.recycle(stack);
             inner.idle -= doomed.len();
             shard.publish(inner);
-            doomed
-        };
+        }
         doomed.len() // dropping `doomed` closes, outside the lock
     }
 
     fn purge_shard(&self, shard: &Shard) -> usize {
-        let doomed = {
+        let keys = {
             let mut inner = shard.inner.lock();
             let keys = std::mem::take(&mut inner.keys);
             inner.idle = 0;
             shard.publish(&inner);
             keys
         };
-        doomed.iter().map(|s| s.idle.len()).sum()
+        let mut doomed = Doomed::default();
+        doomed.extend(keys.into_iter().flat_map(|s| s.idle).map(|c| c.fd));
+        doomed.len()
     }
 
     /// Closes every expired idle connection now, over all keys; returns how many.
@@ -378,7 +381,7 @@ impl<C: Clock> Pool<C> {
         }
         let (_, now) = self.now();
         let mut total = 0;
-        let mut doomed = Vec::new();
+        let mut doomed = Doomed::default();
         for shard in self.shards.iter() {
             {
                 let mut guard = shard.inner.lock();
@@ -392,8 +395,15 @@ impl<C: Clock> Pool<C> {
                 shard.publish(inner);
                 total += expired;
             }
-            doomed.clear(); // closes, outside the lock
+            drop(std::mem::take(&mut doomed)); // closes, outside the lock
         }
         total
+    }
+}
+
+impl<C: Clock> Drop for Pool<C> {
+    /// Closes every idle connection (through the same path as purge).
+    fn drop(&mut self) {
+        self.purge(None);
     }
 }

@@ -1,6 +1,8 @@
 //! The libc calls the core needs, wrapped safely. Kept here so that `unsafe` stays out of the
 //! core (the other place `unsafe` is allowed is the C API in `capi`).
 
+use std::os::fd::{IntoRawFd, OwnedFd};
+
 /// `CLOCK_MONOTONIC_COARSE` in nanoseconds: read from the vDSO, ~6 ns against ~18 ns for the
 /// precise clock, at the price of a tick of resolution (see [`coarse_resolution_ns`]).
 pub fn coarse_now_ns() -> u64 {
@@ -30,4 +32,39 @@ pub fn coarse_resolution_ns() -> u64 {
     (ts.tv_sec as u64)
         .saturating_mul(1_000_000_000)
         .saturating_add(ts.tv_nsec as u64)
+}
+
+/// Closes `fd`, ignoring errors. Not `drop(fd)`: std aborts debug builds when an `OwnedFd`
+/// turns out to be closed already (EBADF), and a C caller that releases an fd number it
+/// had already closed must get a documented answer, not a crash of its process. On Linux
+/// `close` releases the fd even when it fails (EINTR included), so it is never retried.
+pub fn close(fd: OwnedFd) {
+    let raw = fd.into_raw_fd();
+    // SAFETY: `raw` came from an OwnedFd we owned and gave up above; nobody else closes it.
+    unsafe { libc::close(raw) };
+}
+
+/// Fds to close once the lock is released: closes them all when dropped.
+#[derive(Debug, Default)]
+pub struct Doomed(Vec<OwnedFd>);
+
+impl Doomed {
+    pub fn push(&mut self, fd: OwnedFd) {
+        self.0.push(fd);
+    }
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+impl Extend<OwnedFd> for Doomed {
+    fn extend<I: IntoIterator<Item = OwnedFd>>(&mut self, iter: I) {
+        self.0.extend(iter);
+    }
+}
+
+impl Drop for Doomed {
+    fn drop(&mut self) {
+        self.0.drain(..).for_each(close);
+    }
 }
