@@ -5,6 +5,7 @@
 //!   documented there, in one place.
 //! - [`key`]: key validation and the key hash.
 //! - [`clock`]: the clock the pool reads (injectable, so tests never sleep).
+//! - `lock`: the shard lock, which checks in debug builds that no fd is closed under it.
 //! - `sys`: the few libc calls the core needs (the only `unsafe` outside the C API).
 //! - `capi`: the exported `extern "C"` functions; the fd ownership contract for C callers is
 //!   written in the header that cbindgen generates from it (`include/connpool.h`).
@@ -13,6 +14,7 @@
 
 pub mod clock;
 pub mod key;
+mod lock;
 pub mod pool;
 
 #[allow(unsafe_code)]

@@ -8,12 +8,14 @@
 //!
 //! # Locking design
 //! - The keys are split over [`SHARDS`] shards by key hash. Each shard is one
-//!   `parking_lot::Mutex` around a map from key to that key's idle stack, so calls on
-//!   different keys rarely meet on a lock, and no call ever holds two shard locks.
+//!   `parking_lot::Mutex` (wrapped in `crate::lock::Lock`) around a table from key to that
+//!   key's idle stack, so calls on different keys rarely meet on a lock, and no call ever
+//!   holds two shard locks.
 //! - A lock is held only to move [`OwnedFd`]s in and out of the map. No syscall runs under it:
 //!   the clock is read before locking, and every fd to close is moved into a local `doomed`
 //!   list that is dropped (closed) after the guard is released. `close()` of a TCP socket
 //!   costs microseconds and can block (`SO_LINGER`), so it must never stall other callers.
+//!   Debug builds check this on every close (`crate::lock::assert_unlocked`).
 //! - Each shard publishes its idle count in an atomic written under its lock, so
 //!   [`Pool::idle_count`] reads counters without locking (a sum of per-shard snapshots).
 //! - Shards are cache-line aligned so two cores working on different shards do not share a
@@ -25,10 +27,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use hashbrown::hash_table::{Entry, HashTable};
-use parking_lot::Mutex;
 
 use crate::clock::{Clock, MonotonicClock};
 use crate::key::{Key, KeyHashBuilder};
+use crate::lock::Lock;
 use crate::sys::Doomed;
 
 /// Number of lock shards (a power of two). 64 keeps contention between unrelated keys rare on
@@ -175,7 +177,7 @@ impl ShardInner {
 #[derive(Debug)]
 #[repr(align(128))]
 struct Shard {
-    inner: Mutex<ShardInner>,
+    inner: Lock<ShardInner>,
     /// Mirror of `inner.idle`, written under the lock, read without it.
     idle: AtomicUsize,
 }
@@ -216,7 +218,7 @@ impl<C: Clock> Pool<C> {
         let hasher = KeyHashBuilder::new();
         let shards = (0..SHARDS)
             .map(|_| Shard {
-                inner: Mutex::new(ShardInner::default()),
+                inner: Lock::new(ShardInner::default()),
                 idle: AtomicUsize::new(0),
             })
             .collect();

@@ -39,6 +39,7 @@ pub fn coarse_resolution_ns() -> u64 {
 /// had already closed must get a documented answer, not a crash of its process. On Linux
 /// `close` releases the fd even when it fails (EINTR included), so it is never retried.
 pub fn close(fd: OwnedFd) {
+    crate::lock::assert_unlocked();
     let raw = fd.into_raw_fd();
     // SAFETY: `raw` came from an OwnedFd we owned and gave up above; nobody else closes it.
     unsafe { libc::close(raw) };
