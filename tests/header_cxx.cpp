@@ -15,6 +15,11 @@ static_assert(std::is_same_v<decltype(&connpool_free), void (*)(connpool *)>);
 static_assert(std::is_same_v<decltype(&connpool_acquire), int (*)(connpool *, const char *)>);
 static_assert(std::is_same_v<decltype(&connpool_release), int (*)(connpool *, const char *, int)>);
 static_assert(std::is_same_v<decltype(&connpool_version), const char *(*)()>);
+static_assert(std::is_same_v<decltype(&connpool_idle_count), size_t (*)(const connpool *)>);
+static_assert(
+    std::is_same_v<decltype(&connpool_idle_count_key), size_t (*)(const connpool *, const char *)>);
+static_assert(std::is_same_v<decltype(&connpool_purge), size_t (*)(connpool *, const char *)>);
+static_assert(std::is_same_v<decltype(&connpool_prune), size_t (*)(connpool *)>);
 static_assert(CONNPOOL_POOLED != CONNPOOL_CLOSED);
 
 int main()
