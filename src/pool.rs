@@ -320,7 +320,8 @@ impl<C: Clock> Pool<C> {
         result
     }
 
-    /// Idle connections held, over all keys. Lock-free; under concurrent calls it is a sum
+    /// Idle connections held, over all keys, expired ones not yet closed included (call
+    /// [`Pool::prune`] first to drop those). Lock-free; under concurrent calls it is a sum
     /// of per-shard snapshots.
     pub fn idle_count(&self) -> usize {
         self.shards
@@ -329,15 +330,28 @@ impl<C: Clock> Pool<C> {
             .sum()
     }
 
-    /// Idle connections held for `key` (expired ones not yet closed included).
+    /// Idle connections held for `key`. Like every call on a key, it first closes the key's
+    /// expired connections, so they are not counted.
     pub fn idle_count_key(&self, key: Key<'_>) -> usize {
         let key = key.as_bytes();
+        let (_, now) = self.now();
         let (hash, shard) = self.shard(key);
-        let inner = shard.inner.lock();
-        inner
-            .keys
-            .find(hash, |s| s.key == key)
-            .map_or(0, |s| s.idle.len())
+        let mut doomed = Doomed::default();
+        let mut guard = shard.inner.lock();
+        let inner = &mut *guard;
+        let Ok(mut entry) = inner.keys.find_entry(hash, |s| s.key == key) else {
+            return 0;
+        };
+        let expired = entry.get_mut().expire(now, &mut doomed);
+        let n = entry.get().idle.len();
+        if n == 0 {
+            let (emptied, _) = entry.remove();
+            inner.recycle(emptied);
+        }
+        inner.idle -= expired;
+        shard.publish(inner);
+        drop(guard);
+        n // dropping `doomed` closes, outside the lock
     }
 
     /// Closes every idle connection of `key`, or of every key for `None`; returns how many.

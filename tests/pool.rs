@@ -179,6 +179,26 @@ fn expired_connections_are_closed_by_any_touch_of_their_key() {
 }
 
 #[test]
+fn counting_a_key_closes_its_expired_connections() {
+    let l = listener();
+    let (pool, clock) = manual_pool(8, 100);
+    let a = connect(&l);
+    let b = connect(&l);
+    pool.release(key("c:1"), a.client);
+    pool.release(key("c:2"), b.client);
+    clock.advance_ms(100);
+    assert_eq!(
+        pool.idle_count(),
+        2,
+        "the total counts expired ones until touched"
+    );
+    assert_eq!(pool.idle_count_key(key("c:1")), 0);
+    assert!(closed(&a.backend));
+    assert!(open(&b.backend), "another key is not touched");
+    assert_eq!(pool.idle_count(), 1);
+}
+
+#[test]
 fn prune_closes_only_expired() {
     let l = listener();
     let (pool, clock) = manual_pool(8, 100);

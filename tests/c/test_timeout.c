@@ -139,6 +139,18 @@ static void test_expired_release(void)
     CHECK_CLOSED(c[2]);
     CHECK_EQ(connpool_idle_count(p), 0);
 
+    /* Counting a key is a call on the key too: it closes the expired ones, uncounted. */
+    int e, se;
+    tcp_connect_pair(listener, &e, &se);
+    CHECK_EQ(connpool_release(p, "k:4", e), CONNPOOL_POOLED);
+    CHECK_EQ(connpool_idle_count_key(p, "k:4"), 1);
+    sleep_ms(WAIT_MS);
+    CHECK_EQ(connpool_idle_count(p), 1); /* the total includes it until it is touched */
+    CHECK_EQ(connpool_idle_count_key(p, "k:4"), 0);
+    CHECK_CLOSED(e);
+    CHECK_EQ(connpool_idle_count(p), 0);
+    close(se);
+
     /* Expired connections do not count against the cap: with cap 1 a release after
      * expiry must be kept, not closed. */
     connpool_free(p);
