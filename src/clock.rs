@@ -20,11 +20,11 @@ pub struct MonotonicClock;
 
 impl Clock for MonotonicClock {
     fn now_ns(&self) -> u64 {
-        crate::sys::coarse_now_ns()
+        crate::ffi::sys::coarse_now_ns()
     }
     fn lag_ns(&self) -> u64 {
         static RES: OnceLock<u64> = OnceLock::new();
-        *RES.get_or_init(crate::sys::coarse_resolution_ns)
+        *RES.get_or_init(crate::ffi::sys::coarse_resolution_ns)
     }
 }
 

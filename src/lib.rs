@@ -6,23 +6,19 @@
 //! - [`key`]: key validation and the key hash.
 //! - [`clock`]: the clock the pool reads (injectable, so tests never sleep).
 //! - `lock`: the shard lock, which checks in debug builds that no fd is closed under it.
-//! - `sys`: the few libc calls the core needs (the only `unsafe` outside the C API).
-//! - `capi`: the exported `extern "C"` functions; the fd ownership contract for C callers is
-//!   written in the header that cbindgen generates from it (`include/connpool.h`).
+//! - `ffi`: the only `unsafe` code: [`capi`], the exported `extern "C"` functions (the fd
+//!   ownership contract for C callers is written in the header cbindgen generates from it,
+//!   `include/connpool.h`), and `ffi::sys`, the few libc calls the core needs.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod clock;
+mod ffi;
 pub mod key;
 mod lock;
 pub mod pool;
 
-#[allow(unsafe_code)]
-mod sys;
-
-#[allow(unsafe_code)]
-pub mod capi;
-
 pub use clock::{Clock, ManualClock, MonotonicClock};
+pub use ffi::capi;
 pub use key::{InvalidKey, Key, MAX_KEY_LEN};
 pub use pool::{Config, InvalidConfig, Pool, Released};

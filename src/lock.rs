@@ -1,6 +1,6 @@
 //! The shard lock: `parking_lot::Mutex`, behind a small wrapper so that the rule "no fd is
 //! closed while a pool lock is held" is checked, not just claimed. In debug builds every
-//! guard counts itself in a thread-local, and `sys::close` asserts the count is zero, so
+//! guard counts itself in a thread-local, and `ffi::sys::close` asserts the count is zero, so
 //! every debug test checks the rule on every close.
 
 use std::ops::{Deref, DerefMut};

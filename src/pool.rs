@@ -29,9 +29,9 @@ use std::time::Duration;
 use hashbrown::hash_table::{Entry, HashTable};
 
 use crate::clock::{Clock, MonotonicClock};
+use crate::ffi::sys::Doomed;
 use crate::key::{Key, KeyHashBuilder};
 use crate::lock::Lock;
-use crate::sys::Doomed;
 
 /// Number of lock shards (a power of two). 64 keeps contention between unrelated keys rare on
 /// machines with tens of cores while costing 8 KiB per pool.

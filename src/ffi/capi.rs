@@ -178,7 +178,7 @@ pub unsafe extern "C" fn connpool_release(
     let fd = OwnedFd::from_raw_fd(fd);
     catch_panic(-PANIC_ERRNO, move || {
         let (Some(pool), Some(key)) = (pool_arg(pool), key_arg(key)) else {
-            crate::sys::close(fd);
+            crate::ffi::sys::close(fd);
             return -libc::EINVAL;
         };
         match pool.release(key, fd) {

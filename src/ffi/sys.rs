@@ -1,5 +1,5 @@
-//! The libc calls the core needs, wrapped safely. Kept here so that `unsafe` stays out of the
-//! core (the other place `unsafe` is allowed is the C API in `capi`).
+//! The libc calls the core needs, wrapped in safe functions, so that `unsafe` stays out of
+//! the core.
 
 use std::os::fd::{IntoRawFd, OwnedFd};
 
