@@ -104,10 +104,10 @@ void connpool_free(connpool *pool);
  * - an fd >= 0: an idle connection for key, now owned by the caller, who must either
  *   give it back with connpool_release() or close() it.
  * - -ENOENT: no usable idle connection for key (connect a new one).
+ * - -EINVAL: pool or key is NULL, or key is empty or longer than CONNPOOL_MAX_KEY_LEN.
  *
  * Every call on a key (acquire, release, idle_count_key, purge) first closes that key's
  * expired connections.
- * - -EINVAL: pool or key is NULL, or key is empty or longer than CONNPOOL_MAX_KEY_LEN.
  *
  * # Safety
  * `pool` is NULL or a live pool; `key` is NULL or a NUL-terminated string.
@@ -142,9 +142,10 @@ int connpool_release(connpool *pool, const char *key, int fd);
 
 /**
  * Idle connections held over all keys, expired ones not yet closed included (call
- * connpool_prune() first to close those); 0 for NULL. It sums per-shard counters without locking, so while other threads
- * acquire and release it is approximate (a connection moving between keys may be
- * counted twice or not at all); it is exact when no call is running.
+ * connpool_prune() first to close those); 0 for NULL. It sums per-shard counters
+ * without locking, so while other threads acquire and release it is approximate (a
+ * connection moving between keys may be counted twice or not at all); it is exact when
+ * no call is running.
  *
  * # Safety
  * `pool` is NULL or a live pool.
