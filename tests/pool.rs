@@ -375,3 +375,72 @@ fn threads_never_share_or_lose_an_fd() {
     assert_eq!(pool.purge(None), CONNS);
     assert!(backends.iter().all(closed));
 }
+
+/// Purge and prune race acquire and release. A connection a thread holds is never closed
+/// under it (its fd still names the same socket: same local port), and at the end every
+/// connection was either purged exactly once or is still idle.
+#[test]
+fn purge_racing_acquire_and_release_accounts_for_every_fd() {
+    const THREADS: usize = 3;
+    const KEYS: usize = 8;
+    const CONNS: usize = 48;
+    const OPS: usize = 5_000;
+    let l = listener();
+    let (pool, _) = manual_pool(CONNS, 0);
+    let mut backends = Vec::new();
+    let mut ports = std::collections::HashMap::new();
+    for i in 0..CONNS {
+        let c = connect(&l);
+        let port = TcpStream::from(c.client.try_clone().unwrap())
+            .local_addr()
+            .unwrap()
+            .port();
+        ports.insert(raw(&c.client), port);
+        pool.release(key(&format!("k:{}", i % KEYS)), c.client);
+        backends.push(c.backend);
+    }
+    let purged = AtomicUsize::new(0);
+    let done = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let (pool, ports, purged, done) = (&pool, &ports, &purged, &done);
+        let purger = s.spawn(move || {
+            for i in 0.. {
+                let k = format!("k:{}", i % KEYS);
+                purged.fetch_add(pool.purge(Some(key(&k))), Ordering::SeqCst);
+                assert_eq!(pool.prune(), 0, "no timeout: nothing expires");
+                if done.load(Ordering::SeqCst) {
+                    break; // after at least one purge
+                }
+                std::thread::yield_now();
+            }
+        });
+        let workers: Vec<_> = (0..THREADS)
+            .map(|t| {
+                s.spawn(move || {
+                    for i in 0..OPS {
+                        let k = format!("k:{}", (i * 7 + t) % KEYS);
+                        if let Some(fd) = pool.acquire(key(&k)) {
+                            let s = TcpStream::from(fd);
+                            let port = s.local_addr().expect("a held fd stays open").port();
+                            assert_eq!(Some(&port), ports.get(&s.as_raw_fd()));
+                            assert_eq!(pool.release(key(&k), s.into()), Released::Pooled);
+                        }
+                    }
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join().unwrap();
+        }
+        done.store(true, Ordering::SeqCst);
+        purger.join().unwrap();
+    });
+    let idle = pool.idle_count();
+    assert!(
+        purged.load(Ordering::SeqCst) > 0,
+        "the purger raced for real"
+    );
+    assert_eq!(purged.load(Ordering::SeqCst) + idle, CONNS);
+    assert_eq!(pool.purge(None), idle);
+    assert!(backends.iter().all(closed));
+}
