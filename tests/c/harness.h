@@ -130,6 +130,13 @@ static inline void tcp_connect_pair(int listener, int *client_fd, int *server_fd
     *server_fd = s;
 }
 
+/* n connected pairs: c[i] is the client side, s[i] the accepted backend side. */
+static inline void tcp_connect_pairs(int listener, int n, int *c, int *s)
+{
+    for (int i = 0; i < n; i++)
+        tcp_connect_pair(listener, &c[i], &s[i]);
+}
+
 /* Wait (bounded, 5 s) until fd is readable, then read exactly one byte. */
 static inline int read_byte_timeout(int fd, unsigned char *out)
 {

@@ -77,8 +77,7 @@ static void test_default(int listener)
     connpool *p = connpool_new_default();
     CHECK(p != NULL);
     int c[9], s[9];
-    for (int i = 0; i < 9; i++)
-        tcp_connect_pair(listener, &c[i], &s[i]);
+    tcp_connect_pairs(listener, 9, c, s);
     for (int i = 0; i < 8; i++)
         CHECK_EQ(connpool_release(p, KEY_A, c[i]), CONNPOOL_POOLED);
     CHECK_EQ(connpool_release(p, KEY_A, c[8]), CONNPOOL_CLOSED);

@@ -12,8 +12,7 @@ int main(void)
     int baseline = count_open_fds();
     int listener = listener_open();
     int c[N], s[N];
-    for (int i = 0; i < N; i++)
-        tcp_connect_pair(listener, &c[i], &s[i]);
+    tcp_connect_pairs(listener, N, c, s);
     const char *k1 = "a.example:443", *k2 = "b.example:443";
 
     connpool *p = connpool_new(2, 0);

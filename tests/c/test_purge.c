@@ -11,8 +11,7 @@ int main(void)
     int baseline = count_open_fds();
     int listener = listener_open();
     int c[N], s[N];
-    for (int i = 0; i < N; i++)
-        tcp_connect_pair(listener, &c[i], &s[i]);
+    tcp_connect_pairs(listener, N, c, s);
     const char *k1 = "10.1.1.1:80", *k2 = "10.1.1.2:80", *k3 = "10.1.1.3:80";
 
     connpool *p = connpool_new(8, 0);

@@ -66,17 +66,23 @@ static void test_fresh(void)
     close(s);
 }
 
-/* prune closes exactly the expired ones and returns their count. */
-static void test_prune(void)
+/* Four connected pairs; a SHORT_MS pool holding c[0], c[1] on "k:1" and c[2] on "k:2". */
+static connpool *three_idle_on_two_keys(int c[4], int s[4])
 {
-    int c[4], s[4];
-    for (int i = 0; i < 4; i++)
-        tcp_connect_pair(listener, &c[i], &s[i]);
+    tcp_connect_pairs(listener, 4, c, s);
     connpool *p = connpool_new(8, SHORT_MS);
     CHECK(p != NULL);
     CHECK_EQ(connpool_release(p, "k:1", c[0]), CONNPOOL_POOLED);
     CHECK_EQ(connpool_release(p, "k:1", c[1]), CONNPOOL_POOLED);
     CHECK_EQ(connpool_release(p, "k:2", c[2]), CONNPOOL_POOLED);
+    return p;
+}
+
+/* prune closes exactly the expired ones and returns their count. */
+static void test_prune(void)
+{
+    int c[4], s[4];
+    connpool *p = three_idle_on_two_keys(c, s);
     CHECK_EQ(connpool_prune(p), 0); /* all fresh */
     CHECK_EQ(connpool_idle_count(p), 3);
     sleep_ms(WAIT_MS);
@@ -119,13 +125,7 @@ static void test_no_timeout(void)
 static void test_expired_release(void)
 {
     int c[4], s[4];
-    for (int i = 0; i < 4; i++)
-        tcp_connect_pair(listener, &c[i], &s[i]);
-    connpool *p = connpool_new(8, SHORT_MS);
-    CHECK(p != NULL);
-    CHECK_EQ(connpool_release(p, "k:1", c[0]), CONNPOOL_POOLED);
-    CHECK_EQ(connpool_release(p, "k:1", c[1]), CONNPOOL_POOLED);
-    CHECK_EQ(connpool_release(p, "k:2", c[2]), CONNPOOL_POOLED);
+    connpool *p = three_idle_on_two_keys(c, s);
     sleep_ms(WAIT_MS);
     CHECK_EQ(connpool_release(p, "k:1", c[3]), CONNPOOL_POOLED);
     CHECK_CLOSED(c[0]);
