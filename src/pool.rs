@@ -1,8 +1,8 @@
 //! The pool core: safe Rust over [`OwnedFd`].
 //!
 //! # Ownership
-//! An fd in the pool is an [`OwnedFd`] inside the map; [`Pool::acquire`] moves it out to the
-//! caller and [`Pool::release`] moves it in (or drops it, which closes it). There is no other
+//! An fd in the pool is an [`OwnedFd`] inside the table; [`Pool::acquire`] moves it out to
+//! the caller and [`Pool::release`] moves it in (or closes it). There is no other
 //! copy of an fd number anywhere in the pool, so an fd cannot be handed to two owners or closed
 //! twice by construction.
 //!
@@ -11,7 +11,7 @@
 //!   `parking_lot::Mutex` (wrapped in `crate::lock::Lock`) around a table from key to that
 //!   key's idle stack, so calls on different keys rarely meet on a lock, and no call ever
 //!   holds two shard locks.
-//! - A lock is held only to move [`OwnedFd`]s in and out of the map. No syscall runs under it:
+//! - A lock is held only to move [`OwnedFd`]s in and out of the table. No syscall runs under it:
 //!   the clock is read before locking, and every fd to close is moved into a local `doomed`
 //!   list that is dropped (closed) after the guard is released. `close()` of a TCP socket
 //!   costs microseconds and can block (`SO_LINGER`), so it must never stall other callers.
@@ -45,6 +45,7 @@ const NEVER: u64 = u64::MAX;
 /// the only memory held beyond the idle connections themselves.
 const SPARES: usize = 4;
 const SPARE_KEY_CAPACITY: usize = 256;
+const SPARE_STACK_CAPACITY: usize = 64;
 
 /// Pool limits.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -166,7 +167,10 @@ impl ShardInner {
     /// Keeps an emptied entry's allocations for the next new key, within bounds.
     fn recycle(&mut self, mut s: Stack) {
         debug_assert!(s.idle.is_empty());
-        if self.spare.len() < SPARES && s.key.capacity() <= SPARE_KEY_CAPACITY {
+        if self.spare.len() < SPARES
+            && s.key.capacity() <= SPARE_KEY_CAPACITY
+            && s.idle.capacity() <= SPARE_STACK_CAPACITY
+        {
             s.key.clear();
             s.earliest = NEVER;
             self.spare.push(s);
@@ -257,7 +261,7 @@ impl<C: Clock> Pool<C> {
     }
 
     /// Takes the most recently released live connection of `key`, now owned by the caller.
-    /// Expired connections met on the way (and any others of the key) are closed.
+    /// The key's expired connections are closed first.
     pub fn acquire(&self, key: Key<'_>) -> Option<OwnedFd> {
         let key = key.as_bytes();
         let (_, now) = self.now();
