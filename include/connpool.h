@@ -75,6 +75,11 @@ extern "C" {
  * Creates a pool that keeps at most `max_idle_per_key` idle connections per key and
  * closes connections idle for `idle_timeout_ms` milliseconds (0: no idle timeout).
  *
+ * Time is read from CLOCK_MONOTONIC_COARSE (cheap, but up to one tick of 1 to 4 ms
+ * behind), and expiry errs early: a connection may expire up to one tick before its
+ * timeout, never after. Timeouts under 16 ticks (64 ms at 250 Hz) read CLOCK_MONOTONIC
+ * instead, so even a 1 ms timeout behaves.
+ *
  * Returns NULL with errno = EINVAL when max_idle_per_key is 0 (a pool that keeps nothing
  * is almost always an unset value). Huge values (SIZE_MAX, UINT64_MAX) are accepted and
  * mean "no practical limit". Out of memory aborts the process, as Rust's allocator does.

@@ -41,11 +41,14 @@ pub const SHARDS: usize = 64;
 const NEVER: u64 = u64::MAX;
 
 /// Emptied key entries kept per shard for reuse, so a key that goes empty and comes back
-/// (one connection going out and in) costs no allocation. Small keys only: the spares are
-/// the only memory held beyond the idle connections themselves.
-const SPARES: usize = 4;
-const SPARE_KEY_CAPACITY: usize = 256;
-const SPARE_STACK_CAPACITY: usize = 64;
+/// (one connection going out and in) costs no allocation. Small ones only: with the
+/// smallest tables below, they bound what a pool holds beyond its idle connections
+/// (about 100 KiB at most, whatever the past peak).
+const SPARES: usize = 2;
+const SPARE_KEY_CAPACITY: usize = 128;
+const SPARE_STACK_CAPACITY: usize = 16;
+/// A shard's table is shrunk once it is less than a quarter full, down to this capacity.
+const MIN_TABLE_CAPACITY: usize = 16;
 
 /// Pool limits.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -164,9 +167,12 @@ fn new_stack(spare: &mut Vec<Stack>, hash: u64, key: &[u8]) -> Stack {
 }
 
 impl ShardInner {
-    /// Keeps an emptied entry's allocations for the next new key, within bounds.
+    /// Takes an entry that was just removed from the table because it emptied: shrinks the
+    /// table if it became sparse, and keeps the entry's allocations for the next new key,
+    /// within bounds.
     fn recycle(&mut self, mut s: Stack) {
         debug_assert!(s.idle.is_empty());
+        self.shrink_if_sparse();
         if self.spare.len() < SPARES
             && s.key.capacity() <= SPARE_KEY_CAPACITY
             && s.idle.capacity() <= SPARE_STACK_CAPACITY
@@ -174,6 +180,16 @@ impl ShardInner {
             s.key.clear();
             s.earliest = NEVER;
             self.spare.push(s);
+        }
+    }
+
+    /// hashbrown tables never shrink by themselves: without this, memory would follow the
+    /// peak number of keys, not the keys that hold idle connections now. Shrinking at a
+    /// quarter to half leaves room for the table to double before it grows again.
+    fn shrink_if_sparse(&mut self) {
+        let (len, cap) = (self.keys.len(), self.keys.capacity());
+        if cap > MIN_TABLE_CAPACITY && len < cap / 4 {
+            self.keys.shrink_to(len * 2, |s| s.hash);
         }
     }
 }
@@ -207,9 +223,19 @@ pub struct Pool<C: Clock = MonotonicClock> {
 }
 
 impl Pool<MonotonicClock> {
-    /// A pool on the monotonic clock.
+    /// A pool on the system's monotonic clock: the coarse one, unless the idle timeout is
+    /// short enough for its tick to matter (see [`MonotonicClock::for_timeout`]).
     pub fn new(config: Config) -> Result<Self, InvalidConfig> {
-        Pool::with_clock(config, MonotonicClock)
+        let clock = MonotonicClock::for_timeout(timeout_ns(config.idle_timeout));
+        Pool::with_clock(config, clock)
+    }
+}
+
+/// An idle timeout in nanoseconds; [`NEVER`] for none (zero means none too).
+fn timeout_ns(timeout: Option<Duration>) -> u64 {
+    match timeout {
+        Some(d) if !d.is_zero() => u64::try_from(d.as_nanos()).unwrap_or(NEVER),
+        _ => NEVER,
     }
 }
 
@@ -226,11 +252,7 @@ impl<C: Clock> Pool<C> {
                 idle: AtomicUsize::new(0),
             })
             .collect();
-        let idle_timeout_ns = match config.idle_timeout {
-            None => NEVER,
-            Some(d) if d.is_zero() => NEVER,
-            Some(d) => u64::try_from(d.as_nanos()).unwrap_or(NEVER),
-        };
+        let idle_timeout_ns = timeout_ns(config.idle_timeout);
         Ok(Pool {
             shards,
             hasher,
@@ -411,6 +433,7 @@ impl<C: Clock> Pool<C> {
                     expired += stack.expire(now, &mut doomed);
                     !stack.idle.is_empty()
                 });
+                inner.shrink_if_sparse();
                 inner.idle -= expired;
                 shard.publish(inner);
                 total += expired;
@@ -425,5 +448,70 @@ impl<C: Clock> Drop for Pool<C> {
     /// Closes every idle connection (through the same path as purge).
     fn drop(&mut self) {
         self.purge(None);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixStream;
+
+    impl<C: Clock> Pool<C> {
+        /// (key entries, table capacity), over all shards.
+        fn tables(&self) -> (usize, usize) {
+            self.shards.iter().fold((0, 0), |(n, c), s| {
+                let inner = s.inner.lock();
+                (n + inner.keys.len(), c + inner.keys.capacity())
+            })
+        }
+    }
+
+    #[test]
+    fn a_key_without_idle_connections_has_no_entry() {
+        let pool = Pool::new(Config::default()).unwrap();
+        let keys: Vec<String> = (0..100).map(|i| format!("10.0.0.{i}:80")).collect();
+        let mut peers = Vec::new();
+        for k in &keys {
+            let (a, b) = UnixStream::pair().unwrap();
+            pool.release(Key::try_from(k.as_str()).unwrap(), a.into());
+            peers.push(b);
+        }
+        assert_eq!(pool.tables().0, 100);
+        for k in &keys[..50] {
+            assert!(pool.acquire(Key::try_from(k.as_str()).unwrap()).is_some());
+        }
+        assert_eq!(pool.tables().0, 50, "acquire removes the emptied entries");
+        assert_eq!(
+            pool.purge(Some(Key::try_from(keys[60].as_str()).unwrap())),
+            1
+        );
+        assert_eq!(pool.tables().0, 49, "purge removes the entry");
+        assert_eq!(pool.idle_count_key(Key::try_from("none:1").unwrap()), 0);
+        assert_eq!(pool.tables().0, 49, "counting a key does not create it");
+    }
+
+    /// Memory follows the keys that hold idle connections, not the past peak.
+    #[test]
+    fn tables_shrink_when_keys_go_away() {
+        let mut inner = ShardInner::default();
+        let peak = 5_000;
+        for i in 0..peak {
+            let key = format!("backend-{i}:443");
+            let hash = KeyHashBuilder::new().hash_one(key.as_bytes());
+            let stack = new_stack(&mut inner.spare, hash, key.as_bytes());
+            inner.keys.insert_unique(hash, stack, |s| s.hash);
+        }
+        assert!(inner.keys.capacity() >= peak);
+        while let Some(hash) = inner.keys.iter().next().map(|s| s.hash) {
+            let entry = inner.keys.find_entry(hash, |s| s.hash == hash).unwrap();
+            let (emptied, _) = entry.remove();
+            inner.recycle(emptied);
+        }
+        assert!(
+            inner.keys.capacity() <= MIN_TABLE_CAPACITY * 2,
+            "capacity {} after the peak of {peak}",
+            inner.keys.capacity()
+        );
+        assert!(inner.spare.len() <= SPARES);
     }
 }
