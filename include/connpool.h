@@ -72,8 +72,8 @@ extern "C" {
 #endif // __cplusplus
 
 /**
- * Creates a pool that keeps at most `max_idle_per_key` idle connections per key and
- * closes connections idle for `idle_timeout_ms` milliseconds (0: no idle timeout).
+ * Creates a pool that keeps at most max_idle_per_key idle connections per key and
+ * closes connections idle for idle_timeout_ms milliseconds (0: no idle timeout).
  *
  * Time is read from CLOCK_MONOTONIC_COARSE (cheap, but up to one tick of 1 to 4 ms
  * behind), and expiry errs early: a connection may expire up to one tick before its
@@ -97,13 +97,12 @@ connpool *connpool_new_default(void);
  * Fds the caller acquired and still holds stay open and stay the caller's. No other call
  * on this pool may be running or made afterwards (use-after-free).
  *
- * # Safety
- * `pool` is NULL or a live pool not used after this call.
+ * Requires: pool is NULL or a live pool not used after this call.
  */
 void connpool_free(connpool *pool);
 
 /**
- * Takes an idle connection for `key`, the most recently released one first (LIFO).
+ * Takes an idle connection for key, the most recently released one first (LIFO).
  *
  * Returns:
  * - an fd >= 0: an idle connection for key, now owned by the caller, who must either
@@ -114,15 +113,14 @@ void connpool_free(connpool *pool);
  * Every call on a key (acquire, release, idle_count_key, purge) first closes that key's
  * expired connections.
  *
- * # Safety
- * `pool` is NULL or a live pool; `key` is NULL or a NUL-terminated string.
+ * Requires: pool is NULL or a live pool; key is NULL or a NUL-terminated string.
  */
 int connpool_acquire(connpool *pool, const char *key);
 
 /**
- * Gives `fd` back to the pool as an idle connection of `key`.
+ * Gives fd back to the pool as an idle connection of key.
  *
- * Consumes `fd` whenever fd >= 0, whatever it returns: after the call the caller no longer
+ * Consumes fd whenever fd >= 0, whatever it returns: after the call the caller no longer
  * owns it and must not use or close it. It is either kept by the pool or closed.
  *
  * Returns:
@@ -140,8 +138,7 @@ int connpool_acquire(connpool *pool, const char *key);
  * reused by another open file, the pool will close or hand out that file, exactly as a
  * double close() would.
  *
- * # Safety
- * `pool` is NULL or a live pool; `key` is NULL or a NUL-terminated string.
+ * Requires: pool is NULL or a live pool; key is NULL or a NUL-terminated string.
  */
 int connpool_release(connpool *pool, const char *key, int fd);
 
@@ -152,27 +149,24 @@ int connpool_release(connpool *pool, const char *key, int fd);
  * connection moving between keys may be counted twice or not at all); it is exact when
  * no call is running.
  *
- * # Safety
- * `pool` is NULL or a live pool.
+ * Requires: pool is NULL or a live pool.
  */
 size_t connpool_idle_count(const connpool *pool);
 
 /**
- * Idle connections held for `key`; 0 for a NULL pool or an invalid key. Like every call
+ * Idle connections held for key; 0 for a NULL pool or an invalid key. Like every call
  * on a key, it first closes the key's expired connections, so they are not counted.
  *
- * # Safety
- * `pool` is NULL or a live pool; `key` is NULL or a NUL-terminated string.
+ * Requires: pool is NULL or a live pool; key is NULL or a NUL-terminated string.
  */
 size_t connpool_idle_count_key(const connpool *pool, const char *key);
 
 /**
- * Closes every idle connection of `key`, or of every key when key is NULL (e.g. when a
+ * Closes every idle connection of key, or of every key when key is NULL (e.g. when a
  * backend went down or its address changed). Returns how many were closed; 0 for a NULL
  * pool or an invalid key. Connections the caller holds are not affected.
  *
- * # Safety
- * `pool` is NULL or a live pool; `key` is NULL or a NUL-terminated string.
+ * Requires: pool is NULL or a live pool; key is NULL or a NUL-terminated string.
  */
 size_t connpool_purge(connpool *pool, const char *key);
 
@@ -181,8 +175,7 @@ size_t connpool_purge(connpool *pool, const char *key);
  * Optional: expired connections are also closed by the next call that touches their key.
  * Call it from a timer to release fds of keys that are no longer used. 0 for NULL.
  *
- * # Safety
- * `pool` is NULL or a live pool.
+ * Requires: pool is NULL or a live pool.
  */
 size_t connpool_prune(connpool *pool);
 

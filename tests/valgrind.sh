@@ -9,6 +9,10 @@ if [ $# -lt 3 ]; then
 fi
 valgrind=$1 log=$2
 shift 2
+if [ ! -x "$valgrind" ]; then
+  echo "memcheck: valgrind not installed (apt-get install valgrind): skipped"
+  exit 77 # ctest SKIP_RETURN_CODE
+fi
 mkdir -p "$(dirname "$log")"
 rm -f "$log"
 

@@ -2,8 +2,12 @@
 //!
 //! Each function checks its arguments (every pointer may be NULL, every key may be huge or
 //! invalid UTF-8), then calls the safe core. Each runs inside [`catch_panic`], so a panic
-//! (a bug) never unwinds into C. The documentation here is written for C readers: cbindgen
-//! copies it into `include/connpool.h`.
+//! (a bug) never unwinds into C.
+//!
+//! Doc comments here are written for C readers (cbindgen copies them into
+//! `include/connpool.h`): plain prose, with each function's pointer requirements under
+//! "Requires:" rather than rustdoc's "# Safety" heading, hence the allowed lint.
+#![allow(clippy::missing_safety_doc)]
 
 use std::ffi::{c_char, c_int};
 use std::os::fd::{FromRawFd, OwnedFd};
@@ -30,7 +34,7 @@ pub struct connpool {
     pool: Pool,
 }
 
-/// Runs `f`, turning a panic (an internal bug) into `on_panic` instead of unwinding into C.
+/// Runs f, turning a panic (an internal bug) into on_panic instead of unwinding into C.
 /// The default panic hook has already printed the message to stderr by then.
 fn catch_panic<R>(on_panic: R, f: impl FnOnce() -> R) -> R {
     catch_unwind(AssertUnwindSafe(f)).unwrap_or(on_panic)
@@ -48,8 +52,7 @@ fn set_errno(e: c_int) {
 /// Reads a C key: at most MAX_KEY_LEN + 1 bytes are looked at, so a huge or unterminated
 /// key past that length is rejected without being read to its end.
 ///
-/// # Safety
-/// `key` is NULL or points to a NUL-terminated string, or to at least MAX_KEY_LEN + 1
+/// Requires: key is NULL or points to a NUL-terminated string, or to at least MAX_KEY_LEN + 1
 /// readable bytes.
 unsafe fn key_arg<'a>(key: *const c_char) -> Option<Key<'a>> {
     if key.is_null() {
@@ -59,8 +62,7 @@ unsafe fn key_arg<'a>(key: *const c_char) -> Option<Key<'a>> {
     Key::new(std::slice::from_raw_parts(key.cast::<u8>(), len)).ok()
 }
 
-/// # Safety
-/// `pool` is NULL or a live pool from connpool_new*.
+/// Requires: pool is NULL or a live pool from connpool_new*.
 unsafe fn pool_arg<'a>(pool: *const connpool) -> Option<&'a Pool> {
     pool.as_ref().map(|p| &p.pool)
 }
@@ -75,8 +77,8 @@ fn new_pool(config: Config) -> *mut connpool {
     }
 }
 
-/// Creates a pool that keeps at most `max_idle_per_key` idle connections per key and
-/// closes connections idle for `idle_timeout_ms` milliseconds (0: no idle timeout).
+/// Creates a pool that keeps at most max_idle_per_key idle connections per key and
+/// closes connections idle for idle_timeout_ms milliseconds (0: no idle timeout).
 ///
 /// Time is read from CLOCK_MONOTONIC_COARSE (cheap, but up to one tick of 1 to 4 ms
 /// behind), and expiry errs early: a connection may expire up to one tick before its
@@ -107,8 +109,7 @@ pub extern "C" fn connpool_new_default() -> *mut connpool {
 /// Fds the caller acquired and still holds stay open and stay the caller's. No other call
 /// on this pool may be running or made afterwards (use-after-free).
 ///
-/// # Safety
-/// `pool` is NULL or a live pool not used after this call.
+/// Requires: pool is NULL or a live pool not used after this call.
 #[no_mangle]
 pub unsafe extern "C" fn connpool_free(pool: *mut connpool) {
     if !pool.is_null() {
@@ -117,7 +118,7 @@ pub unsafe extern "C" fn connpool_free(pool: *mut connpool) {
     }
 }
 
-/// Takes an idle connection for `key`, the most recently released one first (LIFO).
+/// Takes an idle connection for key, the most recently released one first (LIFO).
 ///
 /// Returns:
 /// - an fd >= 0: an idle connection for key, now owned by the caller, who must either
@@ -128,8 +129,7 @@ pub unsafe extern "C" fn connpool_free(pool: *mut connpool) {
 /// Every call on a key (acquire, release, idle_count_key, purge) first closes that key's
 /// expired connections.
 ///
-/// # Safety
-/// `pool` is NULL or a live pool; `key` is NULL or a NUL-terminated string.
+/// Requires: pool is NULL or a live pool; key is NULL or a NUL-terminated string.
 #[no_mangle]
 pub unsafe extern "C" fn connpool_acquire(pool: *mut connpool, key: *const c_char) -> c_int {
     catch_panic(-PANIC_ERRNO, || {
@@ -143,9 +143,9 @@ pub unsafe extern "C" fn connpool_acquire(pool: *mut connpool, key: *const c_cha
     })
 }
 
-/// Gives `fd` back to the pool as an idle connection of `key`.
+/// Gives fd back to the pool as an idle connection of key.
 ///
-/// Consumes `fd` whenever fd >= 0, whatever it returns: after the call the caller no longer
+/// Consumes fd whenever fd >= 0, whatever it returns: after the call the caller no longer
 /// owns it and must not use or close it. It is either kept by the pool or closed.
 ///
 /// Returns:
@@ -163,8 +163,7 @@ pub unsafe extern "C" fn connpool_acquire(pool: *mut connpool, key: *const c_cha
 /// reused by another open file, the pool will close or hand out that file, exactly as a
 /// double close() would.
 ///
-/// # Safety
-/// `pool` is NULL or a live pool; `key` is NULL or a NUL-terminated string.
+/// Requires: pool is NULL or a live pool; key is NULL or a NUL-terminated string.
 #[no_mangle]
 pub unsafe extern "C" fn connpool_release(
     pool: *mut connpool,
@@ -199,18 +198,16 @@ pub unsafe extern "C" fn connpool_release(
 /// connection moving between keys may be counted twice or not at all); it is exact when
 /// no call is running.
 ///
-/// # Safety
-/// `pool` is NULL or a live pool.
+/// Requires: pool is NULL or a live pool.
 #[no_mangle]
 pub unsafe extern "C" fn connpool_idle_count(pool: *const connpool) -> usize {
     catch_panic(0, || pool_arg(pool).map_or(0, Pool::idle_count))
 }
 
-/// Idle connections held for `key`; 0 for a NULL pool or an invalid key. Like every call
+/// Idle connections held for key; 0 for a NULL pool or an invalid key. Like every call
 /// on a key, it first closes the key's expired connections, so they are not counted.
 ///
-/// # Safety
-/// `pool` is NULL or a live pool; `key` is NULL or a NUL-terminated string.
+/// Requires: pool is NULL or a live pool; key is NULL or a NUL-terminated string.
 #[no_mangle]
 pub unsafe extern "C" fn connpool_idle_count_key(
     pool: *const connpool,
@@ -222,12 +219,11 @@ pub unsafe extern "C" fn connpool_idle_count_key(
     })
 }
 
-/// Closes every idle connection of `key`, or of every key when key is NULL (e.g. when a
+/// Closes every idle connection of key, or of every key when key is NULL (e.g. when a
 /// backend went down or its address changed). Returns how many were closed; 0 for a NULL
 /// pool or an invalid key. Connections the caller holds are not affected.
 ///
-/// # Safety
-/// `pool` is NULL or a live pool; `key` is NULL or a NUL-terminated string.
+/// Requires: pool is NULL or a live pool; key is NULL or a NUL-terminated string.
 #[no_mangle]
 pub unsafe extern "C" fn connpool_purge(pool: *mut connpool, key: *const c_char) -> usize {
     catch_panic(0, || {
@@ -245,8 +241,7 @@ pub unsafe extern "C" fn connpool_purge(pool: *mut connpool, key: *const c_char)
 /// Optional: expired connections are also closed by the next call that touches their key.
 /// Call it from a timer to release fds of keys that are no longer used. 0 for NULL.
 ///
-/// # Safety
-/// `pool` is NULL or a live pool.
+/// Requires: pool is NULL or a live pool.
 #[no_mangle]
 pub unsafe extern "C" fn connpool_prune(pool: *mut connpool) -> usize {
     catch_panic(0, || pool_arg(pool).map_or(0, Pool::prune))
