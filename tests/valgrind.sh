@@ -9,7 +9,7 @@ if [ $# -lt 3 ]; then
 fi
 valgrind=$1 log=$2
 shift 2
-if [ ! -x "$valgrind" ]; then
+if ! command -v "$valgrind" >/dev/null 2>&1; then
   echo "memcheck: valgrind not installed (apt-get install valgrind): skipped"
   exit 77 # ctest SKIP_RETURN_CODE
 fi

@@ -91,7 +91,7 @@ static inline int listener_open(void)
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     a.sin_port = 0;
     CHECK_SYS(bind(fd, (struct sockaddr *)&a, sizeof a) == 0);
-    CHECK_SYS(listen(fd, 256) == 0);
+    CHECK_SYS(listen(fd, SOMAXCONN) == 0);
     return fd;
 }
 
