@@ -1,7 +1,7 @@
 //! The C ABI: every exported function, and the only `extern "C"` in the crate.
 //!
 //! Each function checks its arguments (every pointer may be NULL, every key may be huge or
-//! invalid UTF-8), then calls the safe core. Each runs inside [`catch_panic`], so a panic
+//! invalid UTF-8), then calls the safe core. Each runs inside `catch_panic`, so a panic
 //! (a bug) never unwinds into C.
 //!
 //! Doc comments here are written for C readers (cbindgen copies them into
