@@ -180,8 +180,7 @@ static void *backend_main(void *arg)
 
 int main(void)
 {
-    const char *preload = getenv("LD_PRELOAD");
-    ops_per_thread = preload != NULL && strstr(preload, "vgpreload") != NULL ? 3000 : 20000;
+    ops_per_thread = running_on_valgrind() ? 3000 : 20000;
     const char *env = getenv("CONNPOOL_STRESS_OPS");
     if (env != NULL && atol(env) > 0)
         ops_per_thread = atol(env);

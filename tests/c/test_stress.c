@@ -114,8 +114,7 @@ static void *worker_main(void *arg)
 
 int main(void)
 {
-    const char *preload = getenv("LD_PRELOAD");
-    ops_per_thread = preload != NULL && strstr(preload, "vgpreload") != NULL ? 5000 : 100000;
+    ops_per_thread = running_on_valgrind() ? 5000 : 100000;
     const char *env = getenv("CONNPOOL_STRESS_OPS");
     if (env != NULL && atol(env) > 0)
         ops_per_thread = atol(env);
