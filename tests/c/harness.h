@@ -15,6 +15,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -167,6 +168,25 @@ static inline int running_on_valgrind(void)
 {
     const char *preload = getenv("LD_PRELOAD");
     return preload != NULL && strstr(preload, "vgpreload") != NULL;
+}
+
+/* Operations per thread for a stress test: `native`, or `under_valgrind` there;
+ * CONNPOOL_STRESS_OPS=<n> overrides both. */
+static inline long stress_ops(long native, long under_valgrind)
+{
+    const char *env = getenv("CONNPOOL_STRESS_OPS");
+    if (env != NULL && atol(env) > 0)
+        return atol(env);
+    return running_on_valgrind() ? under_valgrind : native;
+}
+
+/* xorshift64: a per-thread random stream with no shared state. */
+static inline uint32_t xorshift(uint64_t *state)
+{
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    return (uint32_t)(*state >> 32);
 }
 
 /* ---- time ---- */

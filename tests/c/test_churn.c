@@ -39,10 +39,7 @@ struct worker {
 
 static uint32_t next_rand(struct worker *w)
 {
-    w->rng ^= w->rng << 13;
-    w->rng ^= w->rng >> 7;
-    w->rng ^= w->rng << 17;
-    return (uint32_t)(w->rng >> 32);
+    return xorshift(&w->rng);
 }
 
 static unsigned long inode(int fd)
@@ -180,10 +177,7 @@ static void *backend_main(void *arg)
 
 int main(void)
 {
-    ops_per_thread = running_on_valgrind() ? 3000 : 20000;
-    const char *env = getenv("CONNPOOL_STRESS_OPS");
-    if (env != NULL && atol(env) > 0)
-        ops_per_thread = atol(env);
+    ops_per_thread = stress_ops(20000, 3000);
 
     int baseline = count_open_fds();
     int listener = listener_open();

@@ -43,11 +43,7 @@ struct worker {
 
 static uint32_t next_rand(struct worker *w)
 {
-    /* xorshift64: per-thread, no shared state. */
-    w->rng ^= w->rng << 13;
-    w->rng ^= w->rng >> 7;
-    w->rng ^= w->rng << 17;
-    return (uint32_t)(w->rng >> 32);
+    return xorshift(&w->rng);
 }
 
 static void do_release(struct worker *w, int idx, int k)
@@ -114,10 +110,7 @@ static void *worker_main(void *arg)
 
 int main(void)
 {
-    ops_per_thread = running_on_valgrind() ? 5000 : 100000;
-    const char *env = getenv("CONNPOOL_STRESS_OPS");
-    if (env != NULL && atol(env) > 0)
-        ops_per_thread = atol(env);
+    ops_per_thread = stress_ops(100000, 5000);
 
     int baseline = count_open_fds();
     int listener = listener_open();
