@@ -58,6 +58,7 @@ fn manual_pool(max: usize, timeout_ms: u64) -> (Pool<ManualClock>, ManualClock) 
     let cfg = Config {
         max_idle_per_key: max,
         idle_timeout: Some(Duration::from_millis(timeout_ms)),
+        ..Config::default()
     };
     (Pool::with_clock(cfg, clock.clone()).unwrap(), clock)
 }
@@ -246,6 +247,7 @@ fn a_lagging_clock_expires_early_not_late() {
     let cfg = Config {
         max_idle_per_key: 8,
         idle_timeout: Some(Duration::from_millis(100)),
+        ..Config::default()
     };
     let pool = Pool::with_clock(cfg, Lagging(clock.clone())).unwrap();
     let a = connect(&l);
@@ -301,11 +303,16 @@ fn zero_idle_per_key_is_invalid() {
     let cfg = Config {
         max_idle_per_key: 0,
         idle_timeout: None,
+        ..Config::default()
     };
-    assert_eq!(Pool::new(cfg).unwrap_err(), InvalidConfig);
+    assert!(matches!(Pool::new(cfg), Err(InvalidConfig(_))));
     let huge = Config {
         max_idle_per_key: usize::MAX,
         idle_timeout: Some(Duration::from_millis(u64::MAX)),
+        max_lifetime: Some(Duration::from_millis(u64::MAX)),
+        max_uses: Some(u32::MAX),
+        max_idle_total: Some(usize::MAX),
+        ..Config::default()
     };
     let pool = Pool::new(huge).unwrap();
     let l = listener();
