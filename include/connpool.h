@@ -350,9 +350,9 @@ int connpool_release_hint(struct connpool *pool,
                           uint64_t keepalive_timeout_ms);
 
 /**
- * Fills *out with the pool's gauges and counters (see connpool_stats). Counters are exact
- * when no other call runs; while other threads call the pool, each of its 64 shards is read
- * at a slightly different instant.
+ * Fills *out with the pool's gauges and counters (see connpool_stats): a consistent
+ * snapshot, exact also while other threads call the pool (it briefly holds every internal
+ * lock at once, so call it from a timer or on demand, not per request).
  *
  * Returns 0, or -EINVAL when pool or out is NULL or out->struct_size is smaller than
  * sizeof(connpool_stats) (then *out is untouched). A larger struct_size is accepted: the
@@ -367,8 +367,9 @@ int connpool_stats_get(const struct connpool *pool, struct connpool_stats *out);
  * Idle connections held over all keys, expired ones not yet closed included (call
  * connpool_prune() first to close those); 0 for NULL. It sums per-shard counters
  * without locking, so while other threads acquire and release it is approximate (a
- * connection moving between keys may be counted twice or not at all); it is exact when
- * no call is running.
+ * connection moving between keys may be counted twice or not at all), though never above
+ * max_idle_total; it is exact when no call is running. connpool_stats_get() gives an
+ * exact snapshot at a higher cost.
  *
  * Requires: pool is NULL or a live pool.
  */
