@@ -393,7 +393,10 @@ fn fill_info(info: &mut connpool_conn_info, got: &ConnInfo) {
 ///
 /// Only release a connection that is idle and reusable: the response was read completely
 /// and the connection is keep-alive. The pool does not probe fd on release (that would
-/// cost a system call per release); it is checked when next acquired. Releasing an fd
+/// cost a system call per release); it is checked when next acquired. So any fd is
+/// accepted: a pipe, a regular file or a listening socket fails the liveness check at the
+/// next acquire of its key and is closed (with CONNPOOL_CHECK_LIVENESS off it is handed
+/// back as given); a UDP socket has nothing to read, passes the check and is handed back. Releasing an fd
 /// number the caller had already closed returns CONNPOOL_POOLED and the stale number is
 /// later closed (close errors are ignored) or, without the liveness check, handed out;
 /// if the number was meanwhile reused by another open file, the pool will close or hand
