@@ -509,9 +509,8 @@ impl<C: Clock> Pool<C> {
         };
         let (hash, shard, index) = self.shard_index(st, key);
         let watcher = st.watcher();
-        if let Some(w) = watcher {
-            w.watch(fd.as_fd(), index); // before it is findable: see crate::watch
-        }
+        // Watched before it is findable: see crate::watch.
+        let token = watcher.map_or(0, |w| w.watch(fd.as_fd(), index));
         let mut doomed = st.doomed();
         let result = {
             let mut guard = shard.inner.lock();
@@ -533,6 +532,7 @@ impl<C: Clock> Pool<C> {
                     born,
                     uses,
                     seq,
+                    token,
                 });
                 inner.stats.pooled += 1;
                 if capped {
@@ -833,7 +833,7 @@ impl<C: Clock> Pool<C> {
         for ready in w.ready() {
             match ready {
                 Ready::Timer => timer = true,
-                Ready::Fd { fd, shard } => closed += self.reap_fd(st, shard, fd),
+                Ready::Fd { token, shard } => closed += self.reap_fd(st, shard, token),
             }
         }
         if timer {
@@ -845,9 +845,10 @@ impl<C: Clock> Pool<C> {
         closed
     }
 
-    /// Closes idle fd `fd` of `shard` if it is still there (it may have been handed out or
-    /// closed since the event). Returns 1 if it was.
-    fn reap_fd(&self, st: &State, shard: usize, fd: std::os::fd::RawFd) -> usize {
+    /// Closes the idle fd registered with `token` in `shard` if it is still there (it may
+    /// have been handed out or closed since the event, and its number reused). Returns 1 if
+    /// it was.
+    fn reap_fd(&self, st: &State, shard: usize, token: u64) -> usize {
         let Some(shard) = st.shards.get(shard) else {
             return 0;
         };
@@ -856,7 +857,7 @@ impl<C: Clock> Pool<C> {
             let mut guard = shard.inner.lock();
             let inner = &mut *guard;
             let found = inner.keys.iter().find_map(|s| {
-                let i = s.idle.iter().position(|c| c.fd.as_raw_fd() == fd)?;
+                let i = s.idle.iter().position(|c| c.token == token)?;
                 Some((s.hash, s.key.as_ptr(), i))
             });
             let Some((hash, key, i)) = found else {

@@ -21,8 +21,10 @@ use crate::fds;
 use crate::ffi::sys;
 use crate::shard::NEVER;
 
-/// The epoll data of the timerfd; idle fds carry `shard << 32 | fd`.
+/// The epoll data of the timerfd; idle fds carry a token (see [`Watcher::watch`]).
 const TIMER: u64 = u64::MAX;
+/// Low bits of a token: the shard the fd is stored in.
+const SHARD_BITS: u32 = 6;
 /// Events read per `epoll_wait`.
 const BATCH: usize = 64;
 
@@ -31,8 +33,9 @@ const BATCH: usize = 64;
 pub enum Ready {
     /// The earliest deadline has passed.
     Timer,
-    /// An idle fd (in shard `shard`) has input, a hang-up or an error.
-    Fd { fd: RawFd, shard: usize },
+    /// The idle fd registered with `token` (stored in shard `shard`) has input, a hang-up or
+    /// an error.
+    Fd { token: u64, shard: usize },
 }
 
 #[derive(Debug)]
@@ -41,6 +44,8 @@ pub struct Watcher {
     timer: Option<OwnedFd>,
     /// The deadline the timer is armed for ([`NEVER`]: disarmed).
     armed: parking_lot::Mutex<u64>,
+    /// Registrations made so far (the high bits of tokens).
+    registrations: std::sync::atomic::AtomicU64,
 }
 
 impl Watcher {
@@ -55,6 +60,7 @@ impl Watcher {
             epoll: Some(epoll),
             timer: Some(timer),
             armed: parking_lot::Mutex::new(NEVER),
+            registrations: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -76,11 +82,18 @@ impl Watcher {
         self.epoll()
     }
 
-    /// Starts watching an fd that is about to be stored in `shard`. A failure (an fd epoll
-    /// cannot watch, like a regular file) only means no early close for it.
-    pub fn watch(&self, fd: BorrowedFd<'_>, shard: usize) {
-        let data = (shard as u64) << 32 | u64::from(fd.as_raw_fd() as u32);
-        let _ = sys::epoll_add(self.epoll(), fd, data);
+    /// Starts watching an fd that is about to be stored in `shard`; returns the token its
+    /// events will carry, to be stored with it. Events are read in batches, so by the time
+    /// one is handled its fd number may have been closed and reused by another connection:
+    /// the token, unique per registration, tells them apart (the number cannot).
+    /// A failure (an fd epoll cannot watch, like a regular file) only means no early close.
+    pub fn watch(&self, fd: BorrowedFd<'_>, shard: usize) -> u64 {
+        let n = self
+            .registrations
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let token = (n + 1) << SHARD_BITS | shard as u64;
+        let _ = sys::epoll_add(self.epoll(), fd, token);
+        token
     }
 
     /// Stops watching an fd that leaves the pool.
@@ -101,9 +114,9 @@ impl Watcher {
         data.into_iter()
             .map(|d| match d {
                 TIMER => Ready::Timer,
-                d => Ready::Fd {
-                    fd: d as u32 as RawFd,
-                    shard: (d >> 32) as usize,
+                token => Ready::Fd {
+                    token,
+                    shard: (token & ((1 << SHARD_BITS) - 1)) as usize,
                 },
             })
             .collect()

@@ -252,6 +252,9 @@ static void stress(void)
            atomic_load(&g_handed), atomic_load(&g_killed), (unsigned long long)st.dead,
            (unsigned long long)st.idle, (unsigned long long)st.closed_full);
     CHECK(st.dead > 0);
+    /* Only connections whose backend was killed may be closed as dead: a live one never is
+     * (this caught stale epoll events naming a reused fd number). */
+    CHECK(st.dead <= (unsigned long long)atomic_load(&g_killed));
     CHECK_EQ(st.pooled, st.idle + st.hits + st.dead + st.expired + st.evicted);
     connpool_free(g_pool);
     /* Backend ends still open belong to connections that were closed by the per-key cap
