@@ -7,17 +7,31 @@
  * FD OWNERSHIP (the whole contract, in one place)
  *   Every fd is owned by exactly one side at any time; the pool never closes an fd it does
  *   not own and never leaks one it owns.
- *   - connpool_acquire() >= 0: the fd is the caller's. The pool forgets it completely.
- *     The caller either gives it back with connpool_release() or close()s it itself.
- *   - connpool_acquire() < 0: no fd changed hands.
- *   - connpool_release(pool, key, fd) with fd >= 0: the fd is the pool's from the moment of
- *     the call, WHATEVER the result: CONNPOOL_POOLED (kept idle), CONNPOOL_CLOSED (closed:
- *     the key was full) or a negative errno for bad arguments (closed). Never use or close
- *     it again. With fd < 0 (-EBADF) nothing changes hands.
- *   - connpool_purge(), connpool_prune(), connpool_free() close idle fds the pool owns;
- *     fds the caller holds are never touched.
- *   The pool never calls shutdown(), so an fd inherited by a fork()ed child is not broken
- *   for the parent when the child closes its copy.
+ *   - connpool_acquire() / connpool_acquire_info() >= 0: the fd is the caller's. The
+ *     caller either gives it back with connpool_release() or close()s it itself.
+ *   - connpool_acquire*() < 0: no fd changed hands.
+ *   - connpool_release(pool, key, fd) / connpool_release_hint() with fd >= 0: the fd is the
+ *     pool's from the moment of the call, WHATEVER the result: CONNPOOL_POOLED (kept idle),
+ *     CONNPOOL_CLOSED (closed: key full, lifetime or uses reached, zero hint) or a negative
+ *     errno for bad arguments (-EINVAL: closed). Never use or close it again. Two
+ *     exceptions: fd < 0 (-EBADF) changes nothing, and -EALREADY means the pool already
+ *     owned that fd (a double release): nothing was changed or closed.
+ *   - connpool_purge(), connpool_prune(), connpool_free() and the pool's own checks close
+ *     idle fds the pool owns; fds the caller holds are never touched.
+ *
+ * HEALTH AND LIMITS (see connpool_config)
+ *   Before an idle fd is handed out, the pool checks it (CONNPOOL_CHECK_LIVENESS, on by
+ *   default: one non-blocking recv(MSG_PEEK)) and closes it instead if the backend closed
+ *   it, reset it or sent stray bytes. It also closes idle fds past their idle timeout, the
+ *   server's keep-alive hint or their max lifetime, fds at max_uses on release, and the
+ *   least recently released idle fd when a release would exceed max_idle_total.
+ *   connpool_stats_get() counts every close by reason.
+ *
+ * FORK: in a child process the inherited pool never hands out the parent's connections.
+ *   At fork() the child's copies of the idle fds are closed (close(), never shutdown(), so
+ *   the parent's streams are unaffected) and the child's pool starts empty and works
+ *   normally; nothing in the child waits for a lock another parent thread held at the
+ *   fork. No system call is added to acquire or release for this.
  *
  * ERRORS are negative errno values (from <errno.h>). If an internal bug ever panics, the
  * panic is stopped at the library boundary (it never unwinds into C): int functions return
@@ -26,7 +40,7 @@
  *
  * THREADS: every function may be called concurrently on the same pool, except
  * connpool_free(), which must be the last call on it. Locks are sharded by key hash and
- * never held across a system call (close() happens after unlocking).
+ * never held across a system call (close() and the liveness check run outside them).
  */
 
 #ifndef CONNPOOL_H
@@ -350,9 +364,9 @@ int connpool_release_hint(struct connpool *pool,
                           uint64_t keepalive_timeout_ms);
 
 /**
- * Fills *out with the pool's gauges and counters (see connpool_stats). Counters are exact
- * when no other call runs; while other threads call the pool, each of its 64 shards is read
- * at a slightly different instant.
+ * Fills *out with the pool's gauges and counters (see connpool_stats): a consistent
+ * snapshot, exact also while other threads call the pool (it briefly holds every internal
+ * lock at once, so call it from a timer or on demand, not per request).
  *
  * Returns 0, or -EINVAL when pool or out is NULL or out->struct_size is smaller than
  * sizeof(connpool_stats) (then *out is untouched). A larger struct_size is accepted: the
@@ -367,8 +381,9 @@ int connpool_stats_get(const struct connpool *pool, struct connpool_stats *out);
  * Idle connections held over all keys, expired ones not yet closed included (call
  * connpool_prune() first to close those); 0 for NULL. It sums per-shard counters
  * without locking, so while other threads acquire and release it is approximate (a
- * connection moving between keys may be counted twice or not at all); it is exact when
- * no call is running.
+ * connection moving between keys may be counted twice or not at all), though never above
+ * max_idle_total; it is exact when no call is running. connpool_stats_get() gives an
+ * exact snapshot at a higher cost.
  *
  * Requires: pool is NULL or a live pool.
  */

@@ -29,7 +29,9 @@
 //! - The fd table and the per-pool state pointer are lock-free (`crate::ffi::cell`), because
 //!   a fork() child must use them while parent-thread locks may be held forever.
 //! - Counters are plain integers under the shard lock; the few events that happen outside
-//!   any lock (a failed liveness check, a retired connection) use atomics.
+//!   any lock (a failed liveness check, a retired connection) use atomics. [`Pool::stats`]
+//!   is the one call that holds several shard locks: all of them, in shard order, for a
+//!   consistent snapshot (no other call holds two, so the order cannot deadlock).
 //! - Shards are cache-line aligned so two cores working on different shards do not share a
 //!   line.
 
@@ -202,8 +204,9 @@ impl<C: Clock> Pool<C> {
 
     /// First call in a fork child: the atfork handler has already closed the child's copies
     /// of the idle fds; replace the shards (their locks may be held forever) with empty ones.
-    /// The old state is leaked on purpose: it holds fds that are closed now (dropping it
-    /// would close the numbers again) and maybe a held lock.
+    /// The old state is kept, never dropped: its fds are closed now (dropping would close
+    /// the numbers again) and a shard whose lock was held at the fork may be half-updated.
+    /// The memory of shards that were unlocked is freed.
     #[cold]
     fn after_fork(&self) -> &State {
         let generation = fork::generation();
@@ -224,7 +227,22 @@ impl<C: Clock> Pool<C> {
                 .compare_exchange(r, mine, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok()
             {
+                let old = self.state.get();
                 let st = self.state.replace(State::new(generation));
+                for shard in old.shards.iter() {
+                    if let Some(mut inner) = shard.inner.try_lock() {
+                        let keys = std::mem::take(&mut inner.keys);
+                        let spare = std::mem::take(&mut inner.spare);
+                        drop(inner);
+                        // Already closed by the atfork handler: forget the numbers.
+                        for stack in keys {
+                            stack.idle.into_iter().for_each(|c| {
+                                let _ = c.fd.into_raw_fd();
+                            });
+                        }
+                        drop(spare);
+                    }
+                }
                 self.resetting.store(0, Ordering::Release);
                 return st;
             }
@@ -478,13 +496,20 @@ impl<C: Clock> Pool<C> {
 
     /// Idle connections held, over all keys, expired ones not yet closed included (call
     /// [`Pool::prune`] first to drop those). Lock-free; under concurrent calls it is a sum
-    /// of per-shard snapshots.
+    /// of per-shard snapshots taken at slightly different instants (use [`Pool::stats`] for
+    /// a consistent one), never above the global cap.
     pub fn idle_count(&self) -> usize {
-        self.state()
+        let sum = self
+            .state()
             .shards
             .iter()
             .map(|s| s.idle.load(Ordering::Relaxed))
-            .sum()
+            .sum();
+        match self.limits.max_idle_total {
+            0 => sum,
+            // A sum above the cap can only come from reading shards at different instants.
+            cap => sum.min(cap),
+        }
     }
 
     /// Idle connections held for `key`. Like every call on a key, it first closes the key's
@@ -658,18 +683,20 @@ impl<C: Clock> Pool<C> {
         n_dead + doomed.len() // dropping `doomed` closes, outside the lock
     }
 
-    /// The pool's gauges and counters. Exact when no call is running; while calls run, each
-    /// shard is read at a different instant.
+    /// The pool's gauges and counters: a consistent snapshot, exact also while other threads
+    /// call the pool. It holds every shard lock at once (taken in shard order, and no other
+    /// call holds two, so this cannot deadlock) for the time it takes to add them up.
     pub fn stats(&self) -> Stats {
         let st = self.state();
         let mut s = Stats::default();
-        for shard in st.shards.iter() {
-            let inner = shard.inner.lock();
+        let guards: Vec<_> = st.shards.iter().map(|shard| shard.inner.lock()).collect();
+        for inner in &guards {
             s.idle += inner.idle as u64;
             s.keys += inner.keys.len() as u64;
             s.add(&inner.stats);
         }
         s.add_atomic(&st.outside);
+        drop(guards);
         s
     }
 }
@@ -678,5 +705,90 @@ impl<C: Clock> Drop for Pool<C> {
     /// Closes every idle connection (through the same path as purge).
     fn drop(&mut self) {
         self.purge(None);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixStream;
+    use std::sync::mpsc;
+
+    /// A fork child must never take a shard lock: another parent thread may have held it at
+    /// the fork, and in the child nobody will ever release it. Here a parent thread holds
+    /// the very shard the child uses, for the whole life of the child.
+    #[test]
+    #[allow(unsafe_code)]
+    fn a_fork_child_never_waits_for_a_lock_held_at_the_fork() {
+        let pool = Pool::new(Config::default()).unwrap();
+        let key = Key::try_from("held:1").unwrap();
+        let (a, _a_peer) = UnixStream::pair().unwrap();
+        let a_raw = a.as_raw_fd();
+        assert_eq!(pool.release(key, a.into()), Released::Pooled);
+        let (_, shard) = pool.shard(pool.state(), key.as_bytes());
+        let (locked_tx, locked_rx) = mpsc::channel();
+        let (done_tx, done_rx) = mpsc::channel::<()>();
+        std::thread::scope(|s| {
+            s.spawn(move || {
+                let _held = shard.inner.lock();
+                locked_tx.send(()).unwrap();
+                let _ = done_rx.recv();
+            });
+            locked_rx.recv().unwrap();
+            // SAFETY: the child only runs the closure below and leaves with _exit.
+            let pid = unsafe { libc::fork() };
+            assert!(pid >= 0);
+            if pid == 0 {
+                let code = std::panic::catch_unwind(|| {
+                    // SAFETY: fcntl on a number only queries it.
+                    if unsafe { libc::fcntl(a_raw, libc::F_GETFD) } != -1 {
+                        return 2; // the child's copy of the idle fd must be closed
+                    }
+                    if pool.acquire(key).is_some() {
+                        return 3; // the child's pool starts empty
+                    }
+                    let (c, _c_peer) = UnixStream::pair().unwrap();
+                    if pool.release(key, c.into()) != Released::Pooled {
+                        return 4;
+                    }
+                    if pool.acquire(key).is_none() || pool.stats().hits != 1 {
+                        return 5;
+                    }
+                    0
+                })
+                .unwrap_or(6);
+                // SAFETY: leaves the child without running the parent's test harness.
+                unsafe { libc::_exit(code) };
+            }
+            let status = wait_child(pid, 10_000);
+            done_tx.send(()).unwrap();
+            assert_eq!(status, Some(0), "child exit status (None: hung, killed)");
+        });
+        // The parent's pool is untouched by the child.
+        assert_eq!(pool.acquire(key).map(|fd| fd.as_raw_fd()), Some(a_raw));
+    }
+
+    /// The child's exit code, waiting at most `ms` (through a pidfd, so no polling loop);
+    /// None, after killing it, if it did not exit in time.
+    #[allow(unsafe_code)]
+    fn wait_child(pid: libc::pid_t, ms: i32) -> Option<i32> {
+        // SAFETY: plain syscalls on our own child.
+        unsafe {
+            let pidfd = libc::syscall(libc::SYS_pidfd_open, pid, 0) as i32;
+            assert!(pidfd >= 0);
+            let mut p = libc::pollfd {
+                fd: pidfd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            let ready = libc::poll(&mut p, 1, ms) == 1;
+            libc::close(pidfd);
+            if !ready {
+                libc::kill(pid, libc::SIGKILL);
+            }
+            let mut status = 0;
+            assert_eq!(libc::waitpid(pid, &mut status, 0), pid);
+            (ready && libc::WIFEXITED(status)).then(|| libc::WEXITSTATUS(status))
+        }
     }
 }

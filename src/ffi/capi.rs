@@ -457,9 +457,9 @@ unsafe fn release(
     })
 }
 
-/// Fills *out with the pool's gauges and counters (see connpool_stats). Counters are exact
-/// when no other call runs; while other threads call the pool, each of its 64 shards is read
-/// at a slightly different instant.
+/// Fills *out with the pool's gauges and counters (see connpool_stats): a consistent
+/// snapshot, exact also while other threads call the pool (it briefly holds every internal
+/// lock at once, so call it from a timer or on demand, not per request).
 ///
 /// Returns 0, or -EINVAL when pool or out is NULL or out->struct_size is smaller than
 /// sizeof(connpool_stats) (then *out is untouched). A larger struct_size is accepted: the
@@ -513,8 +513,9 @@ pub unsafe extern "C" fn connpool_stats_get(
 /// Idle connections held over all keys, expired ones not yet closed included (call
 /// connpool_prune() first to close those); 0 for NULL. It sums per-shard counters
 /// without locking, so while other threads acquire and release it is approximate (a
-/// connection moving between keys may be counted twice or not at all); it is exact when
-/// no call is running.
+/// connection moving between keys may be counted twice or not at all), though never above
+/// max_idle_total; it is exact when no call is running. connpool_stats_get() gives an
+/// exact snapshot at a higher cost.
 ///
 /// Requires: pool is NULL or a live pool.
 #[no_mangle]

@@ -29,10 +29,12 @@ impl<T> Current<T> {
     }
 
     /// Installs `value` and returns it; the previous value is leaked, never dropped. Used
-    /// once per `fork()` per pool: what it leaks is a small fixed size.
+    /// once per `fork()` per pool: what it leaks is a small fixed size, kept reachable from
+    /// a static list so that leak checkers see it as retained on purpose.
     pub fn replace(&self, value: T) -> &T {
         let new = Box::into_raw(Box::new(value));
-        self.ptr.swap(new, Ordering::AcqRel);
+        let old = self.ptr.swap(new, Ordering::AcqRel);
+        retain_forever(old.cast());
         // SAFETY: as in `get`.
         unsafe { &*new }
     }
@@ -43,6 +45,31 @@ impl<T> Drop for Current<T> {
         // SAFETY: the pointer came from `Box::into_raw`; `&mut self` proves no reference from
         // `get`/`replace` is alive.
         drop(unsafe { Box::from_raw(*self.ptr.get_mut()) });
+    }
+}
+
+/// Values replaced in a [`Current`], kept reachable forever.
+struct Retired {
+    #[allow(dead_code)] // only there to be found by a leak checker
+    value: *mut (),
+    next: *mut Retired,
+}
+
+static RETIRED: AtomicPtr<Retired> = AtomicPtr::new(std::ptr::null_mut());
+
+fn retain_forever(value: *mut ()) {
+    let node = Box::into_raw(Box::new(Retired {
+        value,
+        next: std::ptr::null_mut(),
+    }));
+    let mut head = RETIRED.load(Ordering::Acquire);
+    loop {
+        // SAFETY: `node` is ours until the compare-and-swap publishes it.
+        unsafe { (*node).next = head };
+        match RETIRED.compare_exchange_weak(head, node, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => return,
+            Err(h) => head = h,
+        }
     }
 }
 
