@@ -250,7 +250,7 @@ static void print_table(const struct row *rows, int nrows)
 {
     printf("\n%-28s %8s %8s %8s %7s %9s %8s %7s %8s %6s %8s\n", "", "req/s", "p50 ms", "p99 ms", "failed",
            "backend", "pool", "misses", "expired", "dead", "retries");
-    printf("%-28s %8s %8s %8s %7s %9s %8s %7s %8s %6s %8s\n", "", "", "", "", "", "conns", "hits", "", "", "", "");
+    printf("%-28s %8s %8s %8s %7s %9s %8s\n", "", "", "", "", "", "conns", "hits");
     for (int i = 0; i < nrows; i++) {
         const struct row *r = &rows[i];
         int pool = r->kind->pool;
