@@ -201,7 +201,9 @@ typedef struct connpool_stats {
    */
   uint64_t pooled;
   /**
-   * Releases closed because the key already held max_idle_per_key connections.
+   * Releases closed because the key already held max_idle_per_key connections (or,
+   * rarely, because no place under max_idle_total could be made: every place was taken
+   * by releases in progress on other threads).
    */
   uint64_t closed_full;
   /**
@@ -358,7 +360,9 @@ int connpool_acquire_info(struct connpool *pool, const char *key, struct connpoo
  * Lifetime and uses follow a connection from its acquire to its release by fd number.
  * The pool cannot tell that connection from a new socket that got the same number after
  * the caller closed the old one; it then counts the new socket as the old connection
- * (older and more used than it is, so retired early, never kept too long).
+ * (older and more used than it is, so retired early, never kept too long). The history is
+ * kept per pool: a connection acquired from one pool and released into another starts
+ * afresh there (so a fresh pool is never affected by another pool's past).
  *
  * Requires: pool is NULL or a live pool; key is NULL or a NUL-terminated string.
  */
@@ -430,9 +434,9 @@ size_t connpool_purge(struct connpool *pool, const char *key);
  * CONNPOOL_CHECK_LIVENESS, every idle connection that fails the liveness check (peer
  * closed, reset, stray bytes); returns how many were closed. Optional: both are also
  * closed by the next acquire of their key. Call it from a timer to release fds of keys
- * that are no longer used and of backends that closed their end. Each shard's connections
- * are taken out of the pool while they are checked (one recv each, outside the lock), so
- * an acquire meanwhile may miss them. 0 for NULL.
+ * that are no longer used and of backends that closed their end. It costs one
+ * non-blocking recv() per idle connection (made under the key's internal lock, one key at a
+ * time, so calls on other keys are not held up). 0 for NULL.
  *
  * Requires: pool is NULL or a live pool.
  */

@@ -13,10 +13,12 @@
 //!   `parking_lot::Mutex` (wrapped in `crate::lock::Lock`) around a table from key to that
 //!   key's idle stack, so calls on different keys rarely meet on a lock, and no call ever
 //!   holds two shard locks.
-//! - A lock is held only to move [`OwnedFd`]s in and out of the table. No syscall runs under
-//!   it: the clock is read before locking, the liveness check (`recv`) runs on a connection
-//!   already taken out of the table, and every fd to close is moved into a local `Doomed`
-//!   list that is closed after the guard is released. `close()` of a TCP socket costs
+//! - A lock is held only to move [`OwnedFd`]s in and out of the table. No blocking syscall
+//!   runs under it: the clock is read before locking, acquire's liveness check (`recv`) runs
+//!   on a connection already taken out of the table, and every fd to close is moved into a
+//!   local `Doomed` list that is closed after the guard is released. The one syscall under a
+//!   lock is prune's non-blocking `recv(MSG_PEEK | MSG_DONTWAIT)`, one key at a time (see
+//!   [`Pool::prune`]). `close()` of a TCP socket costs
 //!   microseconds and can block (`SO_LINGER`), so it must never stall other callers. Debug
 //!   builds check this on every close (`crate::lock::assert_unlocked`).
 //! - Each shard publishes its idle count in an atomic written under its lock, so
@@ -41,7 +43,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering}
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use hashbrown::hash_table::{Entry, HashTable};
+use hashbrown::hash_table::Entry;
 
 use crate::clock::{Clock, MonotonicClock};
 use crate::config::{Config, InvalidConfig};
@@ -50,7 +52,7 @@ use crate::ffi::cell::Current;
 use crate::ffi::fork;
 use crate::ffi::sys::{self, Doomed};
 use crate::key::{Key, KeyHashBuilder};
-use crate::shard::{new_stack, Idle, Shard, Stack, NEVER};
+use crate::shard::{new_stack, Idle, Shard, NEVER};
 use crate::stats::{AtomicCounters, Stats};
 use crate::watch::{Ready, Watcher};
 
@@ -330,9 +332,10 @@ impl<C: Clock> Pool<C> {
 
     /// First call in a fork child: the atfork handler has already closed the child's copies
     /// of the idle fds; replace the shards (their locks may be held forever) with empty ones.
-    /// The old state is kept, never dropped: its fds are closed now (dropping would close
-    /// the numbers again) and a shard whose lock was held at the fork may be half-updated.
-    /// The memory of shards that were unlocked is freed.
+    /// The old state is kept whole, never dropped nor locked: its fds are closed now
+    /// (dropping would close the numbers again), a shard whose lock was held at the fork may
+    /// be half-updated, and even unlocking a free parking_lot mutex may touch its global
+    /// wait table, whose lock another parent thread may have held.
     #[cold]
     fn after_fork(&self) -> &State {
         let generation = fork::generation();
@@ -353,26 +356,11 @@ impl<C: Clock> Pool<C> {
                 .compare_exchange(r, mine, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok()
             {
-                let old = self.state.get();
                 let st = self
                     .state
                     .replace(State::new(generation, &self.limits, self.id));
                 if self.limits.reaper_thread {
                     self.start_reaper(st);
-                }
-                for shard in old.shards.iter() {
-                    if let Some(mut inner) = shard.inner.try_lock() {
-                        let keys = std::mem::take(&mut inner.keys);
-                        let spare = std::mem::take(&mut inner.spare);
-                        drop(inner);
-                        // Already closed by the atfork handler: forget the numbers.
-                        for stack in keys {
-                            stack.idle.into_iter().for_each(|c| {
-                                let _ = c.fd.into_raw_fd();
-                            });
-                        }
-                        drop(spare);
-                    }
                 }
                 self.resetting.store(0, Ordering::Release);
                 return st;
@@ -446,10 +434,12 @@ impl<C: Clock> Pool<C> {
                         got
                     }
                 };
-                if got.is_some() {
-                    inner.stats.hits += 1;
-                } else {
-                    inner.stats.misses += 1;
+                // A hit is counted once the connection is known to be handed out: here if
+                // there is no check, after it otherwise (so hits never go down).
+                match (&got, self.limits.check_liveness) {
+                    (None, _) => inner.stats.misses += 1,
+                    (Some(_), false) => inner.stats.hits += 1,
+                    (Some(_), true) => {}
                 }
                 shard.publish(inner);
                 got
@@ -457,7 +447,11 @@ impl<C: Clock> Pool<C> {
             self.unreserve(st, doomed.len() + usize::from(got.is_some()));
             drop(doomed); // closes, outside the lock
             let c = got?;
-            if !self.limits.check_liveness || sys::is_alive(c.fd.as_fd()) {
+            let checked = self.limits.check_liveness;
+            if !checked || sys::is_alive(c.fd.as_fd()) {
+                if checked {
+                    shard.checked_hits.fetch_add(1, Ordering::Relaxed);
+                }
                 if let Some(w) = st.watcher() {
                     w.unwatch(c.fd.as_raw_fd());
                 }
@@ -469,8 +463,7 @@ impl<C: Clock> Pool<C> {
                 };
                 return Some((c.fd, info));
             }
-            // Dead: the hit counted under the lock becomes a dead close; try the next one.
-            AtomicCounters::bump(&st.outside.hits_undone, 1);
+            // Dead: close it and try the next one.
             AtomicCounters::bump(&st.outside.dead, 1);
             st.doomed().push(c.fd);
         }
@@ -523,6 +516,14 @@ impl<C: Clock> Pool<C> {
             return Released::Closed;
         }
         let capped = lim.max_idle_total != 0;
+        let (hash, shard, index) = self.shard_index(st, key);
+        // At the cap a release evicts to make room; one into a full key keeps nothing, so it
+        // must not evict anything: check the key first (and again under the lock below).
+        if capped && self.key_is_full(st, shard, hash, key, now) {
+            AtomicCounters::bump(&st.outside.closed_full, 1);
+            sys::close(fd);
+            return Released::Closed;
+        }
         let seq = if capped {
             if !self.reserve(st) {
                 AtomicCounters::bump(&st.outside.closed_full, 1);
@@ -533,7 +534,6 @@ impl<C: Clock> Pool<C> {
         } else {
             0
         };
-        let (hash, shard, index) = self.shard_index(st, key);
         let watcher = st.watcher();
         // Watched before it is findable: see crate::watch.
         let token = watcher.map_or(0, |w| w.watch(fd.as_fd(), index));
@@ -580,6 +580,31 @@ impl<C: Clock> Pool<C> {
             w.lower_timer(deadline);
         }
         result
+    }
+
+    /// Whether `key` already holds `max_idle_per_key` live (unexpired) connections; closes
+    /// its expired ones on the way, like every call on a key.
+    fn key_is_full(&self, st: &State, shard: &Shard, hash: u64, key: &[u8], now: u64) -> bool {
+        let mut doomed = st.doomed();
+        let full = {
+            let mut guard = shard.inner.lock();
+            let inner = &mut *guard;
+            let Ok(mut entry) = inner.keys.find_entry(hash, |s| s.key == key) else {
+                return false;
+            };
+            let expired = entry.get_mut().expire(now, &mut doomed);
+            let n = entry.get().idle.len();
+            if n == 0 {
+                let (emptied, _) = entry.remove();
+                inner.recycle(emptied);
+            }
+            inner.idle -= expired;
+            inner.stats.expired += expired as u64;
+            shard.publish(inner);
+            n >= self.limits.max_idle_per_key
+        };
+        self.unreserve(st, doomed.len());
+        full // dropping `doomed` closes, outside the lock
     }
 
     /// With a global cap: takes a place below the cap, evicting the least recently released
@@ -739,16 +764,19 @@ impl<C: Clock> Pool<C> {
     /// Closes every expired idle connection now, over all keys, and, with the liveness check
     /// on, every idle connection that fails it; returns how many were closed.
     ///
-    /// The liveness check runs outside the lock: each shard's connections are taken out,
-    /// checked, and the live ones put back in their order (acquires on that shard's keys miss
-    /// them meanwhile, for about a microsecond per connection).
+    /// The liveness check of prune runs under the lock, one key at a time: taking
+    /// connections out to check them would hide them from a concurrent purge and from the
+    /// global cap, and checking numbers after unlocking would peek at fds the pool may no
+    /// longer own. recv(MSG_PEEK | MSG_DONTWAIT) never blocks, and a key holds at most
+    /// max_idle_per_key connections, so each hold stays short; close() still runs after
+    /// unlocking.
     pub fn prune(&self) -> usize {
         let st = self.state();
         let (_, now) = self.now();
         let mut total = 0;
         for shard in st.shards.iter() {
             let mut doomed = st.doomed();
-            let taken = {
+            let hashes: Vec<u64> = {
                 let mut guard = shard.inner.lock();
                 let inner = &mut *guard;
                 let mut expired = 0;
@@ -756,85 +784,57 @@ impl<C: Clock> Pool<C> {
                     expired += stack.expire(now, &mut doomed);
                     !stack.idle.is_empty()
                 });
+                inner.shrink_if_sparse();
                 inner.idle -= expired;
                 inner.stats.expired += expired as u64;
-                let taken = if self.limits.check_liveness && !inner.keys.is_empty() {
-                    inner.idle = 0;
-                    Some(std::mem::take(&mut inner.keys))
-                } else {
-                    inner.shrink_if_sparse();
-                    None
-                };
                 shard.publish(inner);
-                taken
+                if self.limits.check_liveness {
+                    inner.keys.iter().map(|s| s.hash).collect()
+                } else {
+                    Vec::new()
+                }
             };
             total += doomed.len();
             self.unreserve(st, doomed.len());
             drop(doomed); // closes, outside the lock
-            if let Some(taken) = taken {
-                total += self.check_and_put_back(st, shard, taken);
+            for hash in hashes {
+                total += self.prune_dead(st, shard, hash);
             }
         }
         total
     }
 
-    /// The liveness half of [`Pool::prune`] for one shard: `taken` holds its connections.
-    /// Returns how many were closed.
-    fn check_and_put_back(&self, st: &State, shard: &Shard, mut taken: HashTable<Stack>) -> usize {
-        let mut dead = st.doomed();
-        for stack in taken.iter_mut() {
-            let mut live = Vec::with_capacity(stack.idle.len());
-            for c in stack.idle.drain(..) {
-                if sys::is_alive(c.fd.as_fd()) {
-                    live.push(c);
-                } else {
-                    dead.push(c.fd);
-                }
-            }
-            stack.idle = live;
-        }
-        let n_dead = dead.len();
-        AtomicCounters::bump(&st.outside.dead, n_dead as u64);
-        self.unreserve(st, n_dead);
-        drop(dead);
-
-        let lim = &self.limits;
+    /// Closes the dead idle connections of the key(s) with `hash` in `shard`.
+    fn prune_dead(&self, st: &State, shard: &Shard, hash: u64) -> usize {
         let mut doomed = st.doomed();
         {
             let mut guard = shard.inner.lock();
             let inner = &mut *guard;
-            for mut back in taken {
-                if back.idle.is_empty() {
-                    inner.recycle(back);
-                    continue;
-                }
-                let hash = back.hash;
-                let stack = match inner.keys.entry(hash, |s| s.key == back.key, |s| s.hash) {
-                    Entry::Occupied(o) => {
-                        // Released meanwhile: newer than what was taken out, so they go on top.
-                        let stack = o.into_mut();
-                        let newer = std::mem::take(&mut stack.idle);
-                        inner.idle -= newer.len();
-                        for c in newer {
-                            back.push(c);
-                        }
-                        std::mem::swap(stack, &mut back);
-                        stack
+            let mut emptied = false;
+            for stack in inner.keys.iter_hash_mut(hash) {
+                let mut kept = Vec::with_capacity(stack.idle.len());
+                for c in stack.idle.drain(..) {
+                    if sys::is_alive(c.fd.as_fd()) {
+                        kept.push(c);
+                    } else {
+                        doomed.push(c.fd);
                     }
-                    Entry::Vacant(v) => v.insert(back).into_mut(),
-                };
-                let excess = stack.idle.len().saturating_sub(lim.max_idle_per_key);
-                doomed.extend(stack.idle.drain(..excess).map(|c| c.fd));
-                inner.idle += stack.idle.len();
-                inner.stats.closed_full += excess as u64;
+                }
+                stack.idle = kept;
+                emptied |= stack.idle.is_empty();
             }
-            if lim.max_idle_total != 0 {
-                shard.oldest.store(inner.oldest_seq(), Ordering::Relaxed);
+            if emptied {
+                while let Ok(entry) = inner.keys.find_entry(hash, |s| s.idle.is_empty()) {
+                    let (stack, _) = entry.remove();
+                    inner.recycle(stack);
+                }
             }
+            inner.idle -= doomed.len();
             shard.publish(inner);
         }
+        AtomicCounters::bump(&st.outside.dead, doomed.len() as u64);
         self.unreserve(st, doomed.len());
-        n_dead + doomed.len() // dropping `doomed` closes, outside the lock
+        doomed.len() // dropping `doomed` closes, outside the lock
     }
 
     /// The idle watcher's fd (an epoll fd owned by the pool): readable when an idle
@@ -987,6 +987,9 @@ impl<C: Clock> Pool<C> {
         let st = self.state();
         let mut s = Stats::default();
         let guards: Vec<_> = st.shards.iter().map(|shard| shard.inner.lock()).collect();
+        for shard in st.shards.iter() {
+            s.hits += shard.checked_hits.load(Ordering::Relaxed);
+        }
         for inner in &guards {
             s.idle += inner.idle as u64;
             s.keys += inner.keys.len() as u64;

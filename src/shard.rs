@@ -188,6 +188,9 @@ pub struct Shard {
     /// With a global cap: no idle connection here has a smaller sequence number (a lower
     /// bound, written under the lock; eviction recomputes it).
     pub oldest: AtomicU64,
+    /// With the liveness check: acquires that returned a connection, counted after the check
+    /// (outside the lock; this cache line is the lock's, so the add is cheap).
+    pub checked_hits: AtomicU64,
 }
 
 impl Default for Shard {
@@ -196,6 +199,7 @@ impl Default for Shard {
             inner: Lock::new(ShardInner::default()),
             idle: AtomicUsize::new(0),
             oldest: AtomicU64::new(NEVER),
+            checked_hits: AtomicU64::new(0),
         }
     }
 }

@@ -43,11 +43,9 @@ pub(crate) struct Counters {
 }
 
 /// Counters for events that happen outside any lock (rare ones: a failed liveness check, a
-/// retired connection). `hits_undone` corrects a hit counted under the lock for a connection
-/// that then failed its liveness check.
+/// retired connection).
 #[derive(Debug, Default)]
 pub(crate) struct AtomicCounters {
-    pub hits_undone: AtomicU64,
     pub closed_full: AtomicU64,
     pub expired: AtomicU64,
     pub dead: AtomicU64,
@@ -73,7 +71,6 @@ impl Stats {
 
     pub(crate) fn add_atomic(&mut self, c: &AtomicCounters) {
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        self.hits = self.hits.saturating_sub(get(&c.hits_undone));
         self.closed_full += get(&c.closed_full);
         self.expired += get(&c.expired);
         self.dead += get(&c.dead);

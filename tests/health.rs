@@ -264,7 +264,9 @@ fn global_cap_holds_under_concurrent_releases() {
     std::thread::scope(|s| {
         s.spawn(|| {
             while !done.load(Ordering::Relaxed) {
-                if pool.stats().idle > CAP as u64 || pool.idle_count() > CAP {
+                // stats() is a snapshot under every shard lock (idle_count() is clamped to
+                // the cap, so only this can see an excess).
+                if pool.stats().idle > CAP as u64 {
                     over.fetch_add(1, Ordering::Relaxed);
                 }
             }
@@ -375,4 +377,198 @@ fn counters_are_exact_under_threads() {
     assert_eq!(s.closed_full, sum(|t| t.closed_full));
     assert_eq!(s.purged, sum(|t| t.purged));
     assert_eq!(s.pooled, s.idle + s.hits + s.purged);
+}
+
+/// A release into a full key at the cap keeps nothing, so it must not evict anything.
+#[test]
+fn full_key_release_at_the_cap_evicts_nothing() {
+    let (pool, _) = pool_with(Config {
+        max_idle_total: Some(2),
+        max_idle_per_key: 1,
+        ..Config::default()
+    });
+    let l = listener();
+    let (a, b, c) = (connect(&l), connect(&l), connect(&l));
+    assert_eq!(pool.release(key("a:1"), a.client), Released::Pooled);
+    assert_eq!(pool.release(key("b:1"), b.client), Released::Pooled);
+    assert_eq!(pool.release(key("b:1"), c.client), Released::Closed);
+    let s = pool.stats();
+    assert_eq!((s.evicted, s.closed_full, s.idle), (0, 1, 2));
+    assert!(open(&a.backend));
+    assert!(closed(&c.backend));
+}
+
+/// Eviction takes exactly the least recently released connection, over 100 keys spread
+/// over the 64 shards (so many keys share a shard and its order matters too).
+#[test]
+fn eviction_follows_release_order_across_many_keys() {
+    const CAP: usize = 40;
+    let (pool, _) = pool_with(Config {
+        max_idle_total: Some(CAP),
+        ..Config::default()
+    });
+    let l = listener();
+    let mut backends = Vec::new();
+    for i in 0..100 {
+        let c = connect(&l);
+        backends.push(c.backend);
+        assert_eq!(
+            pool.release(key(&format!("10.1.{i}.1:80")), c.client),
+            Released::Pooled
+        );
+    }
+    for (i, b) in backends.iter().enumerate() {
+        if i < 100 - CAP {
+            assert!(closed(b), "connection {i} should have been evicted");
+        } else {
+            assert!(open(b), "connection {i} should still be idle");
+        }
+    }
+    assert_eq!(pool.stats().evicted, (100 - CAP) as u64);
+}
+
+/// hits never goes down between two snapshots, while every other acquire finds only a dead
+/// connection (its hit must never be counted, not even for a moment).
+#[test]
+fn hits_only_grow() {
+    let (pool, _) = pool_with(Config::default());
+    let stop = AtomicBool::new(false);
+    let decreases = AtomicU64::new(0);
+    const N: u64 = 20_000;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut last = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let h = pool.stats().hits;
+                if h < last {
+                    decreases.fetch_add(1, Ordering::Relaxed);
+                }
+                last = h;
+            }
+        });
+        for i in 0..N {
+            // AF_UNIX: the peer's close is seen at once, no wait needed.
+            let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+            if i % 2 == 0 {
+                drop(b);
+                pool.release(key(K), a.into());
+                assert!(pool.acquire(key(K)).is_none());
+            } else {
+                pool.release(key(K), a.into());
+                assert!(pool.acquire(key(K)).is_some());
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    assert_eq!(decreases.load(Ordering::Relaxed), 0);
+    let s = pool.stats();
+    assert_eq!((s.hits, s.misses, s.dead), (N / 2, N / 2, N / 2));
+}
+
+/// prune checks liveness without taking connections out of the pool: a purge running at
+/// the same time closes every connection of its key, and a release at the cap still
+/// evicts instead of closing its own connection.
+#[test]
+fn prune_hides_nothing_from_purge_or_the_cap() {
+    const N: usize = 200;
+    let (pool, _) = pool_with(Config {
+        max_idle_total: Some(N),
+        max_idle_per_key: 2 * N,
+        ..Config::default()
+    });
+    let l = listener();
+    let mut backends = Vec::new();
+    let stop = AtomicBool::new(false);
+    let mut survived = 0;
+    let mut closed_new = 0;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                pool.prune();
+            }
+        });
+        for round in 0..30 {
+            for _ in 0..N {
+                let c = connect(&l);
+                backends.push(c.backend);
+                if pool.release(key("k:1"), c.client) == Released::Closed {
+                    closed_new += 1;
+                }
+            }
+            pool.purge(Some(key("k:1")));
+            survived += pool.idle_count_key(key("k:1"));
+            pool.purge(None);
+            backends.clear();
+            let _ = round;
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    assert_eq!(survived, 0, "connections survived a purge of their key");
+    assert_eq!(
+        closed_new, 0,
+        "releases at the cap closed their own connection"
+    );
+}
+
+/// Every path that removes an idle connection gives its place under the cap back: after
+/// each, two fresh releases fit without evicting anything.
+#[test]
+fn every_removal_gives_its_place_back() {
+    let (pool, clock) = pool_with(Config {
+        max_idle_total: Some(2),
+        max_idle_per_key: 1,
+        ..Config::default()
+    });
+    let l = listener();
+    let mut keep = Vec::new();
+    let mut fresh = |k: &str| {
+        let c = connect(&l);
+        keep.push(c.backend);
+        pool.release(key(k), c.client)
+    };
+    let two_fit = |fresh: &mut dyn FnMut(&str) -> Released, step: &str| {
+        assert_eq!(fresh("n1:1"), Released::Pooled, "{step}");
+        assert_eq!(fresh("n2:1"), Released::Pooled, "{step}");
+        assert_eq!(
+            pool.stats().evicted,
+            0,
+            "after {step}: a place was not given back"
+        );
+        drop(pool.acquire(key("n1:1")));
+        drop(pool.acquire(key("n2:1")));
+    };
+    assert_eq!(fresh("a:1"), Released::Pooled);
+    assert_eq!(fresh("a:1"), Released::Closed); // full key
+    drop(pool.acquire(key("a:1")));
+    two_fit(&mut fresh, "a full key");
+
+    assert_eq!(
+        pool.release_hint(key("x:1"), connect(&l).client, Duration::from_millis(1)),
+        Released::Pooled
+    );
+    clock.advance_ms(2);
+    assert_eq!(pool.idle_count_key(key("x:1")), 0);
+    two_fit(&mut fresh, "idle_count_key expiry");
+
+    assert_eq!(
+        pool.release_hint(key("y:1"), connect(&l).client, Duration::from_millis(1)),
+        Released::Pooled
+    );
+    clock.advance_ms(2);
+    assert_eq!(pool.prune(), 1);
+    two_fit(&mut fresh, "prune expiry");
+
+    let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+    drop(b);
+    pool.release(key("z:1"), a.into());
+    assert_eq!(pool.prune(), 1);
+    two_fit(&mut fresh, "prune of a dead one");
+
+    fresh("p:1");
+    fresh("q:1");
+    assert_eq!(pool.purge(None), 2);
+    two_fit(&mut fresh, "purge of every key");
+    fresh("p:1");
+    assert_eq!(pool.purge(Some(key("p:1"))), 1);
+    two_fit(&mut fresh, "purge of a key");
 }

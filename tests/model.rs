@@ -263,7 +263,13 @@ impl Run {
             assert_closed(&c, "expired on release", &self.log);
             Released::Closed
         } else {
-            if let Some(cap) = lim.total {
+            // A release into a full key keeps nothing and evicts nothing (checked first).
+            for x in self.model.expire(k, now) {
+                assert_closed(&x, "expired on release", &self.log);
+            }
+            self.model.tidy();
+            let full = self.model.keys.get(&k).map_or(0, Vec::len) >= lim.per_key;
+            if let (Some(cap), false) = (lim.total, full) {
                 if self.model.idle() >= cap {
                     // Evict the least recently released idle connection of any key.
                     let (vk, _) = self

@@ -118,7 +118,9 @@ pub struct connpool_stats {
     pub misses: u64,
     /// Releases that kept the connection (CONNPOOL_POOLED).
     pub pooled: u64,
-    /// Releases closed because the key already held max_idle_per_key connections.
+    /// Releases closed because the key already held max_idle_per_key connections (or,
+    /// rarely, because no place under max_idle_total could be made: every place was taken
+    /// by releases in progress on other threads).
     pub closed_full: u64,
     /// Idle connections closed to keep max_idle_total.
     pub evicted: u64,
@@ -353,13 +355,12 @@ pub unsafe extern "C" fn connpool_acquire_info(
         let (Some(pool), Some(key)) = (pool_arg(pool), key_arg(key)) else {
             return -libc::EINVAL;
         };
-        let info = info.as_mut();
-        if info
-            .as_ref()
-            .is_some_and(|i| i.struct_size < size_of::<connpool_conn_info>())
+        // struct_size alone first: a smaller (older) struct must not be referenced whole.
+        if !info.is_null() && std::ptr::read(info.cast::<usize>()) < size_of::<connpool_conn_info>()
         {
             return -libc::EINVAL;
         }
+        let info = info.as_mut();
         match pool.acquire_info(key) {
             Some((fd, got)) => {
                 if let Some(info) = info {
@@ -409,7 +410,9 @@ fn fill_info(info: &mut connpool_conn_info, got: &ConnInfo) {
 /// Lifetime and uses follow a connection from its acquire to its release by fd number.
 /// The pool cannot tell that connection from a new socket that got the same number after
 /// the caller closed the old one; it then counts the new socket as the old connection
-/// (older and more used than it is, so retired early, never kept too long).
+/// (older and more used than it is, so retired early, never kept too long). The history is
+/// kept per pool: a connection acquired from one pool and released into another starts
+/// afresh there (so a fresh pool is never affected by another pool's past).
 ///
 /// Requires: pool is NULL or a live pool; key is NULL or a NUL-terminated string.
 #[no_mangle]
@@ -494,12 +497,14 @@ pub unsafe extern "C" fn connpool_stats_get(
     out: *mut connpool_stats,
 ) -> c_int {
     catch_panic(-PANIC_ERRNO, || {
-        let (Some(pool), Some(out)) = (pool_arg(pool), out.as_mut()) else {
+        let Some(pool) = pool_arg(pool) else {
             return -libc::EINVAL;
         };
-        if out.struct_size < size_of::<connpool_stats>() {
+        // struct_size alone first: a smaller (older) struct must not be referenced whole.
+        if out.is_null() || std::ptr::read(out.cast::<usize>()) < size_of::<connpool_stats>() {
             return -libc::EINVAL;
         }
+        let out = &mut *out;
         let Stats {
             idle,
             keys,
@@ -581,9 +586,9 @@ pub unsafe extern "C" fn connpool_purge(pool: *mut connpool, key: *const c_char)
 /// CONNPOOL_CHECK_LIVENESS, every idle connection that fails the liveness check (peer
 /// closed, reset, stray bytes); returns how many were closed. Optional: both are also
 /// closed by the next acquire of their key. Call it from a timer to release fds of keys
-/// that are no longer used and of backends that closed their end. Each shard's connections
-/// are taken out of the pool while they are checked (one recv each, outside the lock), so
-/// an acquire meanwhile may miss them. 0 for NULL.
+/// that are no longer used and of backends that closed their end. It costs one
+/// non-blocking recv() per idle connection (made under the key's internal lock, one key at a
+/// time, so calls on other keys are not held up). 0 for NULL.
 ///
 /// Requires: pool is NULL or a live pool.
 #[no_mangle]

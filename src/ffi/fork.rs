@@ -8,6 +8,11 @@
 //! - It also bumps a process generation. Each pool remembers the generation it was built
 //!   in and compares it on every call (one atomic load, no syscall); a pool that finds itself
 //!   in a child replaces its shards with fresh, empty ones (see `Pool::state`).
+//! - Not covered: children made without running atfork handlers (`vfork`, `posix_spawn`,
+//!   `_Fork`, a raw `clone`). Those normally exec at once; open sockets with `SOCK_CLOEXEC`.
+//! - Known window: the pool marks an fd as no longer its own just before it closes it; a
+//!   fork in between leaves the child a copy of that socket until the child exits or execs
+//!   (closing there instead could close an unrelated file that reused the number).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -28,8 +33,8 @@ pub fn register() {
         // linked with -z nodelete, so a dlclose() does not unmap it).
         let rc = unsafe { libc::pthread_atfork(None, None, Some(child)) };
         if rc != 0 {
-            // ENOMEM: without the handler, pools still detect the fork on their next call
-            // and start empty; only the eager close of the child's copies is lost.
+            // ENOMEM (never seen in practice): without the handler a child is not noticed.
+            // Try again with the next pool.
             REGISTERED.store(false, Ordering::Release);
         }
     }

@@ -55,13 +55,14 @@ static void lifetime_counts_from_first_release(int listener)
 /* Held by the caller past its lifetime: the release closes it. */
 static void lifetime_on_release(int listener)
 {
-    connpool *pool = pool_new(8, 0, 60000, 100, 0, CONNPOOL_CHECK_LIVENESS);
+    /* Long enough that release-then-acquire fits in it even on a stalled machine. */
+    connpool *pool = pool_new(8, 0, 60000, 600, 0, CONNPOOL_CHECK_LIVENESS);
     int c, s;
     tcp_connect_pair(listener, &c, &s);
     long long born = now_ms();
     CHECK_EQ(connpool_release(pool, KEY, c), CONNPOOL_POOLED);
     CHECK_EQ(connpool_acquire(pool, KEY), c);
-    wait_until(born + 100 + TICK_MS);
+    wait_until(born + 600 + TICK_MS);
     CHECK_EQ(connpool_release(pool, KEY, c), CONNPOOL_CLOSED);
     CHECK_CLOSED(c);
     CHECK_EQ(stats_of(pool).expired, 1);
@@ -78,10 +79,10 @@ static void keepalive_hint(int listener)
 
     /* Hint shorter than the idle timeout: it wins. */
     long long t0 = now_ms();
-    CHECK_EQ(connpool_release_hint(pool, "a:1", c[0], 100), CONNPOOL_POOLED);
+    CHECK_EQ(connpool_release_hint(pool, "a:1", c[0], 600), CONNPOOL_POOLED);
     CHECK_EQ(connpool_release(pool, "b:1", c[1]), CONNPOOL_POOLED); /* no hint: 60 s */
     CHECK_EQ(connpool_idle_count_key(pool, "a:1"), 1);
-    wait_until(t0 + 100 + TICK_MS);
+    wait_until(t0 + 600 + TICK_MS);
     CHECK_EQ(connpool_acquire(pool, "a:1"), -ENOENT);
     CHECK_CLOSED(c[0]);
     CHECK_EQ(connpool_acquire(pool, "b:1"), c[1]);
@@ -101,12 +102,12 @@ static void keepalive_hint(int listener)
     connpool_free(pool);
 
     /* Hint longer than the idle timeout: the idle timeout wins. */
-    pool = pool_new(8, 0, 100, 0, 0, CONNPOOL_CHECK_LIVENESS);
+    pool = pool_new(8, 0, 600, 0, 0, CONNPOOL_CHECK_LIVENESS);
     int d, e;
     tcp_connect_pair(listener, &d, &e);
     t0 = now_ms();
     CHECK_EQ(connpool_release_hint(pool, "a:1", d, 600000), CONNPOOL_POOLED);
-    wait_until(t0 + 100 + TICK_MS);
+    wait_until(t0 + 600 + TICK_MS);
     CHECK_EQ(connpool_acquire(pool, "a:1"), -ENOENT);
     CHECK_CLOSED(d);
     close(e);
