@@ -28,7 +28,7 @@ ln -sf libconnpool.so "$prof/profiling/libconnpool.so.0"
 rm -rf "$out"
 mkdir -p "$out"
 LD_LIBRARY_PATH="$prof/profiling${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
-  valgrind --tool=callgrind --callgrind-out-file="$out/cg.%p" --log-file="$out/valgrind.%p.log" \
+  valgrind --tool=callgrind --dump-instr=yes --callgrind-out-file="$out/cg.%p" --log-file="$out/valgrind.%p.log" \
   "$bench" --callgrind --pairs "$pairs" --keys "$keys" >"$out/bench.log"
 
 # Each dump: its label (from CALLGRIND_DUMP_STATS_AT) and its total instruction count.
@@ -65,7 +65,7 @@ awk -F'\t' '
 # the copies given to it have those records as calls=1.
 for f in $(awk -F'\t' '$1 ~ /contender=libconnpool/ {print $3}' "$out/dumps.tsv"); do
   label=$(sed -n 's/^desc: Trigger: Client Request: bench //p' "$f")
-  name=$(sed -E 's/scenario=([^ ]+) pairs=[0-9]+ contender=libconnpool \(C ABI\)\|(.*)/libconnpool-\1-\2/; s/ /-/g' <<<"$label")
+  name=$(sed -E 's/ pairs=[0-9]+//; s/[^A-Za-z0-9=]+/-/g; s/-$//' <<<"$label")
   sed 's/^calls=0 /calls=1 /' "$f" >"$out/$name.cg"
   callgrind_annotate --inclusive=no "$out/$name.cg" >"$out/$name.annotate.txt" 2>/dev/null || true
   echo

@@ -6,10 +6,12 @@
 #endif
 #include "contenders.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "connpool.h"
 #include "cpool.h"
@@ -238,13 +240,57 @@ static int apr_take(void *p, const char *key)
 #define APR_SKIP "skipped (install libaprutil1-dev and reconfigure)"
 #endif
 
+/* ---- another build of libconnpool, loaded with dlopen (CONNPOOL_BENCH_ALT_LIB) ----
+ * To measure a candidate change side by side with the current library, in the same run:
+ * CONNPOOL_BENCH_ALT_LIB=/path/to/other/libconnpool.so connpool_bench. A path names a
+ * different file, so the loader maps a second copy (its own Rust runtime, RTLD_LOCAL). */
+
+static struct {
+    void *(*new_pool)(size_t, uint64_t);
+    void (*free_pool)(void *);
+    int (*acquire)(void *, const char *);
+    int (*release)(void *, const char *, int);
+} alt;
+
+static void *alt_create(int check, char **keys, int nkeys)
+{
+    (void)check;
+    (void)keys;
+    (void)nkeys;
+    return alt.new_pool(MAX_IDLE_PER_KEY, IDLE_TIMEOUT_MS);
+}
+static void alt_destroy(void *p) { alt.free_pool(p); }
+static int alt_acquire(void *p, const char *key) { return alt.acquire(p, key); }
+static int alt_release(void *p, const char *key, int fd) { return alt.release(p, key, fd); }
+
+static const char *alt_load(void)
+{
+    const char *path = getenv("CONNPOOL_BENCH_ALT_LIB");
+    if (path == NULL || *path == '\0')
+        return NULL;
+    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (h == NULL) {
+        fprintf(stderr, "connpool_bench: CONNPOOL_BENCH_ALT_LIB: %s\n", dlerror());
+        exit(1);
+    }
+    *(void **)&alt.new_pool = dlsym(h, "connpool_new");
+    *(void **)&alt.free_pool = dlsym(h, "connpool_free");
+    *(void **)&alt.acquire = dlsym(h, "connpool_acquire");
+    *(void **)&alt.release = dlsym(h, "connpool_release");
+    if (!alt.new_pool || !alt.free_pool || !alt.acquire || !alt.release) {
+        fprintf(stderr, "connpool_bench: %s lacks a connpool_* function\n", path);
+        exit(1);
+    }
+    return path;
+}
+
 #ifdef CONNPOOL_CHECK_LIVENESS
 #define LIB_CHECK_SKIP NULL
 #else
 #define LIB_CHECK_SKIP "n/a: this header has no CONNPOOL_CHECK_LIVENESS yet (issue 3)"
 #endif
 
-static const contender all[] = {
+static contender all[] = {
     {"harness alone (no pool)", "-", FAM_NONE, 0, 0, NULL, none_create, none_destroy,
      none_acquire, none_release, none_put, none_take},
     {"libconnpool (C ABI)", "check off", FAM_LIB, 0, 0, NULL, lib_create, lib_destroy,
@@ -263,6 +309,8 @@ static const contender all[] = {
      apr_release, apr_put, apr_take},
     {"apr_reslist", "ttl 60 s", FAM_APR, 0, 1, APR_SKIP, apr_create, apr_destroy, apr_acquire,
      apr_release, apr_put, apr_take},
+    /* Filled in by contenders_init when CONNPOOL_BENCH_ALT_LIB is set. */
+    {NULL, NULL, FAM_ALT, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL},
 };
 
 int contenders_init(const contender **out)
@@ -273,8 +321,13 @@ int contenders_init(const contender **out)
         exit(1);
     }
 #endif
+    int n = (int)(sizeof all / sizeof all[0]) - 1;
+    if (alt_load() != NULL)
+        all[n++] = (contender){"libconnpool ALT (dlopen)", "check off", FAM_ALT, 0, 0, NULL,
+                               alt_create, alt_destroy, alt_acquire, alt_release, alt_release,
+                               alt_acquire};
     *out = all;
-    return (int)(sizeof all / sizeof all[0]);
+    return n;
 }
 
 void contenders_fini(void)

@@ -3,7 +3,7 @@
 #ifndef BENCH_CONTENDERS_H
 #define BENCH_CONTENDERS_H
 
-enum family { FAM_NONE, FAM_LIB, FAM_SEED, FAM_C, FAM_APR };
+enum family { FAM_NONE, FAM_LIB, FAM_SEED, FAM_C, FAM_APR, FAM_ALT };
 
 typedef struct contender {
     const char *name;    /* "libconnpool (C ABI)", ... */

@@ -80,7 +80,9 @@ static void usage(FILE *f)
             "  --keys K     keys of the many-keys scenario (default 10000)\n"
             "  --quick      a smoke run: 3 rounds of 2000 pairs, 1000 keys (figures meaningless)\n"
             "  --callgrind  no timing: run each contender's loop between callgrind dumps\n"
-            "               (used by bench/callgrind.sh)\n");
+            "               (used by bench/callgrind.sh)\n"
+            "environment: CONNPOOL_BENCH_ALT_LIB=/path/to/libconnpool.so adds that build as\n"
+            "  one more contender (dlopen), to compare a candidate change in the same run\n");
 }
 
 static long parse_num(const char *s, long min)
