@@ -7,17 +7,31 @@
  * FD OWNERSHIP (the whole contract, in one place)
  *   Every fd is owned by exactly one side at any time; the pool never closes an fd it does
  *   not own and never leaks one it owns.
- *   - connpool_acquire() >= 0: the fd is the caller's. The pool forgets it completely.
- *     The caller either gives it back with connpool_release() or close()s it itself.
- *   - connpool_acquire() < 0: no fd changed hands.
- *   - connpool_release(pool, key, fd) with fd >= 0: the fd is the pool's from the moment of
- *     the call, WHATEVER the result: CONNPOOL_POOLED (kept idle), CONNPOOL_CLOSED (closed:
- *     the key was full) or a negative errno for bad arguments (closed). Never use or close
- *     it again. With fd < 0 (-EBADF) nothing changes hands.
- *   - connpool_purge(), connpool_prune(), connpool_free() close idle fds the pool owns;
- *     fds the caller holds are never touched.
- *   The pool never calls shutdown(), so an fd inherited by a fork()ed child is not broken
- *   for the parent when the child closes its copy.
+ *   - connpool_acquire() / connpool_acquire_info() >= 0: the fd is the caller's. The
+ *     caller either gives it back with connpool_release() or close()s it itself.
+ *   - connpool_acquire*() < 0: no fd changed hands.
+ *   - connpool_release(pool, key, fd) / connpool_release_hint() with fd >= 0: the fd is the
+ *     pool's from the moment of the call, WHATEVER the result: CONNPOOL_POOLED (kept idle),
+ *     CONNPOOL_CLOSED (closed: key full, lifetime or uses reached, zero hint) or a negative
+ *     errno for bad arguments (-EINVAL: closed). Never use or close it again. Two
+ *     exceptions: fd < 0 (-EBADF) changes nothing, and -EALREADY means the pool already
+ *     owned that fd (a double release): nothing was changed or closed.
+ *   - connpool_purge(), connpool_prune(), connpool_free() and the pool's own checks close
+ *     idle fds the pool owns; fds the caller holds are never touched.
+ *
+ * HEALTH AND LIMITS (see connpool_config)
+ *   Before an idle fd is handed out, the pool checks it (CONNPOOL_CHECK_LIVENESS, on by
+ *   default: one non-blocking recv(MSG_PEEK)) and closes it instead if the backend closed
+ *   it, reset it or sent stray bytes. It also closes idle fds past their idle timeout, the
+ *   server's keep-alive hint or their max lifetime, fds at max_uses on release, and the
+ *   least recently released idle fd when a release would exceed max_idle_total.
+ *   connpool_stats_get() counts every close by reason.
+ *
+ * FORK: in a child process the inherited pool never hands out the parent's connections.
+ *   At fork() the child's copies of the idle fds are closed (close(), never shutdown(), so
+ *   the parent's streams are unaffected) and the child's pool starts empty and works
+ *   normally; nothing in the child waits for a lock another parent thread held at the
+ *   fork. No system call is added to acquire or release for this.
  *
  * ERRORS are negative errno values (from <errno.h>). If an internal bug ever panics, the
  * panic is stopped at the library boundary (it never unwinds into C): int functions return
@@ -26,7 +40,7 @@
  *
  * THREADS: every function may be called concurrently on the same pool, except
  * connpool_free(), which must be the last call on it. Locks are sharded by key hash and
- * never held across a system call (close() happens after unlocking).
+ * never held across a system call (close() and the liveness check run outside them).
  */
 
 #ifndef CONNPOOL_H
@@ -60,36 +74,197 @@
 #define CONNPOOL_MAX_KEY_LEN 1024
 
 /**
- * A pool of idle connections. Opaque: create it with connpool_new() or
- * connpool_new_default() and destroy it with connpool_free(). Every function taking a
- * pool may be called from any thread, concurrently, except connpool_free(), which must
- * be the last call on that pool.
+ * connpool_config.flags: before handing out an idle connection, check it with one
+ * non-blocking recv(MSG_PEEK) and close it instead if the peer closed or reset it or sent
+ * bytes nobody asked for. On by default (connpool_config_init, connpool_new,
+ * connpool_new_default); costs one system call per acquire of an idle connection.
+ */
+#define CONNPOOL_CHECK_LIVENESS (1 << 0)
+
+/**
+ * A pool of idle connections. Opaque: create it with connpool_new_with_config(),
+ * connpool_new() or connpool_new_default() and destroy it with connpool_free(). Every
+ * function taking a pool may be called from any thread, concurrently, except
+ * connpool_free(), which must be the last call on that pool.
  */
 typedef struct connpool connpool;
+
+/**
+ * Pool configuration. Fill it with connpool_config_init() (which sets struct_size and
+ * every default), change the fields you need, and pass it to connpool_new_with_config().
+ */
+typedef struct connpool_config {
+  /**
+   * sizeof(connpool_config), set by connpool_config_init(): lets the struct grow in
+   * later versions without breaking callers built against this one.
+   */
+  size_t struct_size;
+  /**
+   * Idle connections kept per key (default 8); a release into a full key closes the
+   * released fd. Must be at least 1.
+   */
+  uint32_t max_idle_per_key;
+  /**
+   * Idle connections kept over all keys (default 0: no global cap). A release that would
+   * exceed it closes the least recently released idle connection of any key and keeps the
+   * new one. The cap is never exceeded, also under concurrent releases.
+   */
+  uint32_t max_idle_total;
+  /**
+   * Idle connections older than this are closed, never handed out (default 60000;
+   * 0: no idle timeout).
+   */
+  uint64_t idle_timeout_ms;
+  /**
+   * A connection is never handed out nor kept once this long has passed since its first
+   * release to the pool (default 0: no limit).
+   */
+  uint64_t max_lifetime_ms;
+  /**
+   * The release that brings a connection to this many uses closes it and returns
+   * CONNPOOL_CLOSED (default 0: no limit). A connection has served 1 request at its first
+   * release and one more per acquire and release: with 3, its third release closes it.
+   */
+  uint32_t max_uses;
+  /**
+   * CONNPOOL_CHECK_LIVENESS or 0 (default CONNPOOL_CHECK_LIVENESS). Unknown bits make
+   * connpool_new_with_config() fail with EINVAL.
+   */
+  uint32_t flags;
+} connpool_config;
+
+/**
+ * What connpool_acquire_info() reports about the connection it hands out, so that a proxy
+ * can tell a reused connection from a fresh one (and retry an idempotent request that
+ * failed on a reused connection before any response byte, as nginx, Go and curl do).
+ */
+typedef struct connpool_conn_info {
+  /**
+   * Set to sizeof(connpool_conn_info) before the call.
+   */
+  size_t struct_size;
+  /**
+   * How long the connection was idle in the pool, in milliseconds.
+   */
+  uint64_t idle_ms;
+  /**
+   * How long ago it was first released to the pool, in milliseconds.
+   */
+  uint64_t age_ms;
+  /**
+   * Requests it has served: 1 after its first release, one more per acquire and release.
+   */
+  uint32_t uses;
+} connpool_conn_info;
+
+/**
+ * A pool's gauges and counters, filled by connpool_stats_get(). Counters only grow; each
+ * connection the pool closes is counted under exactly one reason.
+ */
+typedef struct connpool_stats {
+  /**
+   * Set to sizeof(connpool_stats) before the call.
+   */
+  size_t struct_size;
+  /**
+   * Idle connections held now (expired ones not yet closed included).
+   */
+  uint64_t idle;
+  /**
+   * Keys with at least one idle connection now.
+   */
+  uint64_t keys;
+  /**
+   * Acquires that returned a connection.
+   */
+  uint64_t hits;
+  /**
+   * Acquires that found no usable connection (-ENOENT).
+   */
+  uint64_t misses;
+  /**
+   * Releases that kept the connection (CONNPOOL_POOLED).
+   */
+  uint64_t pooled;
+  /**
+   * Releases closed because the key already held max_idle_per_key connections.
+   */
+  uint64_t closed_full;
+  /**
+   * Idle connections closed to keep max_idle_total.
+   */
+  uint64_t evicted;
+  /**
+   * Connections closed for the idle timeout, max_lifetime_ms or a keep-alive hint.
+   */
+  uint64_t expired;
+  /**
+   * Idle connections closed by the liveness check (on acquire or prune).
+   */
+  uint64_t dead;
+  /**
+   * Connections closed by their release at max_uses.
+   */
+  uint64_t retired;
+  /**
+   * Idle connections closed by connpool_purge() (or connpool_free()).
+   */
+  uint64_t purged;
+} connpool_stats;
 
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
 
 /**
- * Creates a pool that keeps at most max_idle_per_key idle connections per key and
- * closes connections idle for idle_timeout_ms milliseconds (0: no idle timeout).
+ * Fills cfg with the defaults: struct_size = sizeof(connpool_config),
+ * max_idle_per_key 8, max_idle_total 0 (no cap), idle_timeout_ms 60000,
+ * max_lifetime_ms 0 (none), max_uses 0 (none), flags CONNPOOL_CHECK_LIVENESS.
+ * NULL is a no-op.
+ *
+ * Requires: cfg is NULL or points to a writable connpool_config.
+ */
+void connpool_config_init(struct connpool_config *cfg);
+
+/**
+ * Creates a pool from cfg; NULL cfg gives the defaults (see connpool_config_init()).
+ *
+ * Returns NULL with errno = EINVAL when the configuration is invalid:
+ * - struct_size is not sizeof(connpool_config) as this header declares it (a caller built
+ *   against a newer header whose struct is larger gets EINVAL from an older library,
+ *   rather than settings silently ignored);
+ * - max_idle_per_key is 0;
+ * - flags has a bit this library does not know.
+ *
+ * Huge values (UINT32_MAX, UINT64_MAX) are accepted and mean "no practical limit".
  *
  * Time is read from CLOCK_MONOTONIC_COARSE (cheap, but up to one tick of 1 to 4 ms
  * behind), and expiry errs early: a connection may expire up to one tick before its
- * timeout, never after. Timeouts under 16 ticks (64 ms at 250 Hz) read CLOCK_MONOTONIC
- * instead, so even a 1 ms timeout behaves.
+ * timeout, never after. When the shorter of idle_timeout_ms and max_lifetime_ms is under
+ * 16 ticks (64 ms at 250 Hz), CLOCK_MONOTONIC is read instead.
+ *
+ * Requires: cfg is NULL or points to a readable connpool_config (at least struct_size
+ * readable bytes).
+ */
+struct connpool *connpool_new_with_config(const struct connpool_config *cfg);
+
+/**
+ * Creates a pool that keeps at most max_idle_per_key idle connections per key and
+ * closes connections idle for idle_timeout_ms milliseconds (0: no idle timeout), with the
+ * liveness check on. The same as connpool_new_with_config() with those two fields set and
+ * the other defaults.
  *
  * Returns NULL with errno = EINVAL when max_idle_per_key is 0 (a pool that keeps nothing
  * is almost always an unset value). Huge values (SIZE_MAX, UINT64_MAX) are accepted and
  * mean "no practical limit". Out of memory aborts the process, as Rust's allocator does.
  */
-connpool *connpool_new(size_t max_idle_per_key, uint64_t idle_timeout_ms);
+struct connpool *connpool_new(size_t max_idle_per_key, uint64_t idle_timeout_ms);
 
 /**
- * Creates a pool with 8 idle connections per key and a 60 000 ms idle timeout.
+ * Creates a pool with the defaults of connpool_config_init(): 8 idle connections per key,
+ * a 60 000 ms idle timeout and the liveness check on.
  */
-connpool *connpool_new_default(void);
+struct connpool *connpool_new_default(void);
 
 /**
  * Destroys the pool and closes every idle fd it holds. NULL is a no-op.
@@ -99,7 +274,7 @@ connpool *connpool_new_default(void);
  *
  * Requires: pool is NULL or a live pool not used after this call.
  */
-void connpool_free(connpool *pool);
+void connpool_free(struct connpool *pool);
 
 /**
  * Takes an idle connection for key, the most recently released one first (LIFO).
@@ -111,47 +286,108 @@ void connpool_free(connpool *pool);
  * - -EINVAL: pool or key is NULL, or key is empty or longer than CONNPOOL_MAX_KEY_LEN.
  *
  * Every call on a key (acquire, release, idle_count_key, purge) first closes that key's
- * expired connections.
+ * expired connections. With CONNPOOL_CHECK_LIVENESS (the default), each candidate is
+ * checked with one non-blocking recv(MSG_PEEK) before it is handed out, outside any lock:
+ * a connection whose peer closed it (FIN), reset it (RST) or wrote bytes nobody asked for,
+ * or whose fd is not a usable socket, is closed and the next one for key is tried. A
+ * connection that passed can still be closed by the server a moment later (a race no
+ * check can close): a proxy should retry an idempotent request that fails on a reused
+ * connection before any response byte (connpool_acquire_info() tells reused from fresh).
  *
  * Requires: pool is NULL or a live pool; key is NULL or a NUL-terminated string.
  */
-int connpool_acquire(connpool *pool, const char *key);
+int connpool_acquire(struct connpool *pool, const char *key);
+
+/**
+ * As connpool_acquire(), and on success also fills *info (when info is not NULL) with what
+ * is known of the connection: how long it was idle, how old it is and how many requests
+ * it has served.
+ *
+ * Returns what connpool_acquire() returns, and -EINVAL, with nothing acquired, when
+ * info->struct_size is smaller than sizeof(connpool_conn_info). A larger struct_size (a
+ * caller built against a newer header) is accepted: the fields this library knows are
+ * filled, the rest left untouched. On failure *info is left untouched.
+ *
+ * Requires: pool is NULL or a live pool; key is NULL or a NUL-terminated string; info is
+ * NULL or points to a writable connpool_conn_info.
+ */
+int connpool_acquire_info(struct connpool *pool, const char *key, struct connpool_conn_info *info);
 
 /**
  * Gives fd back to the pool as an idle connection of key.
  *
- * Consumes fd whenever fd >= 0, whatever it returns: after the call the caller no longer
- * owns it and must not use or close it. It is either kept by the pool or closed.
+ * Consumes fd whenever fd >= 0, whatever it returns (with one exception, -EALREADY, where
+ * the pool owned fd already): after the call the caller no longer owns it and must not use
+ * or close it. It is either kept by the pool or closed.
  *
  * Returns:
  * - CONNPOOL_POOLED: the fd is idle in the pool, which owns it.
- * - CONNPOOL_CLOSED: the key already held max_idle_per_key idle connections; the pool
- *   closed fd.
+ * - CONNPOOL_CLOSED: the pool closed fd: the key already held max_idle_per_key idle
+ *   connections, or the connection reached max_uses or max_lifetime_ms, or the global cap
+ *   could not be kept (every place taken by releases in progress).
+ * - -EALREADY: fd is already idle in a pool (this one or another): a double release, a
+ *   caller bug. Nothing changed and nothing was closed; the fd stays the pool's.
  * - -EINVAL: pool or key is NULL, or key is invalid (checked first); fd was closed if >= 0.
  * - -EBADF: fd < 0; nothing was closed.
  *
  * Only release a connection that is idle and reusable: the response was read completely
  * and the connection is keep-alive. The pool does not probe fd on release (that would
- * cost a system call per release): it must be an fd the caller owns. Releasing an fd
+ * cost a system call per release); it is checked when next acquired. Releasing an fd
  * number the caller had already closed returns CONNPOOL_POOLED and the stale number is
- * later handed out or closed (close errors are ignored); if the number was meanwhile
- * reused by another open file, the pool will close or hand out that file, exactly as a
- * double close() would.
+ * later closed (close errors are ignored) or, without the liveness check, handed out;
+ * if the number was meanwhile reused by another open file, the pool will close or hand
+ * out that file, exactly as a double close() would.
+ *
+ * Lifetime and uses follow a connection from its acquire to its release by fd number.
+ * The pool cannot tell that connection from a new socket that got the same number after
+ * the caller closed the old one; it then counts the new socket as the old connection
+ * (older and more used than it is, so retired early, never kept too long).
  *
  * Requires: pool is NULL or a live pool; key is NULL or a NUL-terminated string.
  */
-int connpool_release(connpool *pool, const char *key, int fd);
+int connpool_release(struct connpool *pool, const char *key, int fd);
+
+/**
+ * As connpool_release(), for a connection whose server announced how long it keeps idle
+ * connections open (HTTP "Keep-Alive: timeout=N", in milliseconds here): the connection
+ * expires after min(keepalive_timeout_ms, idle timeout) idle, so the pool does not hand
+ * out a connection the server is about to close. Pass a little less than the server's
+ * value to allow for the network delay. 0 means the server will not keep it: the fd is
+ * closed and CONNPOOL_CLOSED returned. Same ownership rules and return codes as
+ * connpool_release().
+ *
+ * Requires: pool is NULL or a live pool; key is NULL or a NUL-terminated string.
+ */
+int connpool_release_hint(struct connpool *pool,
+                          const char *key,
+                          int fd,
+                          uint64_t keepalive_timeout_ms);
+
+/**
+ * Fills *out with the pool's gauges and counters (see connpool_stats): a consistent
+ * snapshot, exact also while other threads call the pool (it briefly holds every internal
+ * lock at once, so call it from a timer or on demand, not per request).
+ *
+ * Returns 0, or -EINVAL when pool or out is NULL or out->struct_size is smaller than
+ * sizeof(connpool_stats) (then *out is untouched). A larger struct_size is accepted: the
+ * fields this library knows are filled, the rest left untouched.
+ *
+ * Requires: pool is NULL or a live pool; out is NULL or points to a writable
+ * connpool_stats.
+ */
+int connpool_stats_get(const struct connpool *pool, struct connpool_stats *out);
 
 /**
  * Idle connections held over all keys, expired ones not yet closed included (call
  * connpool_prune() first to close those); 0 for NULL. It sums per-shard counters
  * without locking, so while other threads acquire and release it is approximate (a
- * connection moving between keys may be counted twice or not at all); it is exact when
- * no call is running.
+ * connection moving between keys may be counted twice or not at all), though never above
+ * max_idle_total; it is exact when no call is running. connpool_stats_get() gives an
+ * exact snapshot at a higher cost.
  *
  * Requires: pool is NULL or a live pool.
  */
-size_t connpool_idle_count(const connpool *pool);
+size_t connpool_idle_count(const struct connpool *pool);
 
 /**
  * Idle connections held for key; 0 for a NULL pool or an invalid key. Like every call
@@ -159,7 +395,7 @@ size_t connpool_idle_count(const connpool *pool);
  *
  * Requires: pool is NULL or a live pool; key is NULL or a NUL-terminated string.
  */
-size_t connpool_idle_count_key(const connpool *pool, const char *key);
+size_t connpool_idle_count_key(const struct connpool *pool, const char *key);
 
 /**
  * Closes every idle connection of key, or of every key when key is NULL (e.g. when a
@@ -168,16 +404,20 @@ size_t connpool_idle_count_key(const connpool *pool, const char *key);
  *
  * Requires: pool is NULL or a live pool; key is NULL or a NUL-terminated string.
  */
-size_t connpool_purge(connpool *pool, const char *key);
+size_t connpool_purge(struct connpool *pool, const char *key);
 
 /**
- * Closes every expired idle connection now, over all keys, and returns how many.
- * Optional: expired connections are also closed by the next call that touches their key.
- * Call it from a timer to release fds of keys that are no longer used. 0 for NULL.
+ * Closes every expired idle connection now, over all keys, and, with
+ * CONNPOOL_CHECK_LIVENESS, every idle connection that fails the liveness check (peer
+ * closed, reset, stray bytes); returns how many were closed. Optional: both are also
+ * closed by the next acquire of their key. Call it from a timer to release fds of keys
+ * that are no longer used and of backends that closed their end. Each shard's connections
+ * are taken out of the pool while they are checked (one recv each, outside the lock), so
+ * an acquire meanwhile may miss them. 0 for NULL.
  *
  * Requires: pool is NULL or a live pool.
  */
-size_t connpool_prune(connpool *pool);
+size_t connpool_prune(struct connpool *pool);
 
 /**
  * The library version, "MAJOR.MINOR.PATCH": a static string, never freed.

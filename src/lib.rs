@@ -2,7 +2,10 @@
 //!
 //! Layout:
 //! - [`pool`]: the safe core ([`Pool`]) over [`std::os::fd::OwnedFd`]; the locking design is
-//!   documented there, in one place.
+//!   documented there, in one place. `shard`: one lock shard's table of idle stacks.
+//! - `fds`: the process-wide record of who owns each fd number (double releases, lifetime
+//!   and uses of lent connections, fork).
+//! - [`config`] and [`stats`]: limits in, counters out.
 //! - [`key`]: key validation and the key hash.
 //! - [`clock`]: the clock the pool reads (injectable, so tests never sleep).
 //! - `lock`: the shard lock, which checks in debug builds that no fd is closed under it.
@@ -13,12 +16,18 @@
 #![warn(missing_docs)]
 
 pub mod clock;
+pub mod config;
+mod fds;
 mod ffi;
 pub mod key;
 mod lock;
 pub mod pool;
+mod shard;
+pub mod stats;
 
 pub use clock::{Clock, ManualClock, MonotonicClock};
+pub use config::{Config, InvalidConfig};
 pub use ffi::capi;
 pub use key::{InvalidKey, Key, MAX_KEY_LEN};
-pub use pool::{Config, InvalidConfig, Pool, Released};
+pub use pool::{ConnInfo, Pool, Released};
+pub use stats::Stats;

@@ -31,6 +31,16 @@ impl<T> Lock<T> {
     }
 }
 
+impl<T> Lock<T> {
+    /// The lock if it is free now; never waits.
+    pub fn try_lock(&self) -> Option<Guard<'_, T>> {
+        let guard = self.0.try_lock()?;
+        #[cfg(debug_assertions)]
+        HELD.with(|h| h.set(h.get() + 1));
+        Some(Guard(guard))
+    }
+}
+
 impl<T> Drop for Guard<'_, T> {
     #[inline]
     fn drop(&mut self) {

@@ -1,326 +1,393 @@
 //! The pool core: safe Rust over [`OwnedFd`].
 //!
 //! # Ownership
-//! An fd in the pool is an [`OwnedFd`] inside the table; [`Pool::acquire`] moves it out to
-//! the caller and [`Pool::release`] moves it in (or closes it). There is no other
-//! copy of an fd number anywhere in the pool, so an fd cannot be handed to two owners or closed
-//! twice by construction.
+//! An idle fd is an [`OwnedFd`] inside a shard's table; [`Pool::acquire`] moves it out to the
+//! caller and [`Pool::release`] moves it in (or closes it). There is no other copy of an fd
+//! in the pool, so an fd cannot be handed to two owners or closed twice by construction.
+//! The process-wide table in `crate::fds` records, per fd number, whether a pool owns it
+//! (to refuse a double release and to close a fork child's copies) and the history of fds
+//! lent to callers (for lifetime and uses).
 //!
-//! # Locking design
+//! # Locking design (the one place it is written down)
 //! - The keys are split over [`SHARDS`] shards by key hash. Each shard is one
 //!   `parking_lot::Mutex` (wrapped in `crate::lock::Lock`) around a table from key to that
 //!   key's idle stack, so calls on different keys rarely meet on a lock, and no call ever
 //!   holds two shard locks.
-//! - A lock is held only to move [`OwnedFd`]s in and out of the table. No syscall runs under it:
-//!   the clock is read before locking, and every fd to close is moved into a local `doomed`
-//!   list that is dropped (closed) after the guard is released. `close()` of a TCP socket
-//!   costs microseconds and can block (`SO_LINGER`), so it must never stall other callers.
-//!   Debug builds check this on every close (`crate::lock::assert_unlocked`).
+//! - A lock is held only to move [`OwnedFd`]s in and out of the table. No syscall runs under
+//!   it: the clock is read before locking, the liveness check (`recv`) runs on a connection
+//!   already taken out of the table, and every fd to close is moved into a local `Doomed`
+//!   list that is closed after the guard is released. `close()` of a TCP socket costs
+//!   microseconds and can block (`SO_LINGER`), so it must never stall other callers. Debug
+//!   builds check this on every close (`crate::lock::assert_unlocked`).
 //! - Each shard publishes its idle count in an atomic written under its lock, so
 //!   [`Pool::idle_count`] reads counters without locking (a sum of per-shard snapshots).
+//! - The global cap (`max_idle_total`) is an atomic count of idle connections plus releases
+//!   in progress: a release reserves its place (compare-and-swap below the cap) before it
+//!   locks its shard, evicting the least recently released connection first if the pool is
+//!   full, so the cap is never exceeded even for an instant. Eviction locks one shard at a
+//!   time, picking the shard by an atomic lower bound of its oldest sequence number.
+//! - The fd table and the per-pool state pointer are lock-free (`crate::ffi::cell`), because
+//!   a fork() child must use them while parent-thread locks may be held forever.
+//! - Counters are plain integers under the shard lock; the few events that happen outside
+//!   any lock (a failed liveness check, a retired connection) use atomics. [`Pool::stats`]
+//!   is the one call that holds several shard locks: all of them, in shard order, for a
+//!   consistent snapshot (no other call holds two, so the order cannot deadlock).
 //! - Shards are cache-line aligned so two cores working on different shards do not share a
 //!   line.
 
 use std::hash::BuildHasher;
-use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::os::fd::{AsFd, AsRawFd, IntoRawFd, OwnedFd};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use hashbrown::hash_table::{Entry, HashTable};
 
 use crate::clock::{Clock, MonotonicClock};
-use crate::ffi::sys::Doomed;
+use crate::config::{Config, InvalidConfig};
+use crate::fds::{self, Claim};
+use crate::ffi::cell::Current;
+use crate::ffi::fork;
+use crate::ffi::sys::{self, Doomed};
 use crate::key::{Key, KeyHashBuilder};
-use crate::lock::Lock;
+use crate::shard::{new_stack, Idle, Shard, Stack, NEVER};
+use crate::stats::{AtomicCounters, Stats};
 
 /// Number of lock shards (a power of two). 64 keeps contention between unrelated keys rare on
 /// machines with tens of cores while costing 8 KiB per pool.
 pub const SHARDS: usize = 64;
 
-/// A deadline that never passes.
-const NEVER: u64 = u64::MAX;
-
-/// Emptied key entries kept per shard for reuse, so a key that goes empty and comes back
-/// (one connection going out and in) costs no allocation. Small ones only: with the
-/// smallest tables below, they bound what a pool holds beyond its idle connections
-/// (about 100 KiB at most, whatever the past peak).
-const SPARES: usize = 2;
-const SPARE_KEY_CAPACITY: usize = 128;
-const SPARE_STACK_CAPACITY: usize = 16;
-/// A shard's table is shrunk once it is less than a quarter full, down to this capacity.
-const MIN_TABLE_CAPACITY: usize = 16;
-
-/// Pool limits.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Config {
-    /// Idle connections kept per key; a release into a full key closes the fd. At least 1.
-    pub max_idle_per_key: usize,
-    /// A connection idle this long is never handed out; `None` keeps idle connections forever.
-    pub idle_timeout: Option<Duration>,
-}
-
-impl Default for Config {
-    /// 8 idle connections per key and a 60 s idle timeout.
-    fn default() -> Self {
-        Config {
-            max_idle_per_key: 8,
-            idle_timeout: Some(Duration::from_secs(60)),
-        }
-    }
-}
-
-/// The configuration cannot make a useful pool (`max_idle_per_key` is 0).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct InvalidConfig;
-
-impl std::fmt::Display for InvalidConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("max_idle_per_key must be at least 1")
-    }
-}
-
-impl std::error::Error for InvalidConfig {}
+/// How many times a release at the global cap tries to evict before giving up (it then
+/// closes its own connection). Only reached when every counted connection is a release in
+/// progress on another thread.
+const EVICT_TRIES: usize = 2 * SHARDS;
 
 /// What [`Pool::release`] did with the fd.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Released {
     /// The fd is idle in the pool, which owns it.
     Pooled,
-    /// The pool did not keep the fd and has closed it.
+    /// The pool did not keep the fd and has closed it (key full, lifetime or uses reached,
+    /// zero keep-alive hint).
     Closed,
+    /// The pool already owned this fd number (it is idle in this or another pool): a double
+    /// release. Nothing was changed and nothing was closed; the `OwnedFd` passed in was
+    /// forgotten, since it was a second claim on an fd the pool owns.
+    AlreadyPooled,
 }
 
-/// One idle connection.
+/// What [`Pool::acquire_info`] knows about the connection it hands out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnInfo {
+    /// How long it was idle in the pool.
+    pub idle: Duration,
+    /// How long ago it was first released to the pool.
+    pub age: Duration,
+    /// Requests it has served (1 after its first release).
+    pub uses: u32,
+}
+
+/// The limits in clock units, as the hot path reads them.
 #[derive(Debug)]
-struct Idle {
-    fd: OwnedFd,
-    /// Clock time at which it expires ([`NEVER`] without an idle timeout).
-    deadline: u64,
+struct Limits {
+    max_idle_per_key: usize,
+    /// 0: no global cap.
+    max_idle_total: usize,
+    /// [`NEVER`]: none.
+    idle_timeout_ns: u64,
+    /// [`NEVER`]: none.
+    lifetime_ns: u64,
+    /// 0: none.
+    max_uses: u32,
+    check_liveness: bool,
 }
 
-/// The idle connections of one key, most recently released last (reuse is LIFO).
+/// Everything a fork() child must replace: the shards (whose locks another parent thread may
+/// have held at the fork) and the counters.
 #[derive(Debug)]
-struct Stack {
-    /// The key's hash, kept so the table can grow without hashing keys again.
-    hash: u64,
-    key: Vec<u8>,
-    idle: Vec<Idle>,
-    /// No deadline in `idle` is earlier than this (a lower bound: it may be stale-low after
-    /// pops, which only costs a scan that then recomputes it).
-    earliest: u64,
+struct State {
+    /// The process generation (`ffi::fork`) this state belongs to.
+    generation: u64,
+    shards: Box<[Shard]>,
+    /// With a global cap: idle connections plus reserved places of releases in progress.
+    total: AtomicUsize,
+    /// With a global cap: the next release sequence number.
+    seq: AtomicU64,
+    outside: AtomicCounters,
 }
 
-impl Stack {
-    /// Moves every connection expired at `now` into `doomed`; returns how many.
-    #[inline]
-    fn expire(&mut self, now: u64, doomed: &mut Doomed) -> usize {
-        if self.earliest > now {
-            return 0;
-        }
-        self.expire_scan(now, doomed)
-    }
-
-    #[cold]
-    fn expire_scan(&mut self, now: u64, doomed: &mut Doomed) -> usize {
-        let before = self.idle.len();
-        let mut earliest = NEVER;
-        // Keeps order (LIFO) for the survivors; stacks are short (max_idle_per_key).
-        let mut kept = Vec::with_capacity(self.idle.len());
-        for c in self.idle.drain(..) {
-            if c.deadline <= now {
-                doomed.push(c.fd);
-            } else {
-                earliest = earliest.min(c.deadline);
-                kept.push(c);
-            }
-        }
-        self.idle = kept;
-        self.earliest = earliest;
-        before - self.idle.len()
-    }
-}
-
-#[derive(Debug, Default)]
-struct ShardInner {
-    /// One entry per key with idle connections, found by the hash computed once per call.
-    keys: HashTable<Stack>,
-    idle: usize,
-    /// Emptied entries for reuse (see [`SPARES`]).
-    spare: Vec<Stack>,
-}
-
-/// The entry for a key that has none, reusing a spare allocation when there is one.
-fn new_stack(spare: &mut Vec<Stack>, hash: u64, key: &[u8]) -> Stack {
-    match spare.pop() {
-        Some(mut s) => {
-            s.hash = hash;
-            s.key.extend_from_slice(key);
-            s
-        }
-        None => Stack {
-            hash,
-            key: key.to_vec(),
-            idle: Vec::new(),
-            earliest: NEVER,
-        },
-    }
-}
-
-impl ShardInner {
-    /// Takes an entry that was just removed from the table because it emptied: shrinks the
-    /// table if it became sparse, and keeps the entry's allocations for the next new key,
-    /// within bounds.
-    fn recycle(&mut self, mut s: Stack) {
-        debug_assert!(s.idle.is_empty());
-        self.shrink_if_sparse();
-        if self.spare.len() < SPARES
-            && s.key.capacity() <= SPARE_KEY_CAPACITY
-            && s.idle.capacity() <= SPARE_STACK_CAPACITY
-        {
-            s.key.clear();
-            s.earliest = NEVER;
-            self.spare.push(s);
-        }
-    }
-
-    /// hashbrown tables never shrink by themselves: without this, memory would follow the
-    /// peak number of keys, not the keys that hold idle connections now. Shrinking at a
-    /// quarter to half leaves room for the table to double before it grows again.
-    fn shrink_if_sparse(&mut self) {
-        let (len, cap) = (self.keys.len(), self.keys.capacity());
-        if cap > MIN_TABLE_CAPACITY && len < cap / 4 {
-            self.keys.shrink_to(len * 2, |s| s.hash);
+impl State {
+    fn new(generation: u64) -> Self {
+        State {
+            generation,
+            shards: (0..SHARDS).map(|_| Shard::default()).collect(),
+            total: AtomicUsize::new(0),
+            seq: AtomicU64::new(0),
+            outside: AtomicCounters::default(),
         }
     }
 }
 
-#[derive(Debug)]
-#[repr(align(128))]
-struct Shard {
-    inner: Lock<ShardInner>,
-    /// Mirror of `inner.idle`, written under the lock, read without it.
-    idle: AtomicUsize,
-}
-
-impl Shard {
-    fn publish(&self, inner: &ShardInner) {
-        self.idle.store(inner.idle, Ordering::Relaxed);
-    }
-}
+/// Pool ids tag the records of lent fds (see `crate::fds`); 0 is never used.
+static NEXT_ID: AtomicU32 = AtomicU32::new(1);
 
 /// A pool of idle connections (socket fds) keyed by byte strings. `Sync`: share it by
 /// reference between threads.
 #[derive(Debug)]
 pub struct Pool<C: Clock = MonotonicClock> {
-    shards: Box<[Shard]>,
+    limits: Limits,
     hasher: KeyHashBuilder,
-    max_idle_per_key: usize,
-    /// Idle timeout in clock ns; [`NEVER`] for none.
-    idle_timeout_ns: u64,
     clock: C,
     /// `clock.lag_ns()`, read once.
     lag_ns: u64,
+    id: u32,
+    state: Current<State>,
+    /// In a fork child: generation + 1 of the thread replacing `state`; 0 when none.
+    resetting: AtomicU64,
 }
 
-impl Pool<MonotonicClock> {
-    /// A pool on the system's monotonic clock: the coarse one, unless the idle timeout is
-    /// short enough for its tick to matter (see [`MonotonicClock::for_timeout`]).
-    pub fn new(config: Config) -> Result<Self, InvalidConfig> {
-        let clock = MonotonicClock::for_timeout(timeout_ns(config.idle_timeout));
-        Pool::with_clock(config, clock)
+impl std::fmt::Debug for Current<State> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.get().fmt(f)
     }
 }
 
-/// An idle timeout in nanoseconds; [`NEVER`] for none (zero means none too).
-fn timeout_ns(timeout: Option<Duration>) -> u64 {
-    match timeout {
+/// A duration in nanoseconds; [`NEVER`] for none (zero means none too).
+fn nanos(d: Option<Duration>) -> u64 {
+    match d {
         Some(d) if !d.is_zero() => u64::try_from(d.as_nanos()).unwrap_or(NEVER),
         _ => NEVER,
+    }
+}
+
+impl Pool<MonotonicClock> {
+    /// A pool on the system's monotonic clock: the coarse one, unless the shortest timeout is
+    /// short enough for its tick to matter (see [`MonotonicClock::for_timeout`]).
+    pub fn new(config: Config) -> Result<Self, InvalidConfig> {
+        let shortest = nanos(config.idle_timeout).min(nanos(config.max_lifetime));
+        Pool::with_clock(config, MonotonicClock::for_timeout(shortest))
     }
 }
 
 impl<C: Clock> Pool<C> {
     /// A pool that reads time from `clock` (tests inject a [`crate::ManualClock`]).
     pub fn with_clock(config: Config, clock: C) -> Result<Self, InvalidConfig> {
-        if config.max_idle_per_key == 0 {
-            return Err(InvalidConfig);
-        }
-        let hasher = KeyHashBuilder::new();
-        let shards = (0..SHARDS)
-            .map(|_| Shard {
-                inner: Lock::new(ShardInner::default()),
-                idle: AtomicUsize::new(0),
-            })
-            .collect();
-        let idle_timeout_ns = timeout_ns(config.idle_timeout);
+        config.validate()?;
+        fork::register();
         Ok(Pool {
-            shards,
-            hasher,
-            max_idle_per_key: config.max_idle_per_key,
-            idle_timeout_ns,
+            limits: Limits {
+                max_idle_per_key: config.max_idle_per_key,
+                max_idle_total: config.max_idle_total.unwrap_or(0),
+                idle_timeout_ns: nanos(config.idle_timeout),
+                lifetime_ns: nanos(config.max_lifetime),
+                max_uses: config.max_uses.unwrap_or(0),
+                check_liveness: config.check_liveness,
+            },
+            hasher: KeyHashBuilder::new(),
             lag_ns: clock.lag_ns(),
             clock,
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed).max(1),
+            state: Current::new(State::new(fork::generation())),
+            resetting: AtomicU64::new(0),
         })
     }
 
-    /// The key's hash (computed once per call) and its shard.
-    fn shard(&self, key: &[u8]) -> (u64, &Shard) {
-        let h = self.hasher.hash_one(key);
-        // Middle bits: hashbrown uses the low bits and the top 7 within each shard's table.
-        (h, &self.shards[(h >> 32) as usize & (SHARDS - 1)])
+    /// The current state; in a fork child, on the first call, a fresh empty one.
+    #[inline]
+    fn state(&self) -> &State {
+        let st = self.state.get();
+        if st.generation == fork::generation() {
+            st
+        } else {
+            self.after_fork()
+        }
     }
 
-    /// The clock, read only when something can expire. Returns (reading, the latest the real
-    /// time may be): deadlines are set from the first and compared with the second, so a
-    /// coarse clock makes connections expire up to one tick early, never late.
+    /// First call in a fork child: the atfork handler has already closed the child's copies
+    /// of the idle fds; replace the shards (their locks may be held forever) with empty ones.
+    /// The old state is kept, never dropped: its fds are closed now (dropping would close
+    /// the numbers again) and a shard whose lock was held at the fork may be half-updated.
+    /// The memory of shards that were unlocked is freed.
+    #[cold]
+    fn after_fork(&self) -> &State {
+        let generation = fork::generation();
+        let mine = generation + 1;
+        loop {
+            let st = self.state.get();
+            if st.generation == generation {
+                return st;
+            }
+            let r = self.resetting.load(Ordering::Acquire);
+            if r == mine {
+                std::thread::yield_now(); // another thread of this process is on it
+                continue;
+            }
+            // 0, or a value left by an ancestor process whose thread does not exist here.
+            if self
+                .resetting
+                .compare_exchange(r, mine, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                let old = self.state.get();
+                let st = self.state.replace(State::new(generation));
+                for shard in old.shards.iter() {
+                    if let Some(mut inner) = shard.inner.try_lock() {
+                        let keys = std::mem::take(&mut inner.keys);
+                        let spare = std::mem::take(&mut inner.spare);
+                        drop(inner);
+                        // Already closed by the atfork handler: forget the numbers.
+                        for stack in keys {
+                            stack.idle.into_iter().for_each(|c| {
+                                let _ = c.fd.into_raw_fd();
+                            });
+                        }
+                        drop(spare);
+                    }
+                }
+                self.resetting.store(0, Ordering::Release);
+                return st;
+            }
+        }
+    }
+
+    /// The key's hash (computed once per call) and its shard.
+    fn shard<'s>(&self, st: &'s State, key: &[u8]) -> (u64, &'s Shard) {
+        let h = self.hasher.hash_one(key);
+        // Middle bits: hashbrown uses the low bits and the top 7 within each shard's table.
+        (h, &st.shards[(h >> 32) as usize & (SHARDS - 1)])
+    }
+
+    /// Returns (reading, the latest the real time may be): deadlines are set from the first
+    /// and compared with the second, so a coarse clock makes connections expire up to one
+    /// tick early, never late.
+    #[inline]
     fn now(&self) -> (u64, u64) {
-        if self.idle_timeout_ns == NEVER {
-            (0, 0)
-        } else {
-            let t = self.clock.now_ns();
-            (t, t.saturating_add(self.lag_ns))
+        let t = self.clock.now_ns();
+        (t, t.saturating_add(self.lag_ns))
+    }
+
+    /// With a global cap, gives back `n` places (idle connections removed).
+    #[inline]
+    fn unreserve(&self, st: &State, n: usize) {
+        if self.limits.max_idle_total != 0 && n != 0 {
+            st.total.fetch_sub(n, Ordering::AcqRel);
         }
     }
 
     /// Takes the most recently released live connection of `key`, now owned by the caller.
-    /// The key's expired connections are closed first.
     pub fn acquire(&self, key: Key<'_>) -> Option<OwnedFd> {
+        self.acquire_info(key).map(|(fd, _)| fd)
+    }
+
+    /// As [`Pool::acquire`], with what is known of the connection. The key's expired
+    /// connections are closed first; with the liveness check on, each candidate is checked
+    /// (outside the lock) and closed if dead, and the next one is tried.
+    pub fn acquire_info(&self, key: Key<'_>) -> Option<(OwnedFd, ConnInfo)> {
         let key = key.as_bytes();
-        let (_, now) = self.now();
-        let (hash, shard) = self.shard(key);
-        let mut doomed = Doomed::default();
-        let got = {
-            let mut guard = shard.inner.lock();
-            let inner = &mut *guard;
-            let Ok(mut entry) = inner.keys.find_entry(hash, |s| s.key == key) else {
-                return None;
+        let st = self.state();
+        let (reading, now) = self.now();
+        let (hash, shard) = self.shard(st, key);
+        loop {
+            let mut doomed = Doomed::default();
+            let got = {
+                let mut guard = shard.inner.lock();
+                let inner = &mut *guard;
+                let got = match inner.keys.find_entry(hash, |s| s.key == key) {
+                    Err(_) => None,
+                    Ok(mut entry) => {
+                        let stack = entry.get_mut();
+                        let expired = stack.expire(now, &mut doomed);
+                        let got = stack.idle.pop();
+                        if stack.idle.is_empty() {
+                            let (emptied, _) = entry.remove();
+                            inner.recycle(emptied);
+                        }
+                        inner.idle -= expired + usize::from(got.is_some());
+                        inner.stats.expired += expired as u64;
+                        got
+                    }
+                };
+                if got.is_some() {
+                    inner.stats.hits += 1;
+                } else {
+                    inner.stats.misses += 1;
+                }
+                shard.publish(inner);
+                got
             };
-            let stack = entry.get_mut();
-            let expired = stack.expire(now, &mut doomed);
-            let got = stack.idle.pop().map(|c| c.fd);
-            if stack.idle.is_empty() {
-                let (emptied, _) = entry.remove();
-                inner.recycle(emptied);
+            self.unreserve(st, doomed.len() + usize::from(got.is_some()));
+            drop(doomed); // closes, outside the lock
+            let c = got?;
+            if !self.limits.check_liveness || sys::is_alive(c.fd.as_fd()) {
+                fds::lend(c.fd.as_raw_fd(), self.id, c.born, c.uses);
+                let info = ConnInfo {
+                    idle: Duration::from_nanos(reading.saturating_sub(c.released)),
+                    age: Duration::from_nanos(reading.saturating_sub(c.born)),
+                    uses: c.uses,
+                };
+                return Some((c.fd, info));
             }
-            inner.idle -= expired + usize::from(got.is_some());
-            shard.publish(inner);
-            got
-        };
-        drop(doomed); // closes, outside the lock
-        got
+            // Dead: the hit counted under the lock becomes a dead close; try the next one.
+            AtomicCounters::bump(&st.outside.hits_undone, 1);
+            AtomicCounters::bump(&st.outside.dead, 1);
+            sys::close(c.fd);
+        }
     }
 
     /// Gives `fd` to the pool as an idle connection of `key`. The pool owns it either way:
-    /// it is kept ([`Released::Pooled`]) or closed ([`Released::Closed`]) when the key is full.
+    /// it is kept ([`Released::Pooled`]) or closed ([`Released::Closed`]), unless the pool
+    /// already owned that fd number ([`Released::AlreadyPooled`]).
     pub fn release(&self, key: Key<'_>, fd: OwnedFd) -> Released {
+        self.release_inner(key, fd, NEVER)
+    }
+
+    /// As [`Pool::release`], for a connection whose server announced it keeps idle
+    /// connections `keepalive` long (`Keep-Alive: timeout=N`): it expires after the shorter of
+    /// that and the idle timeout. A zero hint closes it at once.
+    pub fn release_hint(&self, key: Key<'_>, fd: OwnedFd, keepalive: Duration) -> Released {
+        let hint = u64::try_from(keepalive.as_nanos()).unwrap_or(NEVER);
+        self.release_inner(key, fd, hint)
+    }
+
+    fn release_inner(&self, key: Key<'_>, fd: OwnedFd, hint_ns: u64) -> Released {
         let key = key.as_bytes();
-        let (reading, now) = self.now();
-        let deadline = if self.idle_timeout_ns == NEVER {
-            NEVER
-        } else {
-            reading.saturating_add(self.idle_timeout_ns)
+        let st = self.state();
+        let (born, uses) = match fds::claim(fd.as_raw_fd(), self.id) {
+            Claim::AlreadyPooled => {
+                let _ = fd.into_raw_fd(); // the pool's fd already: not ours to close
+                return Released::AlreadyPooled;
+            }
+            Claim::Fresh => (None, 1),
+            Claim::Lent { born, uses } => (Some(born), uses.saturating_add(1)),
         };
-        let (hash, shard) = self.shard(key);
+        let lim = &self.limits;
+        let (reading, now) = self.now();
+        let born = born.unwrap_or(reading);
+        if lim.max_uses != 0 && uses >= lim.max_uses {
+            AtomicCounters::bump(&st.outside.retired, 1);
+            sys::close(fd);
+            return Released::Closed;
+        }
+        let idle_ns = lim.idle_timeout_ns.min(hint_ns);
+        let deadline = reading
+            .saturating_add(idle_ns)
+            .min(born.saturating_add(lim.lifetime_ns));
+        if deadline <= now {
+            AtomicCounters::bump(&st.outside.expired, 1);
+            sys::close(fd);
+            return Released::Closed;
+        }
+        let capped = lim.max_idle_total != 0;
+        let seq = if capped {
+            if !self.reserve(st) {
+                AtomicCounters::bump(&st.outside.closed_full, 1);
+                sys::close(fd);
+                return Released::Closed;
+            }
+            st.seq.fetch_add(1, Ordering::Relaxed)
+        } else {
+            0
+        };
+        let (hash, shard) = self.shard(st, key);
         let mut doomed = Doomed::default();
         let result = {
             let mut guard = shard.inner.lock();
@@ -330,63 +397,158 @@ impl<C: Clock> Pool<C> {
                 Entry::Vacant(v) => v.insert(new_stack(&mut inner.spare, hash, key)).into_mut(),
             };
             let expired = stack.expire(now, &mut doomed);
-            let result = if stack.idle.len() >= self.max_idle_per_key {
+            let result = if stack.idle.len() >= lim.max_idle_per_key {
                 doomed.push(fd);
+                inner.stats.closed_full += 1;
                 Released::Closed
             } else {
-                stack.idle.push(Idle { fd, deadline });
-                stack.earliest = stack.earliest.min(deadline);
+                stack.push(Idle {
+                    fd,
+                    deadline,
+                    released: reading,
+                    born,
+                    uses,
+                    seq,
+                });
+                inner.stats.pooled += 1;
+                if capped {
+                    shard.oldest.fetch_min(seq, Ordering::Relaxed);
+                }
                 Released::Pooled
             };
+            inner.stats.expired += expired as u64;
             inner.idle = inner.idle + usize::from(result == Released::Pooled) - expired;
             shard.publish(inner);
             result
         };
-        drop(doomed);
+        if capped {
+            self.unreserve(st, doomed.len());
+        }
+        drop(doomed); // closes, outside the lock
         result
+    }
+
+    /// With a global cap: takes a place below the cap, evicting the least recently released
+    /// idle connection while the pool is full. False if no place could be made.
+    fn reserve(&self, st: &State) -> bool {
+        let cap = self.limits.max_idle_total;
+        let mut tries = 0;
+        loop {
+            let cur = st.total.load(Ordering::Acquire);
+            if cur < cap {
+                if st
+                    .total
+                    .compare_exchange_weak(cur, cur + 1, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    return true;
+                }
+                continue;
+            }
+            tries += 1;
+            if tries > EVICT_TRIES {
+                return false;
+            }
+            if !self.evict_one(st) {
+                std::thread::yield_now(); // the places are releases in progress elsewhere
+            }
+        }
+    }
+
+    /// Closes the least recently released idle connection of the pool. False if none.
+    fn evict_one(&self, st: &State) -> bool {
+        for attempt in 0..EVICT_TRIES {
+            let (i, bound) = st
+                .shards
+                .iter()
+                .map(|s| s.oldest.load(Ordering::Relaxed))
+                .enumerate()
+                .min_by_key(|&(_, o)| o)
+                .unwrap_or((0, NEVER));
+            if bound == NEVER {
+                return false;
+            }
+            let shard = &st.shards[i];
+            let mut doomed = Doomed::default();
+            {
+                let mut guard = shard.inner.lock();
+                let inner = &mut *guard;
+                let oldest = inner.oldest_seq();
+                if oldest != bound && attempt + 1 < EVICT_TRIES {
+                    // The bound was stale: make it exact and pick again.
+                    shard.oldest.store(oldest, Ordering::Relaxed);
+                    continue;
+                }
+                let Some(victim) = inner.remove_oldest() else {
+                    shard.oldest.store(NEVER, Ordering::Relaxed);
+                    continue;
+                };
+                inner.stats.evicted += 1;
+                shard.oldest.store(inner.oldest_seq(), Ordering::Relaxed);
+                shard.publish(inner);
+                doomed.push(victim.fd);
+            }
+            self.unreserve(st, 1);
+            return true; // dropping `doomed` closes, outside the lock
+        }
+        false
     }
 
     /// Idle connections held, over all keys, expired ones not yet closed included (call
     /// [`Pool::prune`] first to drop those). Lock-free; under concurrent calls it is a sum
-    /// of per-shard snapshots.
+    /// of per-shard snapshots taken at slightly different instants (use [`Pool::stats`] for
+    /// a consistent one), never above the global cap.
     pub fn idle_count(&self) -> usize {
-        self.shards
+        let sum = self
+            .state()
+            .shards
             .iter()
             .map(|s| s.idle.load(Ordering::Relaxed))
-            .sum()
+            .sum();
+        match self.limits.max_idle_total {
+            0 => sum,
+            // A sum above the cap can only come from reading shards at different instants.
+            cap => sum.min(cap),
+        }
     }
 
     /// Idle connections held for `key`. Like every call on a key, it first closes the key's
     /// expired connections, so they are not counted.
     pub fn idle_count_key(&self, key: Key<'_>) -> usize {
         let key = key.as_bytes();
+        let st = self.state();
         let (_, now) = self.now();
-        let (hash, shard) = self.shard(key);
+        let (hash, shard) = self.shard(st, key);
         let mut doomed = Doomed::default();
-        let mut guard = shard.inner.lock();
-        let inner = &mut *guard;
-        let Ok(mut entry) = inner.keys.find_entry(hash, |s| s.key == key) else {
-            return 0;
+        let n = {
+            let mut guard = shard.inner.lock();
+            let inner = &mut *guard;
+            let Ok(mut entry) = inner.keys.find_entry(hash, |s| s.key == key) else {
+                return 0;
+            };
+            let expired = entry.get_mut().expire(now, &mut doomed);
+            let n = entry.get().idle.len();
+            if n == 0 {
+                let (emptied, _) = entry.remove();
+                inner.recycle(emptied);
+            }
+            inner.idle -= expired;
+            inner.stats.expired += expired as u64;
+            shard.publish(inner);
+            n
         };
-        let expired = entry.get_mut().expire(now, &mut doomed);
-        let n = entry.get().idle.len();
-        if n == 0 {
-            let (emptied, _) = entry.remove();
-            inner.recycle(emptied);
-        }
-        inner.idle -= expired;
-        shard.publish(inner);
-        drop(guard);
+        self.unreserve(st, doomed.len());
         n // dropping `doomed` closes, outside the lock
     }
 
     /// Closes every idle connection of `key`, or of every key for `None`; returns how many.
     pub fn purge(&self, key: Option<Key<'_>>) -> usize {
+        let st = self.state();
         let Some(key) = key else {
-            return self.shards.iter().map(|s| self.purge_shard(s)).sum();
+            return st.shards.iter().map(|s| self.purge_shard(st, s)).sum();
         };
         let key = key.as_bytes();
-        let (hash, shard) = self.shard(key);
+        let (hash, shard) = self.shard(st, key);
         let mut doomed = Doomed::default();
         {
             let mut guard = shard.inner.lock();
@@ -398,34 +560,41 @@ impl<C: Clock> Pool<C> {
             doomed.extend(stack.idle.drain(..).map(|c| c.fd));
             inner.recycle(stack);
             inner.idle -= doomed.len();
+            inner.stats.purged += doomed.len() as u64;
             shard.publish(inner);
         }
+        self.unreserve(st, doomed.len());
         doomed.len() // dropping `doomed` closes, outside the lock
     }
 
-    fn purge_shard(&self, shard: &Shard) -> usize {
+    fn purge_shard(&self, st: &State, shard: &Shard) -> usize {
         let keys = {
             let mut inner = shard.inner.lock();
             let keys = std::mem::take(&mut inner.keys);
+            inner.stats.purged += inner.idle as u64;
             inner.idle = 0;
             shard.publish(&inner);
             keys
         };
         let mut doomed = Doomed::default();
         doomed.extend(keys.into_iter().flat_map(|s| s.idle).map(|c| c.fd));
+        self.unreserve(st, doomed.len());
         doomed.len()
     }
 
-    /// Closes every expired idle connection now, over all keys; returns how many.
+    /// Closes every expired idle connection now, over all keys, and, with the liveness check
+    /// on, every idle connection that fails it; returns how many were closed.
+    ///
+    /// The liveness check runs outside the lock: each shard's connections are taken out,
+    /// checked, and the live ones put back in their order (acquires on that shard's keys miss
+    /// them meanwhile, for about a microsecond per connection).
     pub fn prune(&self) -> usize {
-        if self.idle_timeout_ns == NEVER {
-            return 0;
-        }
+        let st = self.state();
         let (_, now) = self.now();
         let mut total = 0;
-        let mut doomed = Doomed::default();
-        for shard in self.shards.iter() {
-            {
+        for shard in st.shards.iter() {
+            let mut doomed = Doomed::default();
+            let taken = {
                 let mut guard = shard.inner.lock();
                 let inner = &mut *guard;
                 let mut expired = 0;
@@ -433,14 +602,102 @@ impl<C: Clock> Pool<C> {
                     expired += stack.expire(now, &mut doomed);
                     !stack.idle.is_empty()
                 });
-                inner.shrink_if_sparse();
                 inner.idle -= expired;
+                inner.stats.expired += expired as u64;
+                let taken = if self.limits.check_liveness && !inner.keys.is_empty() {
+                    inner.idle = 0;
+                    Some(std::mem::take(&mut inner.keys))
+                } else {
+                    inner.shrink_if_sparse();
+                    None
+                };
                 shard.publish(inner);
-                total += expired;
+                taken
+            };
+            total += doomed.len();
+            self.unreserve(st, doomed.len());
+            drop(doomed); // closes, outside the lock
+            if let Some(taken) = taken {
+                total += self.check_and_put_back(st, shard, taken);
             }
-            drop(std::mem::take(&mut doomed)); // closes, outside the lock
         }
         total
+    }
+
+    /// The liveness half of [`Pool::prune`] for one shard: `taken` holds its connections.
+    /// Returns how many were closed.
+    fn check_and_put_back(&self, st: &State, shard: &Shard, mut taken: HashTable<Stack>) -> usize {
+        let mut dead = Doomed::default();
+        for stack in taken.iter_mut() {
+            let mut live = Vec::with_capacity(stack.idle.len());
+            for c in stack.idle.drain(..) {
+                if sys::is_alive(c.fd.as_fd()) {
+                    live.push(c);
+                } else {
+                    dead.push(c.fd);
+                }
+            }
+            stack.idle = live;
+        }
+        let n_dead = dead.len();
+        AtomicCounters::bump(&st.outside.dead, n_dead as u64);
+        self.unreserve(st, n_dead);
+        drop(dead);
+
+        let lim = &self.limits;
+        let mut doomed = Doomed::default();
+        {
+            let mut guard = shard.inner.lock();
+            let inner = &mut *guard;
+            for mut back in taken {
+                if back.idle.is_empty() {
+                    inner.recycle(back);
+                    continue;
+                }
+                let hash = back.hash;
+                let stack = match inner.keys.entry(hash, |s| s.key == back.key, |s| s.hash) {
+                    Entry::Occupied(o) => {
+                        // Released meanwhile: newer than what was taken out, so they go on top.
+                        let stack = o.into_mut();
+                        let newer = std::mem::take(&mut stack.idle);
+                        inner.idle -= newer.len();
+                        for c in newer {
+                            back.push(c);
+                        }
+                        std::mem::swap(stack, &mut back);
+                        stack
+                    }
+                    Entry::Vacant(v) => v.insert(back).into_mut(),
+                };
+                let excess = stack.idle.len().saturating_sub(lim.max_idle_per_key);
+                doomed.extend(stack.idle.drain(..excess).map(|c| c.fd));
+                inner.idle += stack.idle.len();
+                inner.stats.closed_full += excess as u64;
+            }
+            if lim.max_idle_total != 0 {
+                shard.oldest.store(inner.oldest_seq(), Ordering::Relaxed);
+            }
+            shard.publish(inner);
+        }
+        self.unreserve(st, doomed.len());
+        n_dead + doomed.len() // dropping `doomed` closes, outside the lock
+    }
+
+    /// The pool's gauges and counters: a consistent snapshot, exact also while other threads
+    /// call the pool. It holds every shard lock at once (taken in shard order, and no other
+    /// call holds two, so this cannot deadlock) for the time it takes to add them up.
+    pub fn stats(&self) -> Stats {
+        let st = self.state();
+        let mut s = Stats::default();
+        let guards: Vec<_> = st.shards.iter().map(|shard| shard.inner.lock()).collect();
+        for inner in &guards {
+            s.idle += inner.idle as u64;
+            s.keys += inner.keys.len() as u64;
+            s.add(&inner.stats);
+        }
+        s.add_atomic(&st.outside);
+        drop(guards);
+        s
     }
 }
 
@@ -455,63 +712,83 @@ impl<C: Clock> Drop for Pool<C> {
 mod tests {
     use super::*;
     use std::os::unix::net::UnixStream;
+    use std::sync::mpsc;
 
-    impl<C: Clock> Pool<C> {
-        /// (key entries, table capacity), over all shards.
-        fn tables(&self) -> (usize, usize) {
-            self.shards.iter().fold((0, 0), |(n, c), s| {
-                let inner = s.inner.lock();
-                (n + inner.keys.len(), c + inner.keys.capacity())
-            })
-        }
-    }
-
+    /// A fork child must never take a shard lock: another parent thread may have held it at
+    /// the fork, and in the child nobody will ever release it. Here a parent thread holds
+    /// the very shard the child uses, for the whole life of the child.
     #[test]
-    fn a_key_without_idle_connections_has_no_entry() {
+    #[allow(unsafe_code)]
+    fn a_fork_child_never_waits_for_a_lock_held_at_the_fork() {
         let pool = Pool::new(Config::default()).unwrap();
-        let keys: Vec<String> = (0..100).map(|i| format!("10.0.0.{i}:80")).collect();
-        let mut peers = Vec::new();
-        for k in &keys {
-            let (a, b) = UnixStream::pair().unwrap();
-            pool.release(Key::try_from(k.as_str()).unwrap(), a.into());
-            peers.push(b);
-        }
-        assert_eq!(pool.tables().0, 100);
-        for k in &keys[..50] {
-            assert!(pool.acquire(Key::try_from(k.as_str()).unwrap()).is_some());
-        }
-        assert_eq!(pool.tables().0, 50, "acquire removes the emptied entries");
-        assert_eq!(
-            pool.purge(Some(Key::try_from(keys[60].as_str()).unwrap())),
-            1
-        );
-        assert_eq!(pool.tables().0, 49, "purge removes the entry");
-        assert_eq!(pool.idle_count_key(Key::try_from("none:1").unwrap()), 0);
-        assert_eq!(pool.tables().0, 49, "counting a key does not create it");
+        let key = Key::try_from("held:1").unwrap();
+        let (a, _a_peer) = UnixStream::pair().unwrap();
+        let a_raw = a.as_raw_fd();
+        assert_eq!(pool.release(key, a.into()), Released::Pooled);
+        let (_, shard) = pool.shard(pool.state(), key.as_bytes());
+        let (locked_tx, locked_rx) = mpsc::channel();
+        let (done_tx, done_rx) = mpsc::channel::<()>();
+        std::thread::scope(|s| {
+            s.spawn(move || {
+                let _held = shard.inner.lock();
+                locked_tx.send(()).unwrap();
+                let _ = done_rx.recv();
+            });
+            locked_rx.recv().unwrap();
+            // SAFETY: the child only runs the closure below and leaves with _exit.
+            let pid = unsafe { libc::fork() };
+            assert!(pid >= 0);
+            if pid == 0 {
+                let code = std::panic::catch_unwind(|| {
+                    // SAFETY: fcntl on a number only queries it.
+                    if unsafe { libc::fcntl(a_raw, libc::F_GETFD) } != -1 {
+                        return 2; // the child's copy of the idle fd must be closed
+                    }
+                    if pool.acquire(key).is_some() {
+                        return 3; // the child's pool starts empty
+                    }
+                    let (c, _c_peer) = UnixStream::pair().unwrap();
+                    if pool.release(key, c.into()) != Released::Pooled {
+                        return 4;
+                    }
+                    if pool.acquire(key).is_none() || pool.stats().hits != 1 {
+                        return 5;
+                    }
+                    0
+                })
+                .unwrap_or(6);
+                // SAFETY: leaves the child without running the parent's test harness.
+                unsafe { libc::_exit(code) };
+            }
+            let status = wait_child(pid, 10_000);
+            done_tx.send(()).unwrap();
+            assert_eq!(status, Some(0), "child exit status (None: hung, killed)");
+        });
+        // The parent's pool is untouched by the child.
+        assert_eq!(pool.acquire(key).map(|fd| fd.as_raw_fd()), Some(a_raw));
     }
 
-    /// Memory follows the keys that hold idle connections, not the past peak.
-    #[test]
-    fn tables_shrink_when_keys_go_away() {
-        let mut inner = ShardInner::default();
-        let peak = 5_000;
-        for i in 0..peak {
-            let key = format!("backend-{i}:443");
-            let hash = KeyHashBuilder::new().hash_one(key.as_bytes());
-            let stack = new_stack(&mut inner.spare, hash, key.as_bytes());
-            inner.keys.insert_unique(hash, stack, |s| s.hash);
+    /// The child's exit code, waiting at most `ms` (through a pidfd, so no polling loop);
+    /// None, after killing it, if it did not exit in time.
+    #[allow(unsafe_code)]
+    fn wait_child(pid: libc::pid_t, ms: i32) -> Option<i32> {
+        // SAFETY: plain syscalls on our own child.
+        unsafe {
+            let pidfd = libc::syscall(libc::SYS_pidfd_open, pid, 0) as i32;
+            assert!(pidfd >= 0);
+            let mut p = libc::pollfd {
+                fd: pidfd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            let ready = libc::poll(&mut p, 1, ms) == 1;
+            libc::close(pidfd);
+            if !ready {
+                libc::kill(pid, libc::SIGKILL);
+            }
+            let mut status = 0;
+            assert_eq!(libc::waitpid(pid, &mut status, 0), pid);
+            (ready && libc::WIFEXITED(status)).then(|| libc::WEXITSTATUS(status))
         }
-        assert!(inner.keys.capacity() >= peak);
-        while let Some(hash) = inner.keys.iter().next().map(|s| s.hash) {
-            let entry = inner.keys.find_entry(hash, |s| s.hash == hash).unwrap();
-            let (emptied, _) = entry.remove();
-            inner.recycle(emptied);
-        }
-        assert!(
-            inner.keys.capacity() <= MIN_TABLE_CAPACITY * 2,
-            "capacity {} after the peak of {peak}",
-            inner.keys.capacity()
-        );
-        assert!(inner.spare.len() <= SPARES);
     }
 }

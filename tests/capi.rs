@@ -8,7 +8,8 @@ use std::os::fd::IntoRawFd;
 use std::time::Duration;
 
 use connpool::capi::{
-    connpool_acquire, connpool_free, connpool_new, connpool_release, CONNPOOL_POOLED,
+    connpool_acquire, connpool_config, connpool_config_init, connpool_free, connpool_new,
+    connpool_new_with_config, connpool_release, CONNPOOL_POOLED,
 };
 
 const KEY: &CStr = c"127.0.0.1:9";
@@ -21,14 +22,26 @@ fn releasing_a_closed_fd_number_does_not_abort() {
     // Far above any fd this process can open, so no other test's fd can take the number.
     let fd = 1 << 30;
     unsafe {
+        // With the liveness check, the stale number fails it (EBADF) and is closed.
         let pool = connpool_new(8, 0);
+        assert!(!pool.is_null());
+        assert_eq!(connpool_release(pool, KEY.as_ptr(), fd), CONNPOOL_POOLED);
+        assert_eq!(connpool_acquire(pool, KEY.as_ptr()), -libc::ENOENT);
+        connpool_free(pool);
+
+        // Without it, the number comes back, and freeing the pool closes it again.
+        let mut cfg = std::mem::zeroed::<connpool_config>();
+        connpool_config_init(&mut cfg);
+        cfg.flags = 0;
+        let pool = connpool_new_with_config(&cfg);
         assert!(!pool.is_null());
         assert_eq!(connpool_release(pool, KEY.as_ptr(), fd), CONNPOOL_POOLED);
         let got = connpool_acquire(pool, KEY.as_ptr());
         assert_eq!(got, fd);
         assert_eq!(connpool_release(pool, KEY.as_ptr(), got), CONNPOOL_POOLED);
-        connpool_free(pool); // closes the stale number again: must not abort either
-                             // An invalid key closes the fd on the error path: same rule.
+        connpool_free(pool);
+
+        // An invalid key closes the fd on the error path: same rule.
         let pool = connpool_new(8, 0);
         assert_eq!(connpool_release(pool, c"".as_ptr(), fd), -libc::EINVAL);
         connpool_free(pool);

@@ -4,60 +4,23 @@
 //! socket reads EOF), never by probing fd numbers, which other tests running in parallel
 //! threads of this process reuse.
 
-use std::io::{ErrorKind, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use connpool::{Clock, Config, InvalidConfig, Key, ManualClock, Pool, Released};
 
-/// A connected loopback pair: `client` goes into the pool, `backend` watches it.
-struct Conn {
-    client: OwnedFd,
-    backend: TcpStream,
-}
-
-fn listener() -> TcpListener {
-    TcpListener::bind("127.0.0.1:0").unwrap()
-}
-
-fn connect(l: &TcpListener) -> Conn {
-    let client = TcpStream::connect(l.local_addr().unwrap()).unwrap();
-    let (backend, _) = l.accept().unwrap();
-    Conn {
-        client: client.into(),
-        backend,
-    }
-}
-
-/// True once the client side is closed: the backend reads EOF (bounded wait).
-fn closed(backend: &TcpStream) -> bool {
-    backend
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    let mut b = [0u8; 1];
-    matches!((&*backend).read(&mut b), Ok(0))
-}
-
-/// True while the client side is open: nothing to read yet, no EOF.
-fn open(backend: &TcpStream) -> bool {
-    backend.set_nonblocking(true).unwrap();
-    let mut b = [0u8; 1];
-    let r = (&*backend).read(&mut b);
-    backend.set_nonblocking(false).unwrap();
-    matches!(r, Err(e) if e.kind() == ErrorKind::WouldBlock)
-}
-
-fn key(s: &str) -> Key<'_> {
-    Key::try_from(s).unwrap()
-}
+mod common;
+use common::{closed, connect, key, listener, open, Conn};
 
 fn manual_pool(max: usize, timeout_ms: u64) -> (Pool<ManualClock>, ManualClock) {
     let clock = ManualClock::new(1_000_000_000);
     let cfg = Config {
         max_idle_per_key: max,
         idle_timeout: Some(Duration::from_millis(timeout_ms)),
+        ..Config::default()
     };
     (Pool::with_clock(cfg, clock.clone()).unwrap(), clock)
 }
@@ -246,6 +209,7 @@ fn a_lagging_clock_expires_early_not_late() {
     let cfg = Config {
         max_idle_per_key: 8,
         idle_timeout: Some(Duration::from_millis(100)),
+        ..Config::default()
     };
     let pool = Pool::with_clock(cfg, Lagging(clock.clone())).unwrap();
     let a = connect(&l);
@@ -301,11 +265,16 @@ fn zero_idle_per_key_is_invalid() {
     let cfg = Config {
         max_idle_per_key: 0,
         idle_timeout: None,
+        ..Config::default()
     };
-    assert_eq!(Pool::new(cfg).unwrap_err(), InvalidConfig);
+    assert!(matches!(Pool::new(cfg), Err(InvalidConfig(_))));
     let huge = Config {
         max_idle_per_key: usize::MAX,
         idle_timeout: Some(Duration::from_millis(u64::MAX)),
+        max_lifetime: Some(Duration::from_millis(u64::MAX)),
+        max_uses: Some(u32::MAX),
+        max_idle_total: Some(usize::MAX),
+        ..Config::default()
     };
     let pool = Pool::new(huge).unwrap();
     let l = listener();

@@ -14,8 +14,10 @@ use std::os::fd::{FromRawFd, OwnedFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Duration;
 
+use crate::config::Config;
 use crate::key::{Key, MAX_KEY_LEN};
-use crate::pool::{Config, Pool, Released};
+use crate::pool::{ConnInfo, Pool, Released};
+use crate::stats::Stats;
 
 /// release kept the fd idle; the pool owns it.
 pub const CONNPOOL_POOLED: c_int = 0;
@@ -25,13 +27,100 @@ pub const CONNPOOL_CLOSED: c_int = 1;
 pub const CONNPOOL_MAX_KEY_LEN: usize = 1024;
 const _: () = assert!(CONNPOOL_MAX_KEY_LEN == MAX_KEY_LEN);
 
-/// A pool of idle connections. Opaque: create it with connpool_new() or
-/// connpool_new_default() and destroy it with connpool_free(). Every function taking a
-/// pool may be called from any thread, concurrently, except connpool_free(), which must
-/// be the last call on that pool.
+/// connpool_config.flags: before handing out an idle connection, check it with one
+/// non-blocking recv(MSG_PEEK) and close it instead if the peer closed or reset it or sent
+/// bytes nobody asked for. On by default (connpool_config_init, connpool_new,
+/// connpool_new_default); costs one system call per acquire of an idle connection.
+pub const CONNPOOL_CHECK_LIVENESS: u32 = 1 << 0;
+const KNOWN_FLAGS: u32 = CONNPOOL_CHECK_LIVENESS;
+
+/// A pool of idle connections. Opaque: create it with connpool_new_with_config(),
+/// connpool_new() or connpool_new_default() and destroy it with connpool_free(). Every
+/// function taking a pool may be called from any thread, concurrently, except
+/// connpool_free(), which must be the last call on that pool.
 #[allow(non_camel_case_types)]
 pub struct connpool {
     pool: Pool,
+}
+
+/// Pool configuration. Fill it with connpool_config_init() (which sets struct_size and
+/// every default), change the fields you need, and pass it to connpool_new_with_config().
+#[allow(non_camel_case_types)]
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct connpool_config {
+    /// sizeof(connpool_config), set by connpool_config_init(): lets the struct grow in
+    /// later versions without breaking callers built against this one.
+    pub struct_size: usize,
+    /// Idle connections kept per key (default 8); a release into a full key closes the
+    /// released fd. Must be at least 1.
+    pub max_idle_per_key: u32,
+    /// Idle connections kept over all keys (default 0: no global cap). A release that would
+    /// exceed it closes the least recently released idle connection of any key and keeps the
+    /// new one. The cap is never exceeded, also under concurrent releases.
+    pub max_idle_total: u32,
+    /// Idle connections older than this are closed, never handed out (default 60000;
+    /// 0: no idle timeout).
+    pub idle_timeout_ms: u64,
+    /// A connection is never handed out nor kept once this long has passed since its first
+    /// release to the pool (default 0: no limit).
+    pub max_lifetime_ms: u64,
+    /// The release that brings a connection to this many uses closes it and returns
+    /// CONNPOOL_CLOSED (default 0: no limit). A connection has served 1 request at its first
+    /// release and one more per acquire and release: with 3, its third release closes it.
+    pub max_uses: u32,
+    /// CONNPOOL_CHECK_LIVENESS or 0 (default CONNPOOL_CHECK_LIVENESS). Unknown bits make
+    /// connpool_new_with_config() fail with EINVAL.
+    pub flags: u32,
+}
+
+/// What connpool_acquire_info() reports about the connection it hands out, so that a proxy
+/// can tell a reused connection from a fresh one (and retry an idempotent request that
+/// failed on a reused connection before any response byte, as nginx, Go and curl do).
+#[allow(non_camel_case_types)]
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct connpool_conn_info {
+    /// Set to sizeof(connpool_conn_info) before the call.
+    pub struct_size: usize,
+    /// How long the connection was idle in the pool, in milliseconds.
+    pub idle_ms: u64,
+    /// How long ago it was first released to the pool, in milliseconds.
+    pub age_ms: u64,
+    /// Requests it has served: 1 after its first release, one more per acquire and release.
+    pub uses: u32,
+}
+
+/// A pool's gauges and counters, filled by connpool_stats_get(). Counters only grow; each
+/// connection the pool closes is counted under exactly one reason.
+#[allow(non_camel_case_types)]
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct connpool_stats {
+    /// Set to sizeof(connpool_stats) before the call.
+    pub struct_size: usize,
+    /// Idle connections held now (expired ones not yet closed included).
+    pub idle: u64,
+    /// Keys with at least one idle connection now.
+    pub keys: u64,
+    /// Acquires that returned a connection.
+    pub hits: u64,
+    /// Acquires that found no usable connection (-ENOENT).
+    pub misses: u64,
+    /// Releases that kept the connection (CONNPOOL_POOLED).
+    pub pooled: u64,
+    /// Releases closed because the key already held max_idle_per_key connections.
+    pub closed_full: u64,
+    /// Idle connections closed to keep max_idle_total.
+    pub evicted: u64,
+    /// Connections closed for the idle timeout, max_lifetime_ms or a keep-alive hint.
+    pub expired: u64,
+    /// Idle connections closed by the liveness check (on acquire or prune).
+    pub dead: u64,
+    /// Connections closed by their release at max_uses.
+    pub retired: u64,
+    /// Idle connections closed by connpool_purge() (or connpool_free()).
+    pub purged: u64,
 }
 
 /// Runs f, turning a panic (an internal bug) into on_panic instead of unwinding into C.
@@ -77,13 +166,95 @@ fn new_pool(config: Config) -> *mut connpool {
     }
 }
 
-/// Creates a pool that keeps at most max_idle_per_key idle connections per key and
-/// closes connections idle for idle_timeout_ms milliseconds (0: no idle timeout).
+/// Milliseconds as an optional duration: 0 is none.
+fn millis(ms: u64) -> Option<Duration> {
+    (ms != 0).then(|| Duration::from_millis(ms))
+}
+
+fn nonzero<T: Default + PartialEq>(v: T) -> Option<T> {
+    (v != T::default()).then_some(v)
+}
+
+/// The C configuration as a Rust one; None if it is invalid.
+fn config_from_c(c: &connpool_config) -> Option<Config> {
+    if c.flags & !KNOWN_FLAGS != 0 {
+        return None;
+    }
+    let config = Config {
+        max_idle_per_key: c.max_idle_per_key as usize,
+        max_idle_total: nonzero(c.max_idle_total).map(|n| n as usize),
+        idle_timeout: millis(c.idle_timeout_ms),
+        max_lifetime: millis(c.max_lifetime_ms),
+        max_uses: nonzero(c.max_uses),
+        check_liveness: c.flags & CONNPOOL_CHECK_LIVENESS != 0,
+    };
+    config.validate().ok().map(|()| config)
+}
+
+/// Fills cfg with the defaults: struct_size = sizeof(connpool_config),
+/// max_idle_per_key 8, max_idle_total 0 (no cap), idle_timeout_ms 60000,
+/// max_lifetime_ms 0 (none), max_uses 0 (none), flags CONNPOOL_CHECK_LIVENESS.
+/// NULL is a no-op.
+///
+/// Requires: cfg is NULL or points to a writable connpool_config.
+#[no_mangle]
+pub unsafe extern "C" fn connpool_config_init(cfg: *mut connpool_config) {
+    if let Some(cfg) = cfg.as_mut() {
+        let d = Config::default();
+        *cfg = connpool_config {
+            struct_size: size_of::<connpool_config>(),
+            max_idle_per_key: d.max_idle_per_key as u32,
+            max_idle_total: 0,
+            idle_timeout_ms: d.idle_timeout.map_or(0, |t| t.as_millis() as u64),
+            max_lifetime_ms: 0,
+            max_uses: 0,
+            flags: CONNPOOL_CHECK_LIVENESS,
+        };
+    }
+}
+
+/// Creates a pool from cfg; NULL cfg gives the defaults (see connpool_config_init()).
+///
+/// Returns NULL with errno = EINVAL when the configuration is invalid:
+/// - struct_size is not sizeof(connpool_config) as this header declares it (a caller built
+///   against a newer header whose struct is larger gets EINVAL from an older library,
+///   rather than settings silently ignored);
+/// - max_idle_per_key is 0;
+/// - flags has a bit this library does not know.
+///
+/// Huge values (UINT32_MAX, UINT64_MAX) are accepted and mean "no practical limit".
 ///
 /// Time is read from CLOCK_MONOTONIC_COARSE (cheap, but up to one tick of 1 to 4 ms
 /// behind), and expiry errs early: a connection may expire up to one tick before its
-/// timeout, never after. Timeouts under 16 ticks (64 ms at 250 Hz) read CLOCK_MONOTONIC
-/// instead, so even a 1 ms timeout behaves.
+/// timeout, never after. When the shorter of idle_timeout_ms and max_lifetime_ms is under
+/// 16 ticks (64 ms at 250 Hz), CLOCK_MONOTONIC is read instead.
+///
+/// Requires: cfg is NULL or points to a readable connpool_config (at least struct_size
+/// readable bytes).
+#[no_mangle]
+pub unsafe extern "C" fn connpool_new_with_config(cfg: *const connpool_config) -> *mut connpool {
+    catch_panic(std::ptr::null_mut(), || {
+        let config = if cfg.is_null() {
+            Some(Config::default())
+        } else if std::ptr::read(cfg.cast::<usize>()) != size_of::<connpool_config>() {
+            None // read struct_size alone first: the rest may not be there
+        } else {
+            config_from_c(&*cfg)
+        };
+        match config {
+            Some(config) => new_pool(config),
+            None => {
+                set_errno(libc::EINVAL);
+                std::ptr::null_mut()
+            }
+        }
+    })
+}
+
+/// Creates a pool that keeps at most max_idle_per_key idle connections per key and
+/// closes connections idle for idle_timeout_ms milliseconds (0: no idle timeout), with the
+/// liveness check on. The same as connpool_new_with_config() with those two fields set and
+/// the other defaults.
 ///
 /// Returns NULL with errno = EINVAL when max_idle_per_key is 0 (a pool that keeps nothing
 /// is almost always an unset value). Huge values (SIZE_MAX, UINT64_MAX) are accepted and
@@ -93,12 +264,14 @@ pub extern "C" fn connpool_new(max_idle_per_key: usize, idle_timeout_ms: u64) ->
     catch_panic(std::ptr::null_mut(), || {
         new_pool(Config {
             max_idle_per_key,
-            idle_timeout: Some(Duration::from_millis(idle_timeout_ms)),
+            idle_timeout: millis(idle_timeout_ms),
+            ..Config::default()
         })
     })
 }
 
-/// Creates a pool with 8 idle connections per key and a 60 000 ms idle timeout.
+/// Creates a pool with the defaults of connpool_config_init(): 8 idle connections per key,
+/// a 60 000 ms idle timeout and the liveness check on.
 #[no_mangle]
 pub extern "C" fn connpool_new_default() -> *mut connpool {
     catch_panic(std::ptr::null_mut(), || new_pool(Config::default()))
@@ -127,41 +300,95 @@ pub unsafe extern "C" fn connpool_free(pool: *mut connpool) {
 /// - -EINVAL: pool or key is NULL, or key is empty or longer than CONNPOOL_MAX_KEY_LEN.
 ///
 /// Every call on a key (acquire, release, idle_count_key, purge) first closes that key's
-/// expired connections.
+/// expired connections. With CONNPOOL_CHECK_LIVENESS (the default), each candidate is
+/// checked with one non-blocking recv(MSG_PEEK) before it is handed out, outside any lock:
+/// a connection whose peer closed it (FIN), reset it (RST) or wrote bytes nobody asked for,
+/// or whose fd is not a usable socket, is closed and the next one for key is tried. A
+/// connection that passed can still be closed by the server a moment later (a race no
+/// check can close): a proxy should retry an idempotent request that fails on a reused
+/// connection before any response byte (connpool_acquire_info() tells reused from fresh).
 ///
 /// Requires: pool is NULL or a live pool; key is NULL or a NUL-terminated string.
 #[no_mangle]
 pub unsafe extern "C" fn connpool_acquire(pool: *mut connpool, key: *const c_char) -> c_int {
+    connpool_acquire_info(pool, key, std::ptr::null_mut())
+}
+
+/// As connpool_acquire(), and on success also fills *info (when info is not NULL) with what
+/// is known of the connection: how long it was idle, how old it is and how many requests
+/// it has served.
+///
+/// Returns what connpool_acquire() returns, and -EINVAL, with nothing acquired, when
+/// info->struct_size is smaller than sizeof(connpool_conn_info). A larger struct_size (a
+/// caller built against a newer header) is accepted: the fields this library knows are
+/// filled, the rest left untouched. On failure *info is left untouched.
+///
+/// Requires: pool is NULL or a live pool; key is NULL or a NUL-terminated string; info is
+/// NULL or points to a writable connpool_conn_info.
+#[no_mangle]
+pub unsafe extern "C" fn connpool_acquire_info(
+    pool: *mut connpool,
+    key: *const c_char,
+    info: *mut connpool_conn_info,
+) -> c_int {
     catch_panic(-PANIC_ERRNO, || {
         let (Some(pool), Some(key)) = (pool_arg(pool), key_arg(key)) else {
             return -libc::EINVAL;
         };
-        match pool.acquire(key) {
-            Some(fd) => std::os::fd::IntoRawFd::into_raw_fd(fd),
+        let info = info.as_mut();
+        if info
+            .as_ref()
+            .is_some_and(|i| i.struct_size < size_of::<connpool_conn_info>())
+        {
+            return -libc::EINVAL;
+        }
+        match pool.acquire_info(key) {
+            Some((fd, got)) => {
+                if let Some(info) = info {
+                    fill_info(info, &got);
+                }
+                std::os::fd::IntoRawFd::into_raw_fd(fd)
+            }
             None => -libc::ENOENT,
         }
     })
 }
 
+fn fill_info(info: &mut connpool_conn_info, got: &ConnInfo) {
+    let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    info.idle_ms = ms(got.idle);
+    info.age_ms = ms(got.age);
+    info.uses = got.uses;
+}
+
 /// Gives fd back to the pool as an idle connection of key.
 ///
-/// Consumes fd whenever fd >= 0, whatever it returns: after the call the caller no longer
-/// owns it and must not use or close it. It is either kept by the pool or closed.
+/// Consumes fd whenever fd >= 0, whatever it returns (with one exception, -EALREADY, where
+/// the pool owned fd already): after the call the caller no longer owns it and must not use
+/// or close it. It is either kept by the pool or closed.
 ///
 /// Returns:
 /// - CONNPOOL_POOLED: the fd is idle in the pool, which owns it.
-/// - CONNPOOL_CLOSED: the key already held max_idle_per_key idle connections; the pool
-///   closed fd.
+/// - CONNPOOL_CLOSED: the pool closed fd: the key already held max_idle_per_key idle
+///   connections, or the connection reached max_uses or max_lifetime_ms, or the global cap
+///   could not be kept (every place taken by releases in progress).
+/// - -EALREADY: fd is already idle in a pool (this one or another): a double release, a
+///   caller bug. Nothing changed and nothing was closed; the fd stays the pool's.
 /// - -EINVAL: pool or key is NULL, or key is invalid (checked first); fd was closed if >= 0.
 /// - -EBADF: fd < 0; nothing was closed.
 ///
 /// Only release a connection that is idle and reusable: the response was read completely
 /// and the connection is keep-alive. The pool does not probe fd on release (that would
-/// cost a system call per release): it must be an fd the caller owns. Releasing an fd
+/// cost a system call per release); it is checked when next acquired. Releasing an fd
 /// number the caller had already closed returns CONNPOOL_POOLED and the stale number is
-/// later handed out or closed (close errors are ignored); if the number was meanwhile
-/// reused by another open file, the pool will close or hand out that file, exactly as a
-/// double close() would.
+/// later closed (close errors are ignored) or, without the liveness check, handed out;
+/// if the number was meanwhile reused by another open file, the pool will close or hand
+/// out that file, exactly as a double close() would.
+///
+/// Lifetime and uses follow a connection from its acquire to its release by fd number.
+/// The pool cannot tell that connection from a new socket that got the same number after
+/// the caller closed the old one; it then counts the new socket as the old connection
+/// (older and more used than it is, so retired early, never kept too long).
 ///
 /// Requires: pool is NULL or a live pool; key is NULL or a NUL-terminated string.
 #[no_mangle]
@@ -169,6 +396,39 @@ pub unsafe extern "C" fn connpool_release(
     pool: *mut connpool,
     key: *const c_char,
     fd: c_int,
+) -> c_int {
+    release(pool, key, fd, None)
+}
+
+/// As connpool_release(), for a connection whose server announced how long it keeps idle
+/// connections open (HTTP "Keep-Alive: timeout=N", in milliseconds here): the connection
+/// expires after min(keepalive_timeout_ms, idle timeout) idle, so the pool does not hand
+/// out a connection the server is about to close. Pass a little less than the server's
+/// value to allow for the network delay. 0 means the server will not keep it: the fd is
+/// closed and CONNPOOL_CLOSED returned. Same ownership rules and return codes as
+/// connpool_release().
+///
+/// Requires: pool is NULL or a live pool; key is NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn connpool_release_hint(
+    pool: *mut connpool,
+    key: *const c_char,
+    fd: c_int,
+    keepalive_timeout_ms: u64,
+) -> c_int {
+    release(
+        pool,
+        key,
+        fd,
+        Some(Duration::from_millis(keepalive_timeout_ms)),
+    )
+}
+
+unsafe fn release(
+    pool: *mut connpool,
+    key: *const c_char,
+    fd: c_int,
+    hint: Option<Duration>,
 ) -> c_int {
     if fd < 0 {
         return if pool.is_null() || key_arg(key).is_none() {
@@ -185,18 +445,77 @@ pub unsafe extern "C" fn connpool_release(
             crate::ffi::sys::close(fd);
             return -libc::EINVAL;
         };
-        match pool.release(key, fd) {
+        let released = match hint {
+            None => pool.release(key, fd),
+            Some(hint) => pool.release_hint(key, fd, hint),
+        };
+        match released {
             Released::Pooled => CONNPOOL_POOLED,
             Released::Closed => CONNPOOL_CLOSED,
+            Released::AlreadyPooled => -libc::EALREADY,
         }
+    })
+}
+
+/// Fills *out with the pool's gauges and counters (see connpool_stats): a consistent
+/// snapshot, exact also while other threads call the pool (it briefly holds every internal
+/// lock at once, so call it from a timer or on demand, not per request).
+///
+/// Returns 0, or -EINVAL when pool or out is NULL or out->struct_size is smaller than
+/// sizeof(connpool_stats) (then *out is untouched). A larger struct_size is accepted: the
+/// fields this library knows are filled, the rest left untouched.
+///
+/// Requires: pool is NULL or a live pool; out is NULL or points to a writable
+/// connpool_stats.
+#[no_mangle]
+pub unsafe extern "C" fn connpool_stats_get(
+    pool: *const connpool,
+    out: *mut connpool_stats,
+) -> c_int {
+    catch_panic(-PANIC_ERRNO, || {
+        let (Some(pool), Some(out)) = (pool_arg(pool), out.as_mut()) else {
+            return -libc::EINVAL;
+        };
+        if out.struct_size < size_of::<connpool_stats>() {
+            return -libc::EINVAL;
+        }
+        let Stats {
+            idle,
+            keys,
+            hits,
+            misses,
+            pooled,
+            closed_full,
+            evicted,
+            expired,
+            dead,
+            retired,
+            purged,
+        } = pool.stats();
+        *out = connpool_stats {
+            struct_size: out.struct_size,
+            idle,
+            keys,
+            hits,
+            misses,
+            pooled,
+            closed_full,
+            evicted,
+            expired,
+            dead,
+            retired,
+            purged,
+        };
+        0
     })
 }
 
 /// Idle connections held over all keys, expired ones not yet closed included (call
 /// connpool_prune() first to close those); 0 for NULL. It sums per-shard counters
 /// without locking, so while other threads acquire and release it is approximate (a
-/// connection moving between keys may be counted twice or not at all); it is exact when
-/// no call is running.
+/// connection moving between keys may be counted twice or not at all), though never above
+/// max_idle_total; it is exact when no call is running. connpool_stats_get() gives an
+/// exact snapshot at a higher cost.
 ///
 /// Requires: pool is NULL or a live pool.
 #[no_mangle]
@@ -237,9 +556,13 @@ pub unsafe extern "C" fn connpool_purge(pool: *mut connpool, key: *const c_char)
     })
 }
 
-/// Closes every expired idle connection now, over all keys, and returns how many.
-/// Optional: expired connections are also closed by the next call that touches their key.
-/// Call it from a timer to release fds of keys that are no longer used. 0 for NULL.
+/// Closes every expired idle connection now, over all keys, and, with
+/// CONNPOOL_CHECK_LIVENESS, every idle connection that fails the liveness check (peer
+/// closed, reset, stray bytes); returns how many were closed. Optional: both are also
+/// closed by the next acquire of their key. Call it from a timer to release fds of keys
+/// that are no longer used and of backends that closed their end. Each shard's connections
+/// are taken out of the pool while they are checked (one recv each, outside the lock), so
+/// an acquire meanwhile may miss them. 0 for NULL.
 ///
 /// Requires: pool is NULL or a live pool.
 #[no_mangle]

@@ -1,7 +1,7 @@
 //! The libc calls the core needs, wrapped in safe functions, so that `unsafe` stays out of
 //! the core.
 
-use std::os::fd::{IntoRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, IntoRawFd, OwnedFd};
 
 /// `CLOCK_MONOTONIC_COARSE` in nanoseconds: read from the vDSO, ~6 ns against ~18 ns for the
 /// precise clock, at the price of a tick of resolution (see [`coarse_resolution_ns`]).
@@ -48,11 +48,42 @@ pub fn coarse_resolution_ns() -> u64 {
 /// turns out to be closed already (EBADF), and a C caller that releases an fd number it
 /// had already closed must get a documented answer, not a crash of its process. On Linux
 /// `close` releases the fd even when it fails (EINTR included), so it is never retried.
+///
+/// Every fd the pool closes goes through here: it also clears the fd's entry in
+/// `crate::fds`, before the number can be reused.
 pub fn close(fd: OwnedFd) {
     crate::lock::assert_unlocked();
     let raw = fd.into_raw_fd();
+    crate::fds::forget(raw);
     // SAFETY: `raw` came from an OwnedFd we owned and gave up above; nobody else closes it.
     unsafe { libc::close(raw) };
+}
+
+/// The liveness check: one non-blocking `recv(MSG_PEEK)` of a byte. An idle keep-alive
+/// connection has nothing to read (EAGAIN: alive). End of file (the peer closed), an error
+/// (reset, not a socket, not an fd) or bytes nobody asked for (a desynchronised stream)
+/// mean it cannot carry a new request.
+pub fn is_alive(fd: BorrowedFd<'_>) -> bool {
+    let mut byte = 0u8;
+    loop {
+        // SAFETY: `byte` is one writable byte; `fd` is borrowed, so open for the call.
+        let n = unsafe {
+            libc::recv(
+                fd.as_raw_fd(),
+                (&mut byte as *mut u8).cast(),
+                1,
+                libc::MSG_PEEK | libc::MSG_DONTWAIT,
+            )
+        };
+        if n >= 0 {
+            return false;
+        }
+        match std::io::Error::last_os_error().raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(e) => return e == libc::EAGAIN || e == libc::EWOULDBLOCK,
+            None => return false,
+        }
+    }
 }
 
 /// Fds to close once the lock is released: closes them all when dropped.

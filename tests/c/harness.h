@@ -23,6 +23,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "connpool.h"
+
 /* ---- assertions: print file:line and the failing expression, exit 1 ---- */
 
 #define CHECK(cond)                                                                      \
@@ -199,10 +201,55 @@ static inline void sleep_ms(long ms)
     }
 }
 
+/* Milliseconds of CLOCK_MONOTONIC. */
+static inline long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Wait (bounded, 5 s) until one of `events` (or POLLERR/POLLHUP) is reported on fd. For
+ * waiting until a peer's FIN, RST or bytes have reached a socket: poll a dup() of a pooled
+ * fd, since the pooled fd itself is the pool's. */
+static inline int wait_event(int fd, short events)
+{
+    struct pollfd p = {.fd = fd, .events = events};
+    return poll(&p, 1, 5000) == 1 ? 0 : -1;
+}
+
 /* Small helper to build keys like "10.0.0.1:8080". */
 static inline void make_key(char *buf, size_t len, int i)
 {
     snprintf(buf, len, "10.0.0.%d:%d", i % 250 + 1, 8000 + i);
+}
+
+/* ---- pool helpers ---- */
+/* The pool's stats; fails the test if the call fails. */
+static inline connpool_stats stats_of(const connpool *pool)
+{
+    connpool_stats s;
+    memset(&s, 0, sizeof s);
+    s.struct_size = sizeof s;
+    CHECK_EQ(connpool_stats_get(pool, &s), 0);
+    return s;
+}
+
+/* A pool from the defaults with a few fields changed. */
+static inline connpool *pool_new(uint32_t per_key, uint32_t total, uint64_t idle_ms,
+                                 uint64_t lifetime_ms, uint32_t uses, uint32_t flags)
+{
+    connpool_config cfg;
+    connpool_config_init(&cfg);
+    cfg.max_idle_per_key = per_key;
+    cfg.max_idle_total = total;
+    cfg.idle_timeout_ms = idle_ms;
+    cfg.max_lifetime_ms = lifetime_ms;
+    cfg.max_uses = uses;
+    cfg.flags = flags;
+    connpool *pool = connpool_new_with_config(&cfg);
+    CHECK(pool != NULL);
+    return pool;
 }
 
 #endif /* CONNPOOL_TEST_HARNESS_H */

@@ -1,0 +1,66 @@
+//! Pool limits and checks.
+
+use std::time::Duration;
+
+/// Pool limits and checks. `Config::default()` is 8 idle connections per key, a 60 s idle
+/// timeout, the liveness check on and no other limit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Idle connections kept per key; a release into a full key closes the fd. At least 1.
+    pub max_idle_per_key: usize,
+    /// Idle connections kept over all keys; a release that would exceed it closes the least
+    /// recently released idle connection of any key. `None`: no global cap. At least 1.
+    pub max_idle_total: Option<usize>,
+    /// A connection idle this long is never handed out; `None` keeps idle connections forever.
+    pub idle_timeout: Option<Duration>,
+    /// A connection is never handed out nor kept once this long has passed since it was first
+    /// released to the pool. `None`: no limit.
+    pub max_lifetime: Option<Duration>,
+    /// The release that brings a connection to this many uses (requests served: 1 at its
+    /// first release, +1 per acquire and release) closes it. `None`: no limit. At least 1.
+    pub max_uses: Option<u32>,
+    /// Check each idle connection with a non-blocking `recv(MSG_PEEK)` before handing it out,
+    /// and close it if the peer closed it, reset it or sent stray bytes.
+    pub check_liveness: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            max_idle_per_key: 8,
+            max_idle_total: None,
+            idle_timeout: Some(Duration::from_secs(60)),
+            max_lifetime: None,
+            max_uses: None,
+            check_liveness: true,
+        }
+    }
+}
+
+impl Config {
+    /// Why this configuration cannot make a pool, if it cannot.
+    pub fn validate(&self) -> Result<(), InvalidConfig> {
+        if self.max_idle_per_key == 0 {
+            return Err(InvalidConfig("max_idle_per_key must be at least 1"));
+        }
+        if self.max_idle_total == Some(0) {
+            return Err(InvalidConfig("max_idle_total must be at least 1 (or None)"));
+        }
+        if self.max_uses == Some(0) {
+            return Err(InvalidConfig("max_uses must be at least 1 (or None)"));
+        }
+        Ok(())
+    }
+}
+
+/// The configuration cannot make a useful pool; the message says why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InvalidConfig(pub &'static str);
+
+impl std::fmt::Display for InvalidConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl std::error::Error for InvalidConfig {}

@@ -1,0 +1,184 @@
+//! Who owns each fd number: one process-wide table, indexed by fd number, read and written
+//! without locks.
+//!
+//! A slot is in one of three states:
+//! - `EMPTY`: the pool has no claim on the number.
+//! - `POOLED`: a pool owns the fd (idle, or about to be closed by the pool). Set when a
+//!   release begins, cleared just before the pool closes the fd.
+//! - `OUT`: a pool handed the fd to a caller; the slot remembers the connection's birth time,
+//!   its uses and which pool lent it, so the release that brings it back continues its
+//!   history (for `max_lifetime` and `max_uses`).
+//!
+//! What this buys:
+//! - **Double release** is detected: releasing a number whose slot is `POOLED` means the caller
+//!   gives back something the pool already owns. The pool refuses it and closes nothing.
+//! - **History without a syscall**: the pool cannot tell a connection from a new socket that
+//!   got the same number after the caller closed the old one (only a syscall could). So the
+//!   attribution is conservative: a release whose slot is `OUT` from the same pool continues
+//!   that record. A new socket on a recycled number may be treated as older and more used than
+//!   it is (and retired early), never as younger or fresher. Records are tagged with the
+//!   pool's id, so one pool never inherits another pool's stale records.
+//! - **fork()**: the child closes every `POOLED` fd of every pool without taking a lock
+//!   (`ffi::fork`), since the parent still uses those connections.
+//!
+//! The table covers fd numbers below 2^30, more than Linux allows (`fs.nr_open` is at most
+//! 2^30 - 64). Memory: a 2 MiB directory of pointers (zero pages until touched) and a 64 KiB
+//! chunk per 4096 fd numbers in use.
+
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::ffi::cell::Chunks;
+
+const CHUNK: usize = 4096;
+const MAX_FD: usize = 1 << 30;
+const DIR: usize = MAX_FD / CHUNK;
+
+const EMPTY: u64 = 0;
+const POOLED: u64 = 1;
+const OUT: u64 = 2;
+const STATE_MASK: u64 = 3;
+/// Birth times are stored above the two state bits.
+const MAX_BORN: u64 = u64::MAX >> 2;
+
+#[derive(Default)]
+struct Slot {
+    /// State in the low 2 bits; for `OUT`, the birth time above them.
+    state: AtomicU64,
+    /// For `OUT`: lender pool id (high 32 bits) and uses (low 32 bits).
+    meta: AtomicU64,
+}
+
+type Chunk = [Slot; CHUNK];
+
+static TABLE: Chunks<Chunk, DIR> = Chunks::new();
+
+/// What a release found in the slot of the fd number it was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// Unknown number (or another pool's record): a connection never seen before.
+    Fresh,
+    /// A connection this pool lent out: its birth time and uses so far.
+    Lent { born: u64, uses: u32 },
+    /// The pool already owns this number: a double release. Nothing was changed.
+    AlreadyPooled,
+}
+
+fn index(fd: RawFd) -> Option<(usize, usize)> {
+    let fd = usize::try_from(fd).ok().filter(|&fd| fd < MAX_FD)?;
+    Some((fd / CHUNK, fd % CHUNK))
+}
+
+fn new_chunk() -> Box<Chunk> {
+    let slots: Box<[Slot]> = (0..CHUNK).map(|_| Slot::default()).collect();
+    slots
+        .try_into()
+        .unwrap_or_else(|_| unreachable!("CHUNK slots"))
+}
+
+fn slot(fd: RawFd) -> Option<&'static Slot> {
+    let (dir, i) = index(fd)?;
+    TABLE.get(dir).map(|c| &c[i])
+}
+
+fn slot_or_alloc(fd: RawFd) -> Option<&'static Slot> {
+    let (dir, i) = index(fd)?;
+    Some(&TABLE.get_or_init(dir, new_chunk)[i])
+}
+
+/// A release of `fd` into pool `pool_id` begins: the pool owns the number from now on,
+/// unless it already did ([`Claim::AlreadyPooled`], and then nothing changed).
+#[inline]
+pub fn claim(fd: RawFd, pool_id: u32) -> Claim {
+    let Some(slot) = slot_or_alloc(fd) else {
+        return Claim::Fresh; // beyond any fd Linux can have: untracked
+    };
+    let prev = slot.state.swap(POOLED, Ordering::AcqRel);
+    match prev & STATE_MASK {
+        POOLED => Claim::AlreadyPooled,
+        OUT => {
+            let meta = slot.meta.load(Ordering::Relaxed);
+            if (meta >> 32) as u32 == pool_id {
+                Claim::Lent {
+                    born: prev >> 2,
+                    uses: meta as u32,
+                }
+            } else {
+                Claim::Fresh
+            }
+        }
+        _ => Claim::Fresh,
+    }
+}
+
+/// The pool hands `fd` to a caller: remember its history for the release that brings it back.
+#[inline]
+pub fn lend(fd: RawFd, pool_id: u32, born: u64, uses: u32) {
+    if let Some(slot) = slot(fd) {
+        slot.meta.store(
+            u64::from(pool_id) << 32 | u64::from(uses),
+            Ordering::Relaxed,
+        );
+        slot.state
+            .store(born.min(MAX_BORN) << 2 | OUT, Ordering::Release);
+    }
+}
+
+/// The pool is about to close `fd`: forget it, so that the number, once reused by a new
+/// socket, is not mistaken for a pooled one.
+#[inline]
+pub fn forget(fd: RawFd) {
+    if let Some(slot) = slot(fd) {
+        slot.state.store(EMPTY, Ordering::Release);
+    }
+}
+
+/// Calls `close` on every fd a pool owns and forgets it. For the child process of a fork
+/// only, where no other thread runs: lock-free and allocation-free (async-signal-safe as
+/// long as `close` is).
+pub fn close_all_pooled(mut close: impl FnMut(RawFd)) -> usize {
+    let mut n = 0;
+    for (dir, chunk) in TABLE.iter() {
+        for (i, slot) in chunk.iter().enumerate() {
+            if slot.state.load(Ordering::Acquire) & STATE_MASK == POOLED {
+                slot.state.store(EMPTY, Ordering::Release);
+                close((dir * CHUNK + i) as RawFd);
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Numbers far above what the tests open, so no real fd collides with them.
+    const A: RawFd = (MAX_FD - 3) as RawFd;
+
+    #[test]
+    fn a_lent_fd_keeps_its_history_and_a_double_release_is_seen() {
+        assert_eq!(claim(A, 7), Claim::Fresh);
+        assert_eq!(claim(A, 7), Claim::AlreadyPooled);
+        lend(A, 7, 1234, 3);
+        assert_eq!(
+            claim(A, 7),
+            Claim::Lent {
+                born: 1234,
+                uses: 3
+            }
+        );
+        forget(A);
+        assert_eq!(claim(A, 7), Claim::Fresh);
+        lend(A, 7, 99, 1);
+        assert_eq!(
+            claim(A, 8),
+            Claim::Fresh,
+            "another pool's record is ignored"
+        );
+        forget(A);
+        assert_eq!(claim(MAX_FD as RawFd, 7), Claim::Fresh, "untracked");
+        assert_eq!(claim(-1, 7), Claim::Fresh);
+    }
+}

@@ -1,0 +1,237 @@
+//! One lock shard of a pool: a table from key to that key's idle connections. The locking
+//! rules are in `crate::pool`; everything here runs with the shard's lock held and never
+//! closes an fd itself (fds to close go to a `Doomed` list, closed after unlocking).
+
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use hashbrown::hash_table::HashTable;
+
+use crate::ffi::sys::Doomed;
+use crate::lock::Lock;
+use crate::stats::Counters;
+
+/// A deadline that never passes, and a sequence number no connection has.
+pub const NEVER: u64 = u64::MAX;
+
+/// Emptied key entries kept per shard for reuse, so a key that goes empty and comes back
+/// (one connection going out and in) costs no allocation. Small ones only: with the
+/// smallest tables below, they bound what a pool holds beyond its idle connections
+/// (about 100 KiB at most, whatever the past peak).
+const SPARES: usize = 2;
+const SPARE_KEY_CAPACITY: usize = 128;
+const SPARE_STACK_CAPACITY: usize = 16;
+/// A shard's table is shrunk once it is less than a quarter full, down to this capacity.
+pub const MIN_TABLE_CAPACITY: usize = 16;
+
+/// One idle connection and its history.
+#[derive(Debug)]
+pub struct Idle {
+    pub fd: OwnedFd,
+    /// Clock time at which it expires: the earliest of its idle timeout (or keep-alive hint)
+    /// and the end of its lifetime; [`NEVER`] without either.
+    pub deadline: u64,
+    /// Clock time of the release that put it here.
+    pub released: u64,
+    /// Clock time of its first release to the pool.
+    pub born: u64,
+    /// Requests served: 1 at the first release, +1 per acquire and release.
+    pub uses: u32,
+    /// Release order over the whole pool, for the global cap's eviction (0 without a cap).
+    pub seq: u64,
+}
+
+/// The idle connections of one key, most recently released last (reuse is LIFO, eviction
+/// takes the front).
+#[derive(Debug)]
+pub struct Stack {
+    /// The key's hash, kept so the table can grow without hashing keys again.
+    pub hash: u64,
+    pub key: Vec<u8>,
+    pub idle: Vec<Idle>,
+    /// No deadline in `idle` is earlier than this (a lower bound: it may be stale-low after
+    /// pops, which only costs a scan that then recomputes it).
+    pub earliest: u64,
+}
+
+impl Stack {
+    /// Moves every connection expired at `now` into `doomed`; returns how many.
+    #[inline]
+    pub fn expire(&mut self, now: u64, doomed: &mut Doomed) -> usize {
+        if self.earliest > now {
+            return 0;
+        }
+        self.expire_scan(now, doomed)
+    }
+
+    #[cold]
+    fn expire_scan(&mut self, now: u64, doomed: &mut Doomed) -> usize {
+        let before = self.idle.len();
+        let mut earliest = NEVER;
+        // Keeps order for the survivors; stacks are short (max_idle_per_key).
+        let mut kept = Vec::with_capacity(self.idle.len());
+        for c in self.idle.drain(..) {
+            if c.deadline <= now {
+                doomed.push(c.fd);
+            } else {
+                earliest = earliest.min(c.deadline);
+                kept.push(c);
+            }
+        }
+        self.idle = kept;
+        self.earliest = earliest;
+        before - self.idle.len()
+    }
+
+    pub fn push(&mut self, c: Idle) {
+        self.earliest = self.earliest.min(c.deadline);
+        self.idle.push(c);
+    }
+}
+
+/// The entry for a key that has none, reusing a spare allocation when there is one. A free
+/// function so it can borrow `spare` while a table entry borrows `keys`.
+pub fn new_stack(spare: &mut Vec<Stack>, hash: u64, key: &[u8]) -> Stack {
+    match spare.pop() {
+        Some(mut s) => {
+            s.hash = hash;
+            s.key.extend_from_slice(key);
+            s
+        }
+        None => Stack {
+            hash,
+            key: key.to_vec(),
+            idle: Vec::new(),
+            earliest: NEVER,
+        },
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct ShardInner {
+    /// One entry per key with idle connections, found by the hash computed once per call.
+    pub keys: HashTable<Stack>,
+    /// Idle connections in `keys`.
+    pub idle: usize,
+    /// Emptied entries for reuse (see [`SPARES`]).
+    pub spare: Vec<Stack>,
+    pub stats: Counters,
+}
+
+impl ShardInner {
+    /// Takes an entry that was just removed from the table because it emptied: shrinks the
+    /// table if it became sparse, and keeps the entry's allocations for the next new key,
+    /// within bounds.
+    pub fn recycle(&mut self, mut s: Stack) {
+        debug_assert!(s.idle.is_empty());
+        self.shrink_if_sparse();
+        if self.spare.len() < SPARES
+            && s.key.capacity() <= SPARE_KEY_CAPACITY
+            && s.idle.capacity() <= SPARE_STACK_CAPACITY
+        {
+            s.key.clear();
+            s.earliest = NEVER;
+            self.spare.push(s);
+        }
+    }
+
+    /// hashbrown tables never shrink by themselves: without this, memory would follow the
+    /// peak number of keys, not the keys that hold idle connections now. Shrinking at a
+    /// quarter to half leaves room for the table to double before it grows again.
+    pub fn shrink_if_sparse(&mut self) {
+        let (len, cap) = (self.keys.len(), self.keys.capacity());
+        if cap > MIN_TABLE_CAPACITY && len < cap / 4 {
+            self.keys.shrink_to(len * 2, |s| s.hash);
+        }
+    }
+
+    /// The smallest release sequence number of any idle connection here ([`NEVER`] if
+    /// none). Each key's oldest is the front of its stack.
+    pub fn oldest_seq(&self) -> u64 {
+        self.keys
+            .iter()
+            .filter_map(|s| s.idle.first())
+            .map(|c| c.seq)
+            .min()
+            .unwrap_or(NEVER)
+    }
+
+    /// Removes the idle connection with the smallest sequence number, if any.
+    pub fn remove_oldest(&mut self) -> Option<Idle> {
+        let hash = self
+            .keys
+            .iter()
+            .filter_map(|s| s.idle.first().map(|c| (c.seq, s.hash, s.key.as_ptr())))
+            .min()?;
+        let mut entry = self
+            .keys
+            .find_entry(hash.1, |s| s.key.as_ptr() == hash.2)
+            .ok()?;
+        let victim = entry.get_mut().idle.remove(0);
+        if entry.get().idle.is_empty() {
+            let (emptied, _) = entry.remove();
+            self.recycle(emptied);
+        }
+        self.idle -= 1;
+        Some(victim)
+    }
+}
+
+#[derive(Debug)]
+#[repr(align(128))]
+pub struct Shard {
+    pub inner: Lock<ShardInner>,
+    /// Mirror of `inner.idle`, written under the lock, read without it.
+    pub idle: AtomicUsize,
+    /// With a global cap: no idle connection here has a smaller sequence number (a lower
+    /// bound, written under the lock; eviction recomputes it).
+    pub oldest: AtomicU64,
+}
+
+impl Default for Shard {
+    fn default() -> Self {
+        Shard {
+            inner: Lock::new(ShardInner::default()),
+            idle: AtomicUsize::new(0),
+            oldest: AtomicU64::new(NEVER),
+        }
+    }
+}
+
+impl Shard {
+    pub fn publish(&self, inner: &ShardInner) {
+        self.idle.store(inner.idle, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::key::KeyHashBuilder;
+    use std::hash::BuildHasher;
+
+    /// Memory follows the keys that hold idle connections, not the past peak.
+    #[test]
+    fn tables_shrink_when_keys_go_away() {
+        let mut inner = ShardInner::default();
+        let peak = 5_000;
+        for i in 0..peak {
+            let key = format!("backend-{i}:443");
+            let hash = KeyHashBuilder::new().hash_one(key.as_bytes());
+            let stack = new_stack(&mut inner.spare, hash, key.as_bytes());
+            inner.keys.insert_unique(hash, stack, |s| s.hash);
+        }
+        assert!(inner.keys.capacity() >= peak);
+        while let Some(hash) = inner.keys.iter().next().map(|s| s.hash) {
+            let entry = inner.keys.find_entry(hash, |s| s.hash == hash).unwrap();
+            let (emptied, _) = entry.remove();
+            inner.recycle(emptied);
+        }
+        assert!(
+            inner.keys.capacity() <= MIN_TABLE_CAPACITY * 2,
+            "capacity {} after the peak of {peak}",
+            inner.keys.capacity()
+        );
+        assert!(inner.spare.len() <= SPARES);
+    }
+}
