@@ -22,11 +22,16 @@ import sys
 from collections import defaultdict
 
 # (category, test on (object, frame function, frame file, libc callee)); first match wins.
+CLOCK_FNS = ("now_ns", "clock_ns", "coarse_now_ns", "precise_now_ns")
+POOL_FILES = ("src/pool.rs", "src/shard.rs", "src/stats.rs", "src/util.rs", "src/config.rs",
+              "src/ffi/sys.rs")
+
+# (category, test on (object, frame function, frame file, libc callee)); first match wins.
 CATEGORIES = [
     ("harness: loop + indirect calls (bench)", lambda o, fn, f, c: "connpool_bench" in o),
     ("key length scan: strnlen (capi.rs key_arg)", lambda o, fn, f, c: "strlen" in c or "strnlen" in c),
-    ("clock read: clock_gettime(COARSE) + clock.rs/sys.rs",
-     lambda o, fn, f, c: "clock_gettime" in c or f.endswith(("src/clock.rs", "src/ffi/sys.rs"))),
+    ("clock read: clock_gettime(COARSE) + conversion",
+     lambda o, fn, f, c: "clock_gettime" in c or fn in CLOCK_FNS or f.endswith("src/clock.rs")),
     ("key hash: key.rs (FxHash step + fmix64, tail memcpy)", lambda o, fn, f, c: f.endswith("src/key.rs")),
     ("entry removed when emptied / re-inserted (recycle, shrink_if_sparse, new_stack, key copy)",
      lambda o, fn, f, c: any(s in fn for s in ("recycle", "new_stack", "shrink_if_sparse", "shrink_to",
@@ -35,10 +40,12 @@ CATEGORIES = [
         s in f for s in ("parking_lot", "lock_api", "src/lock.rs"))),
     ("table probe + key compare: hashbrown find, memcmp",
      lambda o, fn, f, c: "hashbrown" in f or "memcmp" in c or "bcmp" in c),
+    ("fd registry + fork generation (fds.rs, cell.rs, fork.rs)",
+     lambda o, fn, f, c: f.endswith(("src/fds.rs", "src/ffi/cell.rs", "src/ffi/fork.rs"))),
     ("C ABI: argument checks, catch_unwind, fd conversion (capi.rs)",
      lambda o, fn, f, c: f.endswith("src/ffi/capi.rs") or "panic" in f),
-    ("pool logic: pool.rs (now(), shard pick, expire check, push/pop, counters)",
-     lambda o, fn, f, c: f.endswith("src/pool.rs")),
+    ("pool logic: pool.rs, shard.rs, stats.rs (now, shard pick, expiry, push/pop, counters)",
+     lambda o, fn, f, c: f.endswith(POOL_FILES)),
     ("Rust std, not attributable to the crate", lambda o, fn, f, c: "/rustc/" in f),
     ("other", lambda o, fn, f, c: True),
 ]

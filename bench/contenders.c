@@ -243,10 +243,15 @@ static int apr_take(void *p, const char *key)
 /* ---- another build of libconnpool, loaded with dlopen (CONNPOOL_BENCH_ALT_LIB) ----
  * To measure a candidate change side by side with the current library, in the same run:
  * CONNPOOL_BENCH_ALT_LIB=/path/to/other/libconnpool.so connpool_bench. A path names a
- * different file, so the loader maps a second copy (its own Rust runtime, RTLD_LOCAL). */
+ * different file, so the loader maps a second copy (its own Rust runtime, RTLD_LOCAL);
+ * RTLD_DEEPBIND keeps its calls between its own exported functions inside that copy. */
 
 static struct {
     void *(*new_pool)(size_t, uint64_t);
+#ifdef CONNPOOL_CHECK_LIVENESS
+    void (*config_init)(connpool_config *);
+    void *(*new_with_config)(const connpool_config *);
+#endif
     void (*free_pool)(void *);
     int (*acquire)(void *, const char *);
     int (*release)(void *, const char *, int);
@@ -254,8 +259,20 @@ static struct {
 
 static void *alt_create(int check, char **keys, int nkeys)
 {
-    (void)check;
     (void)keys;
+#ifdef CONNPOOL_CHECK_LIVENESS
+    if (alt.new_with_config) {
+        connpool_config cfg;
+        alt.config_init(&cfg);
+        cfg.max_idle_per_key = MAX_IDLE_PER_KEY;
+        cfg.idle_timeout_ms = IDLE_TIMEOUT_MS;
+        cfg.flags = check ? CONNPOOL_CHECK_LIVENESS : 0;
+        if (cfg.max_idle_total != 0 && cfg.max_idle_total < (uint32_t)nkeys * 2)
+            cfg.max_idle_total = (uint32_t)nkeys * 2;
+        return alt.new_with_config(&cfg);
+    }
+#endif
+    (void)check;
     (void)nkeys;
     return alt.new_pool(MAX_IDLE_PER_KEY, IDLE_TIMEOUT_MS);
 }
@@ -263,12 +280,14 @@ static void alt_destroy(void *p) { alt.free_pool(p); }
 static int alt_acquire(void *p, const char *key) { return alt.acquire(p, key); }
 static int alt_release(void *p, const char *key, int fd) { return alt.release(p, key, fd); }
 
-static const char *alt_load(void)
+/* Loads CONNPOOL_BENCH_ALT_LIB; returns 0 (not set), 1 (connpool_new only: its defaults)
+ * or 2 (connpool_new_with_config too: check off and on). */
+static int alt_load(void)
 {
     const char *path = getenv("CONNPOOL_BENCH_ALT_LIB");
     if (path == NULL || *path == '\0')
-        return NULL;
-    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+        return 0;
+    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
     if (h == NULL) {
         fprintf(stderr, "connpool_bench: CONNPOOL_BENCH_ALT_LIB: %s\n", dlerror());
         exit(1);
@@ -281,7 +300,14 @@ static const char *alt_load(void)
         fprintf(stderr, "connpool_bench: %s lacks a connpool_* function\n", path);
         exit(1);
     }
-    return path;
+#ifdef CONNPOOL_CHECK_LIVENESS
+    *(void **)&alt.config_init = dlsym(h, "connpool_config_init");
+    *(void **)&alt.new_with_config = dlsym(h, "connpool_new_with_config");
+    if (alt.config_init && alt.new_with_config)
+        return 2;
+    alt.new_with_config = NULL;
+#endif
+    return 1;
 }
 
 #ifdef CONNPOOL_CHECK_LIVENESS
@@ -311,6 +337,7 @@ static contender all[] = {
      apr_release, apr_put, apr_take},
     /* Filled in by contenders_init when CONNPOOL_BENCH_ALT_LIB is set. */
     {NULL, NULL, FAM_ALT, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL},
+    {NULL, NULL, FAM_ALT, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL},
 };
 
 int contenders_init(const contender **out)
@@ -321,11 +348,16 @@ int contenders_init(const contender **out)
         exit(1);
     }
 #endif
-    int n = (int)(sizeof all / sizeof all[0]) - 1;
-    if (alt_load() != NULL)
-        all[n++] = (contender){"libconnpool ALT (dlopen)", "check off", FAM_ALT, 0, 0, NULL,
+    int n = (int)(sizeof all / sizeof all[0]) - 2;
+    int alt_kind = alt_load();
+    if (alt_kind == 1) /* an older build: connpool_new, whatever its defaults check */
+        all[n++] = (contender){"libconnpool ALT (dlopen)", "conn_new()", FAM_ALT, 0, 0, NULL,
                                alt_create, alt_destroy, alt_acquire, alt_release, alt_release,
                                alt_acquire};
+    for (int check = 0; alt_kind == 2 && check <= 1; check++)
+        all[n++] = (contender){"libconnpool ALT (dlopen)", check ? "recv peek" : "check off",
+                               FAM_ALT, check, check, NULL, alt_create, alt_destroy,
+                               alt_acquire, alt_release, alt_release, alt_acquire};
     *out = all;
     return n;
 }
