@@ -69,16 +69,36 @@ static struct {
     int keys;   /* the many-keys scenario */
     int quick;
     int callgrind;
-} opt = {21, 100000, 10000, 0, 0};
+    const char *only;      /* comma-separated contender name prefixes, or NULL: all */
+    const char *scenarios; /* comma-separated scenario ids, or NULL: all */
+} opt = {21, 100000, 10000, 0, 0, NULL, NULL};
+
+/* Whether word is one of the comma-separated prefixes in list (NULL: everything). */
+static int listed(const char *list, const char *word)
+{
+    if (list == NULL)
+        return 1;
+    for (const char *p = list; *p;) {
+        size_t n = strcspn(p, ",");
+        if (n > 0 && strncmp(word, p, n) == 0)
+            return 1;
+        p += n + (p[n] == ',');
+    }
+    return 0;
+}
 
 static void usage(FILE *f)
 {
     fprintf(f,
             "usage: connpool_bench [--rounds R] [--pairs N] [--keys K] [--quick] [--callgrind]\n"
+            "                      [--only NAMES] [--scenarios IDS]\n"
             "  --rounds R   timed rounds per scenario (default 21)\n"
             "  --pairs N    acquire+release pairs per round and contender (default 100000)\n"
             "  --keys K     keys of the many-keys scenario (default 10000)\n"
             "  --quick      a smoke run: 3 rounds of 2000 pairs, 1000 keys (figures meaningless)\n"
+            "  --only NAMES contenders whose name starts with one of these (comma-separated),\n"
+            "               e.g. --only libconnpool,seed (the harness row always runs)\n"
+            "  --scenarios IDS  only these of 1key,manykeys,2thr-same,2thr-diff\n"
             "  --callgrind  no timing: run each contender's loop between callgrind dumps\n"
             "               (used by bench/callgrind.sh)\n"
             "environment: CONNPOOL_BENCH_ALT_LIB=/path/to/libconnpool.so adds that build as\n"
@@ -105,6 +125,10 @@ static void parse_args(int argc, char **argv)
             opt.keys = 1000;
         } else if (strcmp(a, "--callgrind") == 0) {
             opt.callgrind = 1;
+        } else if (strcmp(a, "--only") == 0 && i + 1 < argc) {
+            opt.only = argv[++i];
+        } else if (strcmp(a, "--scenarios") == 0 && i + 1 < argc) {
+            opt.scenarios = argv[++i];
         } else if (strcmp(a, "--rounds") == 0 && i + 1 < argc) {
             opt.rounds = (int)parse_num(argv[++i], 1);
         } else if (strcmp(a, "--pairs") == 0 && i + 1 < argc) {
@@ -600,7 +624,7 @@ static void run_primitives(void)
 static void target(const char *what, int have, double value, const char *unit, int met)
 {
     if (!have)
-        printf("  %-62s %12s  %s\n", what, "-", "n/a (not measured in this build)");
+        printf("  %-62s %12s  %s\n", what, "-", "n/a (not measured in this run)");
     else
         printf("  %-62s %9.2f %-2s  %s\n", what, value, unit, met ? "MET" : "MISSED");
 }
@@ -713,9 +737,17 @@ int main(int argc, char **argv)
 {
     parse_args(argc, argv);
     signal(SIGPIPE, SIG_IGN);
-    ncs = contenders_init(&cs);
+    const contender *all_cs;
+    ncs = contenders_init(&all_cs);
     if (ncs > MAX_CONTENDERS)
         DIE("too many contenders");
+    static contender selected[MAX_CONTENDERS];
+    for (int i = 0; i < ncs; i++) {
+        selected[i] = all_cs[i];
+        if (all_cs[i].family != FAM_NONE && !all_cs[i].skip && !listed(opt.only, all_cs[i].name))
+            selected[i].skip = "not selected (--only)";
+    }
+    cs = selected;
 
     long fds = raise_fd_limit();
     if (opt.keys + 64 > fds) {
@@ -746,7 +778,8 @@ int main(int argc, char **argv)
         print_header();
         run_primitives();
         for (int s = 0; s < NSCEN; s++)
-            run_scenario(s, &scs[s]);
+            if (listed(opt.scenarios, scs[s].id))
+                run_scenario(s, &scs[s]);
         print_targets();
     }
     conns_close();
