@@ -5,7 +5,7 @@ set -euo pipefail
 bench=$1
 out=$("$bench" --quick)
 printf '%s\n' "$out"
-for table in "== primitives" "== 1 key, 1 thread" "keys (1 idle fd each, cycled), 1 thread ==" \
+for table in "== primitives" "== 1 key, 1 thread" "keys (1 idle fd each, cycled), 1 thread:" \
              "== 2 threads, same key" "== 2 threads, different keys" "== targets"; do
   if ! grep -qF -- "$table" <<<"$out"; then
     echo "bench_smoke: missing table: $table" >&2
