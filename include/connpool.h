@@ -82,6 +82,20 @@
 #define CONNPOOL_CHECK_LIVENESS (1 << 0)
 
 /**
+ * connpool_config.flags: watch idle connections, so that they can be closed the moment
+ * the backend closes them or their deadline passes, without waiting for an acquire of their
+ * key: connpool_watch_fd() gives an fd for the caller's event loop, connpool_reap() does
+ * the closing. Off by default: it adds two epoll_ctl() calls to each acquire and release.
+ */
+#define CONNPOOL_WATCH (1 << 1)
+
+/**
+ * connpool_config.flags: run one background thread that waits on the watch fd and reaps
+ * (implies CONNPOOL_WATCH). connpool_free() stops and joins it.
+ */
+#define CONNPOOL_REAPER_THREAD (1 << 2)
+
+/**
  * A pool of idle connections. Opaque: create it with connpool_new_with_config(),
  * connpool_new() or connpool_new_default() and destroy it with connpool_free(). Every
  * function taking a pool may be called from any thread, concurrently, except
@@ -332,7 +346,10 @@ int connpool_acquire_info(struct connpool *pool, const char *key, struct connpoo
  *
  * Only release a connection that is idle and reusable: the response was read completely
  * and the connection is keep-alive. The pool does not probe fd on release (that would
- * cost a system call per release); it is checked when next acquired. Releasing an fd
+ * cost a system call per release); it is checked when next acquired. So any fd is
+ * accepted: a pipe, a regular file or a listening socket fails the liveness check at the
+ * next acquire of its key and is closed (with CONNPOOL_CHECK_LIVENESS off it is handed
+ * back as given); a UDP socket has nothing to read, passes the check and is handed back. Releasing an fd
  * number the caller had already closed returns CONNPOOL_POOLED and the stale number is
  * later closed (close errors are ignored) or, without the liveness check, handed out;
  * if the number was meanwhile reused by another open file, the pool will close or hand
@@ -345,7 +362,9 @@ int connpool_acquire_info(struct connpool *pool, const char *key, struct connpoo
  *
  * Requires: pool is NULL or a live pool; key is NULL or a NUL-terminated string.
  */
-int connpool_release(struct connpool *pool, const char *key, int fd);
+int connpool_release(struct connpool *pool,
+                     const char *key,
+                     int fd);
 
 /**
  * As connpool_release(), for a connection whose server announced how long it keeps idle
@@ -418,6 +437,35 @@ size_t connpool_purge(struct connpool *pool, const char *key);
  * Requires: pool is NULL or a live pool.
  */
 size_t connpool_prune(struct connpool *pool);
+
+/**
+ * The idle watcher's fd, for the caller's event loop (epoll, poll, libevent, libuv...):
+ * it becomes readable when at least one idle connection has an event (the backend closed
+ * or reset it, or sent bytes) or when the earliest idle deadline (idle timeout, lifetime,
+ * keep-alive hint) has passed. Then call connpool_reap(). Add it for reading only; it is
+ * level-triggered and stays readable until connpool_reap() has done the work.
+ *
+ * Returns the fd (>= 0), owned by the pool and valid until connpool_free(): never close it
+ * or read from it. -EINVAL when pool is NULL or was made without CONNPOOL_WATCH (or
+ * CONNPOOL_REAPER_THREAD, which uses it itself: reaping from both is harmless but
+ * pointless).
+ *
+ * Requires: pool is NULL or a live pool.
+ */
+int connpool_watch_fd(struct connpool *pool);
+
+/**
+ * Never blocks: closes every idle connection that the watch fd reported (counted as dead
+ * in connpool_stats) and, if the earliest deadline passed, every expired one (counted as
+ * expired), and re-arms the watch fd so it is not readable again until there is new work.
+ * Returns how many it closed; 0 for NULL or a pool without CONNPOOL_WATCH. Safe to call
+ * at any time and from any thread, concurrently with every other call: an fd is never
+ * closed after it was handed to a caller, and never handed out after it was chosen for
+ * closing.
+ *
+ * Requires: pool is NULL or a live pool.
+ */
+size_t connpool_reap(struct connpool *pool);
 
 /**
  * The library version, "MAJOR.MINOR.PATCH": a static string, never freed.

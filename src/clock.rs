@@ -4,13 +4,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 /// A monotonic clock in nanoseconds.
-pub trait Clock: Send + Sync {
+pub trait Clock: Send + Sync + 'static {
     /// Current time in nanoseconds from an arbitrary, fixed origin. Never goes backwards.
     fn now_ns(&self) -> u64;
     /// How far behind real time a reading may be. The pool adds it before comparing with a
     /// deadline, so a coarse clock makes connections expire early, never late.
     fn lag_ns(&self) -> u64 {
         0
+    }
+    /// A reading that does not lag (the pool's timer fires by the precise clock, so what it
+    /// finds due must be judged by the same clock). Defaults to `now_ns`.
+    fn precise_now_ns(&self) -> u64 {
+        self.now_ns()
     }
 }
 
@@ -59,6 +64,9 @@ impl Clock for MonotonicClock {
         } else {
             crate::ffi::sys::coarse_now_ns()
         }
+    }
+    fn precise_now_ns(&self) -> u64 {
+        crate::ffi::sys::precise_now_ns()
     }
     fn lag_ns(&self) -> u64 {
         static TICK: OnceLock<u64> = OnceLock::new();

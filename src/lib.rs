@@ -6,6 +6,7 @@
 //! - `fds`: the process-wide record of who owns each fd number (double releases, lifetime
 //!   and uses of lent connections, fork).
 //! - [`config`] and [`stats`]: limits in, counters out.
+//! - `watch`: the idle watcher (an epoll set and a timerfd) behind `Pool::reap`.
 //! - [`key`]: key validation and the key hash.
 //! - [`clock`]: the clock the pool reads (injectable, so tests never sleep).
 //! - `lock`: the shard lock, which checks in debug builds that no fd is closed under it.
@@ -24,6 +25,7 @@ mod lock;
 pub mod pool;
 mod shard;
 pub mod stats;
+mod watch;
 
 pub use clock::{Clock, ManualClock, MonotonicClock};
 pub use config::{Config, InvalidConfig};

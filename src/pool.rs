@@ -37,7 +37,8 @@
 
 use std::hash::BuildHasher;
 use std::os::fd::{AsFd, AsRawFd, IntoRawFd, OwnedFd};
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use hashbrown::hash_table::{Entry, HashTable};
@@ -51,6 +52,7 @@ use crate::ffi::sys::{self, Doomed};
 use crate::key::{Key, KeyHashBuilder};
 use crate::shard::{new_stack, Idle, Shard, Stack, NEVER};
 use crate::stats::{AtomicCounters, Stats};
+use crate::watch::{Ready, Watcher};
 
 /// Number of lock shards (a power of two). 64 keeps contention between unrelated keys rare on
 /// machines with tens of cores while costing 8 KiB per pool.
@@ -99,6 +101,8 @@ struct Limits {
     /// 0: none.
     max_uses: u32,
     check_liveness: bool,
+    watch: bool,
+    reaper_thread: bool,
 }
 
 /// Everything a fork() child must replace: the shards (whose locks another parent thread may
@@ -113,16 +117,75 @@ struct State {
     /// With a global cap: the next release sequence number.
     seq: AtomicU64,
     outside: AtomicCounters,
+    /// With `watch`: the epoll set and timer (an error if they could not be made, e.g. in a
+    /// fork child out of fds).
+    watch: Result<Watcher, i32>,
+    reaper: parking_lot::Mutex<Option<Reaper>>,
 }
 
 impl State {
-    fn new(generation: u64) -> Self {
+    fn new(generation: u64, limits: &Limits, pool_id: u32) -> Self {
+        let watch = if limits.watch {
+            Watcher::new(pool_id).map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))
+        } else {
+            Err(libc::EINVAL)
+        };
         State {
             generation,
             shards: (0..SHARDS).map(|_| Shard::default()).collect(),
             total: AtomicUsize::new(0),
             seq: AtomicU64::new(0),
             outside: AtomicCounters::default(),
+            watch,
+            reaper: parking_lot::Mutex::new(None),
+        }
+    }
+
+    fn watcher(&self) -> Option<&Watcher> {
+        self.watch.as_ref().ok()
+    }
+
+    /// A list of fds to close after unlocking (unwatching them first).
+    fn doomed(&self) -> Doomed<'_> {
+        Doomed::new(self.watcher().map(Watcher::epoll_fd))
+    }
+}
+
+/// The background thread of `Config::reaper_thread`.
+#[derive(Debug)]
+struct Reaper {
+    /// Readable when the thread must stop.
+    stop: OwnedFd,
+    stopped: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+thread_local! {
+    /// True on reaper threads.
+    static IN_REAPER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// The reaper thread: waits for the watch fd (or the stop fd), reaps, repeats. It holds
+/// the pool weakly and its fds by number: both stay valid until `stop_reaper` has joined it.
+fn reaper_loop<C: Clock>(
+    pool: Weak<Pool<C>>,
+    watch_fd: std::os::fd::RawFd,
+    stop_fd: std::os::fd::RawFd,
+    stopped: Arc<AtomicBool>,
+) {
+    IN_REAPER.with(|f| f.set(true));
+    while !stopped.load(Ordering::Acquire) {
+        let (ready, stop) = sys::wait_readable_raw(watch_fd, stop_fd);
+        if stop || stopped.load(Ordering::Acquire) {
+            break;
+        }
+        if ready {
+            match pool.upgrade() {
+                Some(pool) => {
+                    pool.reap();
+                }
+                None => break,
+            }
         }
     }
 }
@@ -143,6 +206,8 @@ pub struct Pool<C: Clock = MonotonicClock> {
     state: Current<State>,
     /// In a fork child: generation + 1 of the thread replacing `state`; 0 when none.
     resetting: AtomicU64,
+    /// This pool, for the reaper thread (empty unless made by `Pool::new_shared`).
+    me: Weak<Self>,
 }
 
 impl std::fmt::Debug for Current<State> {
@@ -166,29 +231,68 @@ impl Pool<MonotonicClock> {
         let shortest = nanos(config.idle_timeout).min(nanos(config.max_lifetime));
         Pool::with_clock(config, MonotonicClock::for_timeout(shortest))
     }
+
+    /// A shared pool on the system's monotonic clock; the only kind that can run a reaper
+    /// thread (`Config::reaper_thread`), which holds a weak reference to it. Err(errno):
+    /// EINVAL for an invalid config, or why the watcher's fds could not be made.
+    pub fn new_shared(config: Config) -> Result<Arc<Self>, i32> {
+        let shortest = nanos(config.idle_timeout).min(nanos(config.max_lifetime));
+        let clock = MonotonicClock::for_timeout(shortest);
+        let (limits, state, id) = Self::parts(config)?;
+        let pool = Arc::new_cyclic(|me| Pool::assemble(limits, state, id, clock, me.clone()));
+        if pool.limits.reaper_thread {
+            pool.start_reaper(pool.state());
+        }
+        Ok(pool)
+    }
 }
 
 impl<C: Clock> Pool<C> {
     /// A pool that reads time from `clock` (tests inject a [`crate::ManualClock`]).
     pub fn with_clock(config: Config, clock: C) -> Result<Self, InvalidConfig> {
+        if config.reaper_thread {
+            return Err(InvalidConfig("reaper_thread needs Pool::new_shared"));
+        }
         config.validate()?;
+        let (limits, state, id) =
+            Self::parts(config).map_err(|_| InvalidConfig("cannot create the watcher's fds"))?;
+        Ok(Self::assemble(limits, state, id, clock, Weak::new()))
+    }
+
+    /// The limits, the first state and the pool id; Err(errno) for an invalid config or
+    /// when the watcher's fds could not be made.
+    fn parts(config: Config) -> Result<(Limits, State, u32), i32> {
+        config.validate().map_err(|_| libc::EINVAL)?;
         fork::register();
-        Ok(Pool {
-            limits: Limits {
-                max_idle_per_key: config.max_idle_per_key,
-                max_idle_total: config.max_idle_total.unwrap_or(0),
-                idle_timeout_ns: nanos(config.idle_timeout),
-                lifetime_ns: nanos(config.max_lifetime),
-                max_uses: config.max_uses.unwrap_or(0),
-                check_liveness: config.check_liveness,
-            },
+        let limits = Limits {
+            max_idle_per_key: config.max_idle_per_key,
+            max_idle_total: config.max_idle_total.unwrap_or(0),
+            idle_timeout_ns: nanos(config.idle_timeout),
+            lifetime_ns: nanos(config.max_lifetime),
+            max_uses: config.max_uses.unwrap_or(0),
+            check_liveness: config.check_liveness,
+            watch: config.watch || config.reaper_thread,
+            reaper_thread: config.reaper_thread,
+        };
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed).max(1);
+        let state = State::new(fork::generation(), &limits, id);
+        if let (true, Err(e)) = (limits.watch, &state.watch) {
+            return Err(*e);
+        }
+        Ok((limits, state, id))
+    }
+
+    fn assemble(limits: Limits, state: State, id: u32, clock: C, me: Weak<Self>) -> Self {
+        Pool {
+            limits,
             hasher: KeyHashBuilder::new(),
             lag_ns: clock.lag_ns(),
             clock,
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed).max(1),
-            state: Current::new(State::new(fork::generation())),
+            id,
+            state: Current::new(state),
             resetting: AtomicU64::new(0),
-        })
+            me,
+        }
     }
 
     /// The current state; in a fork child, on the first call, a fresh empty one.
@@ -228,7 +332,12 @@ impl<C: Clock> Pool<C> {
                 .is_ok()
             {
                 let old = self.state.get();
-                let st = self.state.replace(State::new(generation));
+                let st = self
+                    .state
+                    .replace(State::new(generation, &self.limits, self.id));
+                if self.limits.reaper_thread {
+                    self.start_reaper(st);
+                }
                 for shard in old.shards.iter() {
                     if let Some(mut inner) = shard.inner.try_lock() {
                         let keys = std::mem::take(&mut inner.keys);
@@ -250,10 +359,18 @@ impl<C: Clock> Pool<C> {
     }
 
     /// The key's hash (computed once per call) and its shard.
+    #[inline]
     fn shard<'s>(&self, st: &'s State, key: &[u8]) -> (u64, &'s Shard) {
+        let (h, shard, _) = self.shard_index(st, key);
+        (h, shard)
+    }
+
+    #[inline]
+    fn shard_index<'s>(&self, st: &'s State, key: &[u8]) -> (u64, &'s Shard, usize) {
         let h = self.hasher.hash_one(key);
         // Middle bits: hashbrown uses the low bits and the top 7 within each shard's table.
-        (h, &st.shards[(h >> 32) as usize & (SHARDS - 1)])
+        let i = (h >> 32) as usize & (SHARDS - 1);
+        (h, &st.shards[i], i)
     }
 
     /// Returns (reading, the latest the real time may be): deadlines are set from the first
@@ -287,7 +404,7 @@ impl<C: Clock> Pool<C> {
         let (reading, now) = self.now();
         let (hash, shard) = self.shard(st, key);
         loop {
-            let mut doomed = Doomed::default();
+            let mut doomed = st.doomed();
             let got = {
                 let mut guard = shard.inner.lock();
                 let inner = &mut *guard;
@@ -318,6 +435,9 @@ impl<C: Clock> Pool<C> {
             drop(doomed); // closes, outside the lock
             let c = got?;
             if !self.limits.check_liveness || sys::is_alive(c.fd.as_fd()) {
+                if let Some(w) = st.watcher() {
+                    w.unwatch(c.fd.as_raw_fd());
+                }
                 fds::lend(c.fd.as_raw_fd(), self.id, c.born, c.uses);
                 let info = ConnInfo {
                     idle: Duration::from_nanos(reading.saturating_sub(c.released)),
@@ -329,7 +449,7 @@ impl<C: Clock> Pool<C> {
             // Dead: the hit counted under the lock becomes a dead close; try the next one.
             AtomicCounters::bump(&st.outside.hits_undone, 1);
             AtomicCounters::bump(&st.outside.dead, 1);
-            sys::close(c.fd);
+            st.doomed().push(c.fd);
         }
     }
 
@@ -387,8 +507,11 @@ impl<C: Clock> Pool<C> {
         } else {
             0
         };
-        let (hash, shard) = self.shard(st, key);
-        let mut doomed = Doomed::default();
+        let (hash, shard, index) = self.shard_index(st, key);
+        let watcher = st.watcher();
+        // Watched before it is findable: see crate::watch.
+        let token = watcher.map_or(0, |w| w.watch(fd.as_fd(), index));
+        let mut doomed = st.doomed();
         let result = {
             let mut guard = shard.inner.lock();
             let inner = &mut *guard;
@@ -409,6 +532,7 @@ impl<C: Clock> Pool<C> {
                     born,
                     uses,
                     seq,
+                    token,
                 });
                 inner.stats.pooled += 1;
                 if capped {
@@ -425,6 +549,9 @@ impl<C: Clock> Pool<C> {
             self.unreserve(st, doomed.len());
         }
         drop(doomed); // closes, outside the lock
+        if let (Some(w), Released::Pooled) = (watcher, result) {
+            w.lower_timer(deadline);
+        }
         result
     }
 
@@ -469,7 +596,7 @@ impl<C: Clock> Pool<C> {
                 return false;
             }
             let shard = &st.shards[i];
-            let mut doomed = Doomed::default();
+            let mut doomed = st.doomed();
             {
                 let mut guard = shard.inner.lock();
                 let inner = &mut *guard;
@@ -519,7 +646,7 @@ impl<C: Clock> Pool<C> {
         let st = self.state();
         let (_, now) = self.now();
         let (hash, shard) = self.shard(st, key);
-        let mut doomed = Doomed::default();
+        let mut doomed = st.doomed();
         let n = {
             let mut guard = shard.inner.lock();
             let inner = &mut *guard;
@@ -549,7 +676,7 @@ impl<C: Clock> Pool<C> {
         };
         let key = key.as_bytes();
         let (hash, shard) = self.shard(st, key);
-        let mut doomed = Doomed::default();
+        let mut doomed = st.doomed();
         {
             let mut guard = shard.inner.lock();
             let inner = &mut *guard;
@@ -576,7 +703,7 @@ impl<C: Clock> Pool<C> {
             shard.publish(&inner);
             keys
         };
-        let mut doomed = Doomed::default();
+        let mut doomed = st.doomed();
         doomed.extend(keys.into_iter().flat_map(|s| s.idle).map(|c| c.fd));
         self.unreserve(st, doomed.len());
         doomed.len()
@@ -593,7 +720,7 @@ impl<C: Clock> Pool<C> {
         let (_, now) = self.now();
         let mut total = 0;
         for shard in st.shards.iter() {
-            let mut doomed = Doomed::default();
+            let mut doomed = st.doomed();
             let taken = {
                 let mut guard = shard.inner.lock();
                 let inner = &mut *guard;
@@ -627,7 +754,7 @@ impl<C: Clock> Pool<C> {
     /// The liveness half of [`Pool::prune`] for one shard: `taken` holds its connections.
     /// Returns how many were closed.
     fn check_and_put_back(&self, st: &State, shard: &Shard, mut taken: HashTable<Stack>) -> usize {
-        let mut dead = Doomed::default();
+        let mut dead = st.doomed();
         for stack in taken.iter_mut() {
             let mut live = Vec::with_capacity(stack.idle.len());
             for c in stack.idle.drain(..) {
@@ -645,7 +772,7 @@ impl<C: Clock> Pool<C> {
         drop(dead);
 
         let lim = &self.limits;
-        let mut doomed = Doomed::default();
+        let mut doomed = st.doomed();
         {
             let mut guard = shard.inner.lock();
             let inner = &mut *guard;
@@ -683,6 +810,149 @@ impl<C: Clock> Pool<C> {
         n_dead + doomed.len() // dropping `doomed` closes, outside the lock
     }
 
+    /// The idle watcher's fd (an epoll fd owned by the pool): readable when an idle
+    /// connection has an event or the earliest idle deadline has passed. Err(errno) without
+    /// `Config::watch` (EINVAL) or if it could not be made.
+    pub fn watch_fd(&self) -> Result<std::os::fd::RawFd, i32> {
+        match &self.state().watch {
+            Ok(w) => Ok(w.fd()),
+            Err(e) => Err(*e),
+        }
+    }
+
+    /// Never blocks: closes every idle connection the watcher reported (peer closed, reset,
+    /// stray bytes: counted dead) and, when the timer fired, every expired one (counted
+    /// expired); re-arms the watcher. Returns how many were closed; 0 without a watcher.
+    pub fn reap(&self) -> usize {
+        let st = self.state();
+        let Some(w) = st.watcher() else {
+            return 0;
+        };
+        let mut closed = 0;
+        let mut timer = false;
+        for ready in w.ready() {
+            match ready {
+                Ready::Timer => timer = true,
+                Ready::Fd { token, shard } => closed += self.reap_fd(st, shard, token),
+            }
+        }
+        if timer {
+            w.begin_rescan();
+            let (n, next) = self.prune_expired(st);
+            closed += n;
+            w.finish_rescan(next);
+        }
+        closed
+    }
+
+    /// Closes the idle fd registered with `token` in `shard` if it is still there (it may
+    /// have been handed out or closed since the event, and its number reused). Returns 1 if
+    /// it was.
+    fn reap_fd(&self, st: &State, shard: usize, token: u64) -> usize {
+        let Some(shard) = st.shards.get(shard) else {
+            return 0;
+        };
+        let mut doomed = st.doomed();
+        {
+            let mut guard = shard.inner.lock();
+            let inner = &mut *guard;
+            let found = inner.keys.iter().find_map(|s| {
+                let i = s.idle.iter().position(|c| c.token == token)?;
+                Some((s.hash, s.key.as_ptr(), i))
+            });
+            let Some((hash, key, i)) = found else {
+                return 0;
+            };
+            let Ok(mut entry) = inner.keys.find_entry(hash, |s| s.key.as_ptr() == key) else {
+                return 0;
+            };
+            doomed.push(entry.get_mut().idle.remove(i).fd);
+            if entry.get().idle.is_empty() {
+                let (emptied, _) = entry.remove();
+                inner.recycle(emptied);
+            }
+            inner.idle -= 1;
+            shard.publish(inner);
+        }
+        AtomicCounters::bump(&st.outside.dead, 1);
+        self.unreserve(st, 1);
+        1 // dropping `doomed` unwatches and closes, outside the lock
+    }
+
+    /// Closes every expired idle connection; returns how many, and the earliest deadline
+    /// left (a lower bound, exact for every key that had something to expire). Judged by the
+    /// precise clock, the one the watcher's timer fires by: a coarse reading may still be a
+    /// tick short of the deadline the timer just reached.
+    fn prune_expired(&self, st: &State) -> (usize, u64) {
+        let now = self.clock.precise_now_ns().max(self.now().1);
+        let mut total = 0;
+        let mut next = NEVER;
+        for shard in st.shards.iter() {
+            let mut doomed = st.doomed();
+            {
+                let mut guard = shard.inner.lock();
+                let inner = &mut *guard;
+                let mut expired = 0;
+                inner.keys.retain(|stack| {
+                    expired += stack.expire(now, &mut doomed);
+                    next = next.min(stack.earliest);
+                    !stack.idle.is_empty()
+                });
+                inner.shrink_if_sparse();
+                inner.idle -= expired;
+                inner.stats.expired += expired as u64;
+                shard.publish(inner);
+            }
+            total += doomed.len();
+            self.unreserve(st, doomed.len());
+        }
+        (total, next)
+    }
+
+    /// Starts the reaper thread for state `st` (a new pool, or a fork child's first call).
+    fn start_reaper(&self, st: &State) {
+        let Some(w) = st.watcher() else {
+            return;
+        };
+        let Ok(stop) = sys::eventfd_create() else {
+            return; // out of fds: the watch fd still works for a caller that reaps
+        };
+        fds::claim(stop.as_raw_fd(), self.id); // the pool's: a fork child closes its copy
+        let stopped = Arc::new(AtomicBool::new(false));
+        let (watch_fd, stop_fd) = (w.fd(), stop.as_raw_fd());
+        let me = self.me.clone();
+        let flag = stopped.clone();
+        let spawned = std::thread::Builder::new()
+            .name("connpool-reaper".into())
+            .spawn(move || reaper_loop(me, watch_fd, stop_fd, flag));
+        match spawned {
+            Ok(thread) => {
+                *st.reaper.lock() = Some(Reaper {
+                    stop,
+                    stopped,
+                    thread,
+                })
+            }
+            Err(_) => sys::close(stop),
+        }
+    }
+
+    /// Stops the reaper thread of the current state, waiting for it to finish (unless this
+    /// is the reaper thread itself, dropping the last reference to the pool).
+    pub fn stop_reaper(&self) {
+        let Some(r) = self.state().reaper.lock().take() else {
+            return;
+        };
+        r.stopped.store(true, Ordering::Release);
+        sys::eventfd_signal(r.stop.as_fd());
+        // Not std::thread::current(): in a thread C created it allocates a handle that is
+        // never freed.
+        if !IN_REAPER.with(|f| f.get()) {
+            let _ = r.thread.join();
+        }
+        sys::close(r.stop);
+    }
+
     /// The pool's gauges and counters: a consistent snapshot, exact also while other threads
     /// call the pool. It holds every shard lock at once (taken in shard order, and no other
     /// call holds two, so this cannot deadlock) for the time it takes to add them up.
@@ -702,8 +972,10 @@ impl<C: Clock> Pool<C> {
 }
 
 impl<C: Clock> Drop for Pool<C> {
-    /// Closes every idle connection (through the same path as purge).
+    /// Stops the reaper thread, then closes every idle connection (through the same path as
+    /// purge).
     fn drop(&mut self) {
+        self.stop_reaper();
         self.purge(None);
     }
 }

@@ -39,6 +39,8 @@ pub struct Idle {
     pub uses: u32,
     /// Release order over the whole pool, for the global cap's eviction (0 without a cap).
     pub seq: u64,
+    /// With the idle watcher: the token of its registration (`crate::watch`), else 0.
+    pub token: u64,
 }
 
 /// The idle connections of one key, most recently released last (reuse is LIFO, eviction

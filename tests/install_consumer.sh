@@ -28,6 +28,13 @@ ls -l "$libdir" "$prefix/include"
 [ -L "$libdir/libconnpool.so.0" ] || fail "libconnpool.so.0 link not installed"
 [ -f "$(readlink -f "$libdir/libconnpool.so")" ] || fail "libconnpool.so link is dangling"
 [ -f "$prefix/include/connpool.h" ] || fail "connpool.h not installed"
+[ -f "$prefix/include/connpool.hpp" ] || fail "connpool.hpp not installed"
+if command -v c++ >/dev/null 2>&1; then
+  step "connpool.hpp compiles as C++17 from $prefix/include"
+  printf '#include <connpool.hpp>\nint main() { libconnpool::Pool pool; return (int)pool.idle(); }\n' |
+    c++ -std=c++17 -Wall -Wextra -Werror -fsyntax-only -I"$prefix/include" -x c++ - ||
+    fail "the installed connpool.hpp does not compile"
+fi
 cat "$libdir/pkgconfig/connpool.pc"
 
 run() {

@@ -32,7 +32,15 @@ const _: () = assert!(CONNPOOL_MAX_KEY_LEN == MAX_KEY_LEN);
 /// bytes nobody asked for. On by default (connpool_config_init, connpool_new,
 /// connpool_new_default); costs one system call per acquire of an idle connection.
 pub const CONNPOOL_CHECK_LIVENESS: u32 = 1 << 0;
-const KNOWN_FLAGS: u32 = CONNPOOL_CHECK_LIVENESS;
+/// connpool_config.flags: watch idle connections, so that they can be closed the moment
+/// the backend closes them or their deadline passes, without waiting for an acquire of their
+/// key: connpool_watch_fd() gives an fd for the caller's event loop, connpool_reap() does
+/// the closing. Off by default: it adds two epoll_ctl() calls to each acquire and release.
+pub const CONNPOOL_WATCH: u32 = 1 << 1;
+/// connpool_config.flags: run one background thread that waits on the watch fd and reaps
+/// (implies CONNPOOL_WATCH). connpool_free() stops and joins it.
+pub const CONNPOOL_REAPER_THREAD: u32 = 1 << 2;
+const KNOWN_FLAGS: u32 = CONNPOOL_CHECK_LIVENESS | CONNPOOL_WATCH | CONNPOOL_REAPER_THREAD;
 
 /// A pool of idle connections. Opaque: create it with connpool_new_with_config(),
 /// connpool_new() or connpool_new_default() and destroy it with connpool_free(). Every
@@ -40,7 +48,8 @@ const KNOWN_FLAGS: u32 = CONNPOOL_CHECK_LIVENESS;
 /// connpool_free(), which must be the last call on that pool.
 #[allow(non_camel_case_types)]
 pub struct connpool {
-    pool: Pool,
+    /// Shared with the reaper thread (weakly), if there is one.
+    pool: std::sync::Arc<Pool>,
 }
 
 /// Pool configuration. Fill it with connpool_config_init() (which sets struct_size and
@@ -153,14 +162,14 @@ unsafe fn key_arg<'a>(key: *const c_char) -> Option<Key<'a>> {
 
 /// Requires: pool is NULL or a live pool from connpool_new*.
 unsafe fn pool_arg<'a>(pool: *const connpool) -> Option<&'a Pool> {
-    pool.as_ref().map(|p| &p.pool)
+    pool.as_ref().map(|p| &*p.pool)
 }
 
 fn new_pool(config: Config) -> *mut connpool {
-    match Pool::new(config) {
+    match Pool::new_shared(config) {
         Ok(pool) => Box::into_raw(Box::new(connpool { pool })),
-        Err(_) => {
-            set_errno(libc::EINVAL);
+        Err(e) => {
+            set_errno(e);
             std::ptr::null_mut()
         }
     }
@@ -187,6 +196,8 @@ fn config_from_c(c: &connpool_config) -> Option<Config> {
         max_lifetime: millis(c.max_lifetime_ms),
         max_uses: nonzero(c.max_uses),
         check_liveness: c.flags & CONNPOOL_CHECK_LIVENESS != 0,
+        watch: c.flags & CONNPOOL_WATCH != 0,
+        reaper_thread: c.flags & CONNPOOL_REAPER_THREAD != 0,
     };
     config.validate().ok().map(|()| config)
 }
@@ -287,7 +298,10 @@ pub extern "C" fn connpool_new_default() -> *mut connpool {
 pub unsafe extern "C" fn connpool_free(pool: *mut connpool) {
     if !pool.is_null() {
         let pool = Box::from_raw(pool);
-        catch_panic((), move || drop(pool));
+        catch_panic((), move || {
+            pool.pool.stop_reaper(); // joined before the last reference goes
+            drop(pool)
+        });
     }
 }
 
@@ -379,7 +393,10 @@ fn fill_info(info: &mut connpool_conn_info, got: &ConnInfo) {
 ///
 /// Only release a connection that is idle and reusable: the response was read completely
 /// and the connection is keep-alive. The pool does not probe fd on release (that would
-/// cost a system call per release); it is checked when next acquired. Releasing an fd
+/// cost a system call per release); it is checked when next acquired. So any fd is
+/// accepted: a pipe, a regular file or a listening socket fails the liveness check at the
+/// next acquire of its key and is closed (with CONNPOOL_CHECK_LIVENESS off it is handed
+/// back as given); a UDP socket has nothing to read, passes the check and is handed back. Releasing an fd
 /// number the caller had already closed returns CONNPOOL_POOLED and the stale number is
 /// later closed (close errors are ignored) or, without the liveness check, handed out;
 /// if the number was meanwhile reused by another open file, the pool will close or hand
@@ -568,6 +585,40 @@ pub unsafe extern "C" fn connpool_purge(pool: *mut connpool, key: *const c_char)
 #[no_mangle]
 pub unsafe extern "C" fn connpool_prune(pool: *mut connpool) -> usize {
     catch_panic(0, || pool_arg(pool).map_or(0, Pool::prune))
+}
+
+/// The idle watcher's fd, for the caller's event loop (epoll, poll, libevent, libuv...):
+/// it becomes readable when at least one idle connection has an event (the backend closed
+/// or reset it, or sent bytes) or when the earliest idle deadline (idle timeout, lifetime,
+/// keep-alive hint) has passed. Then call connpool_reap(). Add it for reading only; it is
+/// level-triggered and stays readable until connpool_reap() has done the work.
+///
+/// Returns the fd (>= 0), owned by the pool and valid until connpool_free(): never close it
+/// or read from it. -EINVAL when pool is NULL or was made without CONNPOOL_WATCH (or
+/// CONNPOOL_REAPER_THREAD, which uses it itself: reaping from both is harmless but
+/// pointless).
+///
+/// Requires: pool is NULL or a live pool.
+#[no_mangle]
+pub unsafe extern "C" fn connpool_watch_fd(pool: *mut connpool) -> c_int {
+    catch_panic(-PANIC_ERRNO, || match pool_arg(pool) {
+        Some(pool) => pool.watch_fd().unwrap_or_else(|e| -e),
+        None => -libc::EINVAL,
+    })
+}
+
+/// Never blocks: closes every idle connection that the watch fd reported (counted as dead
+/// in connpool_stats) and, if the earliest deadline passed, every expired one (counted as
+/// expired), and re-arms the watch fd so it is not readable again until there is new work.
+/// Returns how many it closed; 0 for NULL or a pool without CONNPOOL_WATCH. Safe to call
+/// at any time and from any thread, concurrently with every other call: an fd is never
+/// closed after it was handed to a caller, and never handed out after it was chosen for
+/// closing.
+///
+/// Requires: pool is NULL or a live pool.
+#[no_mangle]
+pub unsafe extern "C" fn connpool_reap(pool: *mut connpool) -> usize {
+    catch_panic(0, || pool_arg(pool).map_or(0, Pool::reap))
 }
 
 /// The library version, "MAJOR.MINOR.PATCH": a static string, never freed.

@@ -86,38 +86,188 @@ pub fn is_alive(fd: BorrowedFd<'_>) -> bool {
     }
 }
 
-/// Fds to close once the lock is released: closes them all when dropped.
+/// Fds to close once the lock is released: closes them all when dropped. With the idle
+/// watcher on, it first removes each from the watcher's epoll set (see `crate::watch`).
 #[derive(Debug, Default)]
-pub struct Doomed(Vec<OwnedFd>);
+pub struct Doomed<'a> {
+    fds: Vec<OwnedFd>,
+    epoll: Option<BorrowedFd<'a>>,
+}
 
-impl Doomed {
+impl<'a> Doomed<'a> {
+    pub fn new(epoll: Option<BorrowedFd<'a>>) -> Self {
+        Doomed {
+            fds: Vec::new(),
+            epoll,
+        }
+    }
     pub fn push(&mut self, fd: OwnedFd) {
-        self.0.push(fd);
+        self.fds.push(fd);
     }
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.fds.len()
     }
 }
 
-impl Extend<OwnedFd> for Doomed {
+impl Extend<OwnedFd> for Doomed<'_> {
     fn extend<I: IntoIterator<Item = OwnedFd>>(&mut self, iter: I) {
-        self.0.extend(iter);
+        self.fds.extend(iter);
     }
 }
 
-impl Drop for Doomed {
+impl Drop for Doomed<'_> {
     #[inline]
     fn drop(&mut self) {
         // Empty on almost every call: keep that path to one test.
-        if !self.0.is_empty() {
+        if !self.fds.is_empty() {
             self.close_all();
         }
     }
 }
 
-impl Doomed {
+impl Doomed<'_> {
     #[cold]
     fn close_all(&mut self) {
-        self.0.drain(..).for_each(close);
+        for fd in self.fds.drain(..) {
+            if let Some(epoll) = self.epoll {
+                epoll_del(epoll, fd.as_raw_fd());
+            }
+            close(fd);
+        }
     }
+}
+
+/// Waits until `a` or `b` (raw fds the caller keeps open for the call) is readable, with no
+/// timeout; returns which: (a, b). (false, false) after a signal: the caller loops.
+pub fn wait_readable_raw(a: std::os::fd::RawFd, b: std::os::fd::RawFd) -> (bool, bool) {
+    let mut p = [
+        libc::pollfd {
+            fd: a,
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: b,
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    // SAFETY: two valid pollfds; bad fds are reported in revents, not UB.
+    let n = unsafe { libc::poll(p.as_mut_ptr(), 2, -1) };
+    if n <= 0 {
+        return (false, false);
+    }
+    (p[0].revents != 0, p[1].revents != 0)
+}
+
+// ---- the idle watcher's system calls (crate::watch) ----
+
+fn cvt(rc: libc::c_int) -> std::io::Result<libc::c_int> {
+    if rc < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(rc)
+    }
+}
+
+/// Takes ownership of a new fd returned by a syscall.
+fn owned(rc: libc::c_int) -> std::io::Result<OwnedFd> {
+    let fd = cvt(rc)?;
+    // SAFETY: a new fd just returned by the kernel, owned by nobody else.
+    Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
+}
+
+/// A new close-on-exec epoll instance.
+pub fn epoll_create() -> std::io::Result<OwnedFd> {
+    // SAFETY: no pointers.
+    owned(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })
+}
+
+/// Watches `fd` for input, peer hang-up and errors (level-triggered), tagged with `data`.
+pub fn epoll_add(epoll: BorrowedFd<'_>, fd: BorrowedFd<'_>, data: u64) -> std::io::Result<()> {
+    let mut ev = libc::epoll_event {
+        events: (libc::EPOLLIN | libc::EPOLLRDHUP) as u32,
+        u64: data,
+    };
+    let mut ctl = |op| {
+        // SAFETY: `ev` is a valid epoll_event; both fds are open for the call.
+        cvt(unsafe { libc::epoll_ctl(epoll.as_raw_fd(), op, fd.as_raw_fd(), &mut ev) })
+    };
+    match ctl(libc::EPOLL_CTL_ADD) {
+        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => ctl(libc::EPOLL_CTL_MOD).map(drop),
+        r => r.map(drop),
+    }
+}
+
+/// Stops watching `fd` (errors ignored: it may not be watched).
+pub fn epoll_del(epoll: BorrowedFd<'_>, fd: std::os::fd::RawFd) {
+    let mut ev = libc::epoll_event { events: 0, u64: 0 };
+    // SAFETY: `ev` is valid (ignored by DEL on modern kernels); a bad fd is an error return.
+    unsafe { libc::epoll_ctl(epoll.as_raw_fd(), libc::EPOLL_CTL_DEL, fd, &mut ev) };
+}
+
+/// The data of up to `max` ready fds, without waiting.
+pub fn epoll_ready(epoll: BorrowedFd<'_>, out: &mut Vec<u64>, max: usize) {
+    let mut evs = vec![libc::epoll_event { events: 0, u64: 0 }; max];
+    // SAFETY: `evs` has room for `max` events.
+    let n = unsafe { libc::epoll_wait(epoll.as_raw_fd(), evs.as_mut_ptr(), max as i32, 0) };
+    if n > 0 {
+        out.extend(evs[..n as usize].iter().map(|e| e.u64));
+    }
+}
+
+/// A new non-blocking, close-on-exec CLOCK_MONOTONIC timerfd.
+pub fn timerfd_create() -> std::io::Result<OwnedFd> {
+    // SAFETY: no pointers.
+    owned(unsafe {
+        libc::timerfd_create(
+            libc::CLOCK_MONOTONIC,
+            libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
+        )
+    })
+}
+
+/// Arms the timer to fire at CLOCK_MONOTONIC time `at_ns`, or disarms it for `None`.
+pub fn timerfd_set(timer: BorrowedFd<'_>, at_ns: Option<u64>) {
+    let at = at_ns.map_or(0, |t| t.max(1)); // 0 would disarm: a deadline at 0 is "now"
+    let spec = libc::itimerspec {
+        it_interval: libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        },
+        it_value: libc::timespec {
+            tv_sec: (at / 1_000_000_000) as libc::time_t,
+            tv_nsec: (at % 1_000_000_000) as libc::c_long,
+        },
+    };
+    // SAFETY: `spec` is valid; the old value is not wanted.
+    unsafe {
+        libc::timerfd_settime(
+            timer.as_raw_fd(),
+            libc::TFD_TIMER_ABSTIME,
+            &spec,
+            std::ptr::null_mut(),
+        )
+    };
+}
+
+/// Reads an 8-byte counter (timerfd expirations, eventfd) without blocking, so the fd
+/// stops being readable; the value is not needed.
+pub fn drain_counter(fd: BorrowedFd<'_>) {
+    let mut buf = 0u64;
+    // SAFETY: 8 writable bytes.
+    unsafe { libc::read(fd.as_raw_fd(), (&mut buf as *mut u64).cast(), 8) };
+}
+
+/// A new non-blocking, close-on-exec eventfd.
+pub fn eventfd_create() -> std::io::Result<OwnedFd> {
+    // SAFETY: no pointers.
+    owned(unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) })
+}
+
+/// Makes an eventfd readable.
+pub fn eventfd_signal(fd: BorrowedFd<'_>) {
+    let one = 1u64;
+    // SAFETY: 8 readable bytes.
+    unsafe { libc::write(fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
 }

@@ -1,0 +1,75 @@
+/* proxy.h: what the demo reverse proxy's files share.
+ *
+ *   proxy.c          main: options, listener, one thread per client connection, signals,
+ *                    the pool's life and its statistics
+ *   proxy_client.c   one client connection: read requests, forward them, relay responses
+ *   proxy_upstream.c backend connections: from the pool (or connect), back to the pool
+ *                    (or close): everything libconnpool-specific is here
+ */
+#ifndef DEMO_PROXY_H
+#define DEMO_PROXY_H
+
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "connpool.h"
+
+/* Time limits (ms). Generous: they only bound how long a broken peer can hold a thread. */
+#define PROXY_CONNECT_TIMEOUT_MS 2000  /* connecting to a backend */
+#define PROXY_BACKEND_TIMEOUT_MS 10000 /* waiting for a backend's next response byte */
+#define PROXY_CLIENT_IO_TIMEOUT_MS 10000 /* a client's next byte within a request, or a send */
+
+struct backend {
+    struct sockaddr_in addr;
+    char key[32]; /* "127.0.0.1:8080": the pool key */
+};
+
+struct proxy {
+    struct backend *backends;
+    unsigned nbackends;
+    atomic_uint next_backend; /* round robin */
+    connpool *pool;          /* NULL with --no-pool: one backend connection per request */
+    int stop_fd;             /* readable once SIGINT/SIGTERM arrived: every wait watches it */
+    int client_idle_ms;      /* keep-alive timeout towards clients */
+    /* Counters, printed at exit. */
+    atomic_ullong requests;     /* requests read from clients */
+    atomic_ullong retries;      /* requests retried on a fresh connection */
+    atomic_ullong bad_gateway;  /* 502/504 answers: no usable response from a backend */
+    atomic_ullong aborted;      /* responses cut short after their head was sent */
+    atomic_ullong connects;     /* backend connections opened */
+    atomic_ullong reused;       /* backend connections taken from the pool */
+};
+
+/* A client connection handed to its thread. The thread owns fd and closes it. */
+struct client_job {
+    struct proxy *px;
+    int fd;
+    pthread_t thread;
+    struct client_job *next; /* on the list of finished threads, to be joined */
+};
+
+/* Thread body: serve job->fd until the client closes, goes idle, or we stop. */
+void *proxy_client_thread(void *job);
+
+/* A client thread's last call: queues the job so that proxy.c joins the thread. */
+void proxy_client_done(struct client_job *job);
+
+/* A backend connection in use by one request. */
+struct upstream {
+    const struct backend *be;
+    int fd;
+    int reused; /* came from the pool: may have been closed by the backend meanwhile */
+};
+
+/* Get a connection to be: an idle one from the pool unless fresh is set, else a new one.
+ * 0, or -1 when connecting failed. */
+int upstream_get(struct proxy *px, const struct backend *be, int fresh, struct upstream *up);
+
+/* Done with up->fd after a response. reusable: the response was read completely and both
+ * sides keep the connection open; keepalive_timeout_ms: the server's "Keep-Alive:
+ * timeout", or -1. The pool gets the fd back, or it is closed. */
+void upstream_put(struct proxy *px, struct upstream *up, int reusable, int64_t keepalive_timeout_ms);
+
+#endif /* DEMO_PROXY_H */

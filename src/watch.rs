@@ -1,0 +1,160 @@
+//! The idle watcher (`Config::watch`): one epoll set over the pool's idle fds plus one
+//! timerfd armed at the earliest idle deadline, so a caller's event loop (or the pool's
+//! reaper thread) learns the moment a backend closes an idle connection or a deadline passes.
+//!
+//! Rules that keep ownership exact (see `Pool::reap`):
+//! - An fd is added to the set before it is stored in the pool and removed from it before
+//!   it leaves the pool (handed out or closed). It is removed explicitly, never left to
+//!   `close()`: the kernel keeps a closed fd in an epoll set while another process (a fork
+//!   child) still holds the same open file, and a stale entry could name a recycled number.
+//! - An event only says "look": the reaper closes an fd only after finding it in a shard
+//!   and taking it out under that shard's lock, exactly as acquire does. An fd already
+//!   handed out is not there any more; one being released is not there yet (the set is
+//!   level-triggered, so its event comes back once it is).
+//! - The timer: `armed` is the deadline the timerfd is set to. Releases lower it; a reap
+//!   that fired resets it to "none" before it rescans and then arms the smaller of what the
+//!   scan found and what releases set meanwhile, so no deadline is missed.
+
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+
+use crate::fds;
+use crate::ffi::sys;
+use crate::shard::NEVER;
+
+/// The epoll data of the timerfd; idle fds carry a token (see [`Watcher::watch`]).
+const TIMER: u64 = u64::MAX;
+/// Low bits of a token: the shard the fd is stored in.
+const SHARD_BITS: u32 = 6;
+/// Events read per `epoll_wait`.
+const BATCH: usize = 64;
+
+/// What became ready.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ready {
+    /// The earliest deadline has passed.
+    Timer,
+    /// The idle fd registered with `token` (stored in shard `shard`) has input, a hang-up or
+    /// an error.
+    Fd { token: u64, shard: usize },
+}
+
+#[derive(Debug)]
+pub struct Watcher {
+    epoll: Option<OwnedFd>,
+    timer: Option<OwnedFd>,
+    /// The deadline the timer is armed for ([`NEVER`]: disarmed).
+    armed: parking_lot::Mutex<u64>,
+    /// Registrations made so far (the high bits of tokens).
+    registrations: std::sync::atomic::AtomicU64,
+}
+
+impl Watcher {
+    pub fn new(pool_id: u32) -> std::io::Result<Self> {
+        let epoll = sys::epoll_create()?;
+        let timer = sys::timerfd_create()?;
+        sys::epoll_add(epoll.as_fd(), timer.as_fd(), TIMER)?;
+        // The pool owns both: a fork child closes its copies like those of idle fds.
+        fds::claim(epoll.as_raw_fd(), pool_id);
+        fds::claim(timer.as_raw_fd(), pool_id);
+        Ok(Watcher {
+            epoll: Some(epoll),
+            timer: Some(timer),
+            armed: parking_lot::Mutex::new(NEVER),
+            registrations: std::sync::atomic::AtomicU64::new(0),
+        })
+    }
+
+    fn epoll(&self) -> BorrowedFd<'_> {
+        self.epoll.as_ref().expect("open until drop").as_fd()
+    }
+
+    fn timer(&self) -> BorrowedFd<'_> {
+        self.timer.as_ref().expect("open until drop").as_fd()
+    }
+
+    /// The fd a caller polls: readable when there is something to reap.
+    pub fn fd(&self) -> RawFd {
+        self.epoll().as_raw_fd()
+    }
+
+    /// The epoll fd, for `Doomed` lists that must unwatch before they close.
+    pub fn epoll_fd(&self) -> BorrowedFd<'_> {
+        self.epoll()
+    }
+
+    /// Starts watching an fd that is about to be stored in `shard`; returns the token its
+    /// events will carry, to be stored with it. Events are read in batches, so by the time
+    /// one is handled its fd number may have been closed and reused by another connection:
+    /// the token, unique per registration, tells them apart (the number cannot).
+    /// A failure (an fd epoll cannot watch, like a regular file) only means no early close.
+    pub fn watch(&self, fd: BorrowedFd<'_>, shard: usize) -> u64 {
+        let n = self
+            .registrations
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let token = (n + 1) << SHARD_BITS | shard as u64;
+        let _ = sys::epoll_add(self.epoll(), fd, token);
+        token
+    }
+
+    /// Stops watching an fd that leaves the pool.
+    pub fn unwatch(&self, fd: RawFd) {
+        sys::epoll_del(self.epoll(), fd);
+    }
+
+    /// Everything ready now, without waiting.
+    pub fn ready(&self) -> Vec<Ready> {
+        let mut data = Vec::new();
+        loop {
+            let before = data.len();
+            sys::epoll_ready(self.epoll(), &mut data, BATCH);
+            if data.len() - before < BATCH {
+                break;
+            }
+        }
+        data.into_iter()
+            .map(|d| match d {
+                TIMER => Ready::Timer,
+                token => Ready::Fd {
+                    token,
+                    shard: (token & ((1 << SHARD_BITS) - 1)) as usize,
+                },
+            })
+            .collect()
+    }
+
+    /// A release stored a connection expiring at `deadline`: fire no later than that.
+    #[inline]
+    pub fn lower_timer(&self, deadline: u64) {
+        if deadline == NEVER {
+            return;
+        }
+        let mut armed = self.armed.lock();
+        if deadline < *armed {
+            sys::timerfd_set(self.timer(), Some(deadline));
+            *armed = deadline;
+        }
+    }
+
+    /// The timer fired: consume it and forget the armed deadline; then rescan.
+    pub fn begin_rescan(&self) {
+        sys::drain_counter(self.timer());
+        *self.armed.lock() = NEVER;
+    }
+
+    /// After a rescan that found `next` as the earliest remaining deadline.
+    pub fn finish_rescan(&self, next: u64) {
+        let mut armed = self.armed.lock();
+        let at = next.min(*armed);
+        sys::timerfd_set(self.timer(), (at != NEVER).then_some(at));
+        *armed = at;
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        // Through sys::close, which forgets them in the fd table.
+        for fd in [self.epoll.take(), self.timer.take()].into_iter().flatten() {
+            sys::close(fd);
+        }
+    }
+}
