@@ -190,6 +190,28 @@ fn reaper_loop<C: Clock>(
     }
 }
 
+/// Clears an fd's entry in the fd table when dropped during a panic.
+struct ForgetOnUnwind(std::os::fd::RawFd);
+
+impl Drop for ForgetOnUnwind {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            fds::forget(self.0);
+        }
+    }
+}
+
+/// Test feature `panic-inject`: a panic inside a shard lock for one magic key, to prove that
+/// the C boundary stops it, the lock is released and the pool stays usable.
+#[inline(always)]
+fn inject_panic(key: &[u8]) {
+    #[cfg(feature = "panic-inject")]
+    if key == b"connpool-test-panic" {
+        panic!("injected panic (test feature panic-inject)");
+    }
+    let _ = key;
+}
+
 /// Pool ids tag the records of lent fds (see `crate::fds`); 0 is never used.
 static NEXT_ID: AtomicU32 = AtomicU32::new(1);
 
@@ -408,6 +430,7 @@ impl<C: Clock> Pool<C> {
             let got = {
                 let mut guard = shard.inner.lock();
                 let inner = &mut *guard;
+                inject_panic(key);
                 let got = match inner.keys.find_entry(hash, |s| s.key == key) {
                     Err(_) => None,
                     Ok(mut entry) => {
@@ -479,6 +502,9 @@ impl<C: Clock> Pool<C> {
             Claim::Fresh => (None, 1),
             Claim::Lent { born, uses } => (Some(born), uses.saturating_add(1)),
         };
+        // If a bug panics before the fd is stored or closed, unwinding closes it (OwnedFd's
+        // drop): forget the claim too, or the number would stay marked as the pool's.
+        let _unclaim = ForgetOnUnwind(fd.as_raw_fd());
         let lim = &self.limits;
         let (reading, now) = self.now();
         let born = born.unwrap_or(reading);
@@ -515,6 +541,7 @@ impl<C: Clock> Pool<C> {
         let result = {
             let mut guard = shard.inner.lock();
             let inner = &mut *guard;
+            inject_panic(key);
             let stack = match inner.keys.entry(hash, |s| s.key == key, |s| s.hash) {
                 Entry::Occupied(o) => o.into_mut(),
                 Entry::Vacant(v) => v.insert(new_stack(&mut inner.spare, hash, key)).into_mut(),

@@ -166,6 +166,10 @@ unsafe fn pool_arg<'a>(pool: *const connpool) -> Option<&'a Pool> {
 }
 
 fn new_pool(config: Config) -> *mut connpool {
+    #[cfg(feature = "panic-inject")]
+    if config.max_idle_per_key == 0xDEAD {
+        panic!("injected panic (test feature panic-inject)");
+    }
     match Pool::new_shared(config) {
         Ok(pool) => Box::into_raw(Box::new(connpool { pool })),
         Err(e) => {
