@@ -1,0 +1,193 @@
+#!/usr/bin/env python3
+"""Where a callgrind dump's instructions go, per category and per source frame.
+
+    callgrind_lines.py DUMP PAIRS [--lines N]
+
+DUMP is one dump of `connpool_bench --callgrind` run under
+`valgrind --tool=callgrind --dump-instr=yes` (bench/callgrind.sh does that). Prints
+instructions per acquire+release pair (the dump's Ir / PAIRS).
+
+Why not callgrind_annotate: with LTO nearly all of libconnpool is inlined into
+connpool_acquire and connpool_release, and callgrind books each instruction to the innermost
+inlined line only (often a core::ptr or core::slice helper). Here every instruction address
+of a Rust library is mapped with `addr2line -i` to its whole inline chain, and booked to the
+innermost frame that is the crate's own code or a dependency's (src/*.rs, hashbrown,
+parking_lot), not Rust's standard library. Calls from the library into libc (strnlen,
+memcmp, memcpy, clock_gettime) are booked, inclusive, to the instruction that calls them.
+(callgrind_annotate 3.19 also books a dump taken after CALLGRIND_ZERO_STATS entirely to
+__libc_start_main.)"""
+import re
+import subprocess
+import sys
+from collections import defaultdict
+
+# (category, test on (object, frame function, frame file, libc callee)); first match wins.
+CLOCK_FNS = ("now_ns", "clock_ns", "coarse_now_ns", "precise_now_ns")
+POOL_FILES = ("src/pool.rs", "src/shard.rs", "src/stats.rs", "src/util.rs", "src/config.rs",
+              "src/ffi/sys.rs")
+
+# (category, test on (object, frame function, frame file, libc callee)); first match wins.
+CATEGORIES = [
+    ("harness: loop + indirect calls (bench)", lambda o, fn, f, c: "connpool_bench" in o),
+    ("key length scan: strnlen (capi.rs key_arg)", lambda o, fn, f, c: "strlen" in c or "strnlen" in c),
+    ("clock read: clock_gettime(COARSE) + conversion",
+     lambda o, fn, f, c: "clock_gettime" in c or fn in CLOCK_FNS or f.endswith("src/clock.rs")),
+    ("key hash: key.rs (FxHash step + fmix64, tail memcpy)", lambda o, fn, f, c: f.endswith("src/key.rs")),
+    ("entry removed when emptied / re-inserted (recycle, shrink_if_sparse, new_stack, key copy)",
+     lambda o, fn, f, c: any(s in fn for s in ("recycle", "new_stack", "shrink_if_sparse", "shrink_to",
+                                                "remove", "insert", "VacantEntry", "reserve"))),
+    ("shard lock + unlock: parking_lot, lock.rs", lambda o, fn, f, c: any(
+        s in f for s in ("parking_lot", "lock_api", "src/lock.rs"))),
+    ("table probe + key compare: hashbrown find, memcmp",
+     lambda o, fn, f, c: "hashbrown" in f or "memcmp" in c or "bcmp" in c),
+    ("fd registry + fork generation (fds.rs, cell.rs, fork.rs)",
+     lambda o, fn, f, c: f.endswith(("src/fds.rs", "src/ffi/cell.rs", "src/ffi/fork.rs"))),
+    ("C ABI: argument checks, catch_unwind, fd conversion (capi.rs)",
+     lambda o, fn, f, c: f.endswith("src/ffi/capi.rs") or "panic" in f),
+    ("pool logic: pool.rs, shard.rs, stats.rs (now, shard pick, expiry, push/pop, counters)",
+     lambda o, fn, f, c: f.endswith(POOL_FILES)),
+    ("Rust std, not attributable to the crate", lambda o, fn, f, c: "/rustc/" in f),
+    ("other", lambda o, fn, f, c: True),
+]
+
+RUST_STD = re.compile(r"^/rustc/")
+
+
+def parse(path):
+    """{(ob, fn, addr, callee): Ir}: self cost per instruction, and the inclusive cost of
+    calls from libconnpool into libc, booked to the calling instruction."""
+    names = {"fl": {}, "fn": {}, "ob": {}}
+    space = {"fl": "fl", "fi": "fl", "fe": "fl", "cfi": "fl", "cfl": "fl", "fn": "fn",
+             "cfn": "fn", "ob": "ob", "cob": "ob"}
+    cost = defaultdict(int)
+    ob = fn = cob = cfn = ""
+    positions = ["line"]
+    last = [0, 0]
+    in_call = False
+    call_count = 0
+    spec = re.compile(r"^(fl|fi|fe|fn|ob|cob|cfi|cfl|cfn)=\((\d+)\)(?: (.*))?$")
+    with open(path) as fh:
+        for raw in fh:
+            line = raw.rstrip("\n")
+            if line.startswith("positions:"):
+                positions = line.split()[1:]
+                last = [0] * len(positions)
+                continue
+            m = spec.match(line)
+            if m:
+                kind, ident, name = m.groups()
+                table = names[space[kind]]
+                if name is not None:
+                    table[ident] = name
+                name = table.get(ident, "?")
+                if kind == "ob":
+                    ob = cob = name
+                elif kind == "fn":
+                    fn = name
+                elif kind == "cob":
+                    cob = name
+                elif kind == "cfn":
+                    cfn = name
+                continue
+            if line.startswith("calls="):
+                # calls=0: a frame that was live when the stats were zeroed (main, ...).
+                in_call = True
+                call_count = int(line[6:].split()[0])
+                continue
+            if not line or not (line[0].isdigit() or line[0] in "+-*"):
+                continue
+            parts = line.split()
+            pos = []
+            for i, p in enumerate(parts[: len(positions)]):
+                if p == "*":
+                    v = last[i]
+                elif p[0] in "+-":
+                    v = last[i] + int(p, 0)
+                else:
+                    v = int(p, 0)
+                pos.append(v)
+            last = pos
+            ir = int(parts[len(positions)]) if len(parts) > len(positions) else 0
+            addr = pos[0] if positions[0] == "instr" else None
+            if in_call:
+                in_call = False
+                if call_count > 0 and "libc.so" in cob and "libconnpool" in ob:
+                    cost[(ob, fn, addr, cfn)] += ir
+                cob = ob
+                continue
+            if "libc.so" in ob:
+                continue  # booked to the caller above
+            cost[(ob, fn, addr, "")] += ir
+    return cost
+
+
+def frames_of(obj, addrs):
+    """{addr: [(function, file:line), ...] innermost first} from addr2line -i."""
+    if not addrs:
+        return {}
+    out = subprocess.run(
+        ["addr2line", "-i", "-f", "-C", "-a", "-e", obj],
+        input="\n".join(hex(a) for a in addrs) + "\n",
+        capture_output=True, text=True, check=True).stdout.splitlines()
+    result, cur = {}, None
+    i = 0
+    while i < len(out):
+        if out[i].startswith("0x"):
+            cur = int(out[i], 16)
+            result[cur] = []
+            i += 1
+            continue
+        fn = out[i]
+        loc = out[i + 1] if i + 1 < len(out) else "??:0"
+        result[cur].append((fn, re.sub(r" \(discriminator \d+\)", "", loc)))
+        i += 2
+    return result
+
+
+def own_frame(chain):
+    """The innermost frame that is not Rust's standard library (else the outermost)."""
+    for fn, loc in chain:
+        if not RUST_STD.match(loc) and not loc.startswith("??"):
+            return fn, loc
+    return chain[-1] if chain else ("??", "??:0")
+
+
+def main():
+    if len(sys.argv) < 3:
+        sys.exit(__doc__)
+    path, pairs = sys.argv[1], int(sys.argv[2])
+    nlines = int(sys.argv[4]) if len(sys.argv) > 4 and sys.argv[3] == "--lines" else 25
+    cost = parse(path)
+    total = sum(cost.values())
+    by_obj = defaultdict(set)
+    for (ob, fn, addr, callee) in cost:
+        if addr is not None and ob.endswith((".so", ".so.0")) and "libconnpool" in ob:
+            by_obj[ob].add(addr)
+    chains = {}
+    for obj, addrs in by_obj.items():
+        for a, ch in frames_of(obj, sorted(addrs)).items():
+            chains[(obj, a)] = ch
+    cats = defaultdict(int)
+    frames = defaultdict(int)
+    for (ob, fn, addr, callee), ir in cost.items():
+        chain = chains.get((ob, addr))
+        ffn, floc = own_frame(chain) if chain else (fn, "")
+        f = floc.rsplit(":", 1)[0]
+        for name, test in CATEGORIES:
+            if test(ob, ffn, f, callee):
+                cats[name] += ir
+                break
+        short = re.sub(r"^.*/(src|library)/", r"\1/", floc) if floc else ob.rsplit("/", 1)[-1]
+        frames[(re.sub(r"<.*>::|connpool::", "", ffn)[:46], short, callee)] += ir
+    print(f"{total / pairs:8.1f}  instructions per pair in all ({total} Ir / {pairs} pairs)")
+    for name, _ in CATEGORIES:
+        if cats[name]:
+            print(f"{cats[name] / pairs:8.1f}  {name}")
+    print(f"\ntop {nlines} frames (Ir per pair; function, file:line [-> libc callee, inclusive]):")
+    for (ffn, loc, callee), ir in sorted(frames.items(), key=lambda kv: -kv[1])[:nlines]:
+        extra = f"  -> {callee}" if callee else ""
+        print(f"{ir / pairs:8.1f}  {ffn:46s} {loc}{extra}")
+
+
+if __name__ == "__main__":
+    main()

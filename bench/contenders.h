@@ -1,0 +1,35 @@
+/* The pools the benchmark compares, behind one interface so that every contender runs
+ * through the same timed loop (one indirect call per acquire and per release). */
+#ifndef BENCH_CONTENDERS_H
+#define BENCH_CONTENDERS_H
+
+enum family { FAM_NONE, FAM_LIB, FAM_SEED, FAM_C, FAM_APR, FAM_ALT };
+
+typedef struct contender {
+    const char *name;    /* "libconnpool (C ABI)", ... */
+    const char *variant; /* "check off", "recv peek", "ttl 0", "ttl 60 s", "-" */
+    enum family family;
+    int check;           /* the variant does a liveness check (recv peek) on acquire */
+    int arg;             /* passed to create: check flag, or apr ttl on/off */
+    const char *skip;    /* non-NULL: not measurable in this build, and why */
+    /* A pool for these keys (the keys outlive it); at most 8 idle per key; the idle
+     * timeout (60 s) honoured unless the variant says otherwise. */
+    void *(*create)(int arg, char **keys, int nkeys);
+    void (*destroy)(void *pool);
+    /* Timed: an idle fd or a negative errno; 0 when the fd was pooled. */
+    int (*acquire)(void *pool, const char *key);
+    int (*release)(void *pool, const char *key, int fd);
+    /* Untimed, to fill the pool before a round and drain it after (apr_reslist cannot
+     * adopt a resource through release, so it has its own). */
+    int (*put)(void *pool, const char *key, int fd);
+    int (*take)(void *pool, const char *key);
+} contender;
+
+/* Fills *out with the contenders of this build; returns how many. Call once. */
+int contenders_init(const contender **out);
+void contenders_fini(void);
+
+/* Whether the libconnpool liveness-check variant exists in this header (issue 3). */
+int contenders_have_lib_check(void);
+
+#endif
