@@ -37,7 +37,6 @@
 //! - Shards are cache-line aligned so two cores working on different shards do not share a
 //!   line.
 
-use std::hash::BuildHasher;
 use std::os::fd::{AsFd, AsRawFd, IntoRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
@@ -51,7 +50,7 @@ use crate::fds::{self, Claim};
 use crate::ffi::cell::Current;
 use crate::ffi::fork;
 use crate::ffi::sys::{self, Doomed};
-use crate::key::{Key, KeyHashBuilder};
+use crate::key::{key_eq, Key, KeyHashBuilder};
 use crate::shard::{new_stack, Idle, Shard, NEVER};
 use crate::stats::{AtomicCounters, Stats};
 use crate::watch::{Ready, Watcher};
@@ -377,7 +376,7 @@ impl<C: Clock> Pool<C> {
 
     #[inline]
     fn shard_index<'s>(&self, st: &'s State, key: &[u8]) -> (u64, &'s Shard, usize) {
-        let h = self.hasher.hash_one(key);
+        let h = self.hasher.hash_key(key);
         // Middle bits: hashbrown uses the low bits and the top 7 within each shard's table.
         let i = (h >> 32) as usize & (SHARDS - 1);
         (h, &st.shards[i], i)
@@ -402,13 +401,27 @@ impl<C: Clock> Pool<C> {
 
     /// Takes the most recently released live connection of `key`, now owned by the caller.
     pub fn acquire(&self, key: Key<'_>) -> Option<OwnedFd> {
-        self.acquire_info(key).map(|(fd, _)| fd)
+        self.take(key).map(|(c, _)| c.fd)
     }
 
     /// As [`Pool::acquire`], with what is known of the connection. The key's expired
     /// connections are closed first; with the liveness check on, each candidate is checked
     /// (outside the lock) and closed if dead, and the next one is tried.
     pub fn acquire_info(&self, key: Key<'_>) -> Option<(OwnedFd, ConnInfo)> {
+        self.take(key).map(|(c, reading)| {
+            let info = ConnInfo {
+                idle: Duration::from_nanos(reading.saturating_sub(c.released)),
+                age: Duration::from_nanos(reading.saturating_sub(c.born)),
+                uses: c.uses,
+            };
+            (c.fd, info)
+        })
+    }
+
+    /// The acquire itself: the connection handed out (now the caller's) and the clock
+    /// reading it was taken at.
+    #[inline]
+    fn take(&self, key: Key<'_>) -> Option<(Idle, u64)> {
         let key = key.as_bytes();
         let st = self.state();
         let (reading, now) = self.now();
@@ -419,18 +432,19 @@ impl<C: Clock> Pool<C> {
                 let mut guard = shard.inner.lock();
                 let inner = &mut *guard;
                 inject_panic(key);
-                let got = match inner.keys.find_entry(hash, |s| s.key == key) {
-                    Err(_) => None,
-                    Ok(mut entry) => {
-                        let stack = entry.get_mut();
+                let got = match inner.keys.find_mut(hash, |s| key_eq(&s.key, key)) {
+                    None => None,
+                    Some(stack) => {
+                        let was_empty = stack.idle.is_empty();
                         let expired = stack.expire(now, &mut doomed);
                         let got = stack.idle.pop();
-                        if stack.idle.is_empty() {
-                            let (emptied, _) = entry.remove();
-                            inner.recycle(emptied);
-                        }
+                        // An emptied entry stays for the next release (see shard.rs).
+                        let emptied = !was_empty && stack.idle.is_empty();
                         inner.idle -= expired + usize::from(got.is_some());
                         inner.stats.expired += expired as u64;
+                        if emptied {
+                            inner.note_emptied();
+                        }
                         got
                     }
                 };
@@ -456,12 +470,7 @@ impl<C: Clock> Pool<C> {
                     w.unwatch(c.fd.as_raw_fd());
                 }
                 fds::lend(c.fd.as_raw_fd(), self.id, c.born, c.uses);
-                let info = ConnInfo {
-                    idle: Duration::from_nanos(reading.saturating_sub(c.released)),
-                    age: Duration::from_nanos(reading.saturating_sub(c.born)),
-                    uses: c.uses,
-                };
-                return Some((c.fd, info));
+                return Some((c, reading));
             }
             // Dead: close it and try the next one.
             AtomicCounters::bump(&st.outside.dead, 1);
@@ -542,10 +551,18 @@ impl<C: Clock> Pool<C> {
             let mut guard = shard.inner.lock();
             let inner = &mut *guard;
             inject_panic(key);
-            let stack = match inner.keys.entry(hash, |s| s.key == key, |s| s.hash) {
-                Entry::Occupied(o) => o.into_mut(),
-                Entry::Vacant(v) => v.insert(new_stack(&mut inner.spare, hash, key)).into_mut(),
-            };
+            let (stack, was_empty_entry) =
+                match inner.keys.entry(hash, |s| key_eq(&s.key, key), |s| s.hash) {
+                    Entry::Occupied(o) => {
+                        let stack = o.into_mut();
+                        let empty = stack.idle.is_empty();
+                        (stack, empty)
+                    }
+                    Entry::Vacant(v) => (
+                        v.insert(new_stack(&mut inner.spare, hash, key)).into_mut(),
+                        false,
+                    ),
+                };
             let expired = stack.expire(now, &mut doomed);
             let result = if stack.idle.len() >= lim.max_idle_per_key {
                 doomed.push(fd);
@@ -562,6 +579,9 @@ impl<C: Clock> Pool<C> {
                     token,
                 });
                 inner.stats.pooled += 1;
+                if was_empty_entry {
+                    inner.empty -= 1;
+                }
                 if capped {
                     shard.oldest.fetch_min(seq, Ordering::Relaxed);
                 }
@@ -589,14 +609,13 @@ impl<C: Clock> Pool<C> {
         let full = {
             let mut guard = shard.inner.lock();
             let inner = &mut *guard;
-            let Ok(mut entry) = inner.keys.find_entry(hash, |s| s.key == key) else {
+            let Some(stack) = inner.keys.find_mut(hash, |s| key_eq(&s.key, key)) else {
                 return false;
             };
-            let expired = entry.get_mut().expire(now, &mut doomed);
-            let n = entry.get().idle.len();
-            if n == 0 {
-                let (emptied, _) = entry.remove();
-                inner.recycle(emptied);
+            let expired = stack.expire(now, &mut doomed);
+            let n = stack.idle.len();
+            if expired > 0 && n == 0 {
+                inner.note_emptied();
             }
             inner.idle -= expired;
             inner.stats.expired += expired as u64;
@@ -702,14 +721,13 @@ impl<C: Clock> Pool<C> {
         let n = {
             let mut guard = shard.inner.lock();
             let inner = &mut *guard;
-            let Ok(mut entry) = inner.keys.find_entry(hash, |s| s.key == key) else {
+            let Some(stack) = inner.keys.find_mut(hash, |s| key_eq(&s.key, key)) else {
                 return 0;
             };
-            let expired = entry.get_mut().expire(now, &mut doomed);
-            let n = entry.get().idle.len();
-            if n == 0 {
-                let (emptied, _) = entry.remove();
-                inner.recycle(emptied);
+            let expired = stack.expire(now, &mut doomed);
+            let n = stack.idle.len();
+            if expired > 0 && n == 0 {
+                inner.note_emptied();
             }
             inner.idle -= expired;
             inner.stats.expired += expired as u64;
@@ -732,10 +750,13 @@ impl<C: Clock> Pool<C> {
         {
             let mut guard = shard.inner.lock();
             let inner = &mut *guard;
-            let Ok(entry) = inner.keys.find_entry(hash, |s| s.key == key) else {
+            let Ok(entry) = inner.keys.find_entry(hash, |s| key_eq(&s.key, key)) else {
                 return 0;
             };
             let (mut stack, _) = entry.remove();
+            if stack.idle.is_empty() {
+                inner.empty -= 1;
+            }
             doomed.extend(stack.idle.drain(..).map(|c| c.fd));
             inner.recycle(stack);
             inner.idle -= doomed.len();
@@ -750,6 +771,7 @@ impl<C: Clock> Pool<C> {
         let keys = {
             let mut inner = shard.inner.lock();
             let keys = std::mem::take(&mut inner.keys);
+            inner.empty = 0;
             inner.stats.purged += inner.idle as u64;
             inner.idle = 0;
             shard.publish(&inner);
@@ -784,6 +806,7 @@ impl<C: Clock> Pool<C> {
                     expired += stack.expire(now, &mut doomed);
                     !stack.idle.is_empty()
                 });
+                inner.empty = 0; // every empty entry went
                 inner.shrink_if_sparse();
                 inner.idle -= expired;
                 inner.stats.expired += expired as u64;
@@ -810,8 +833,11 @@ impl<C: Clock> Pool<C> {
         {
             let mut guard = shard.inner.lock();
             let inner = &mut *guard;
-            let mut emptied = false;
+            let mut emptied = 0;
             for stack in inner.keys.iter_hash_mut(hash) {
+                if stack.idle.is_empty() {
+                    continue;
+                }
                 let mut kept = Vec::with_capacity(stack.idle.len());
                 for c in stack.idle.drain(..) {
                     if sys::is_alive(c.fd.as_fd()) {
@@ -821,13 +847,10 @@ impl<C: Clock> Pool<C> {
                     }
                 }
                 stack.idle = kept;
-                emptied |= stack.idle.is_empty();
+                emptied += usize::from(stack.idle.is_empty());
             }
-            if emptied {
-                while let Ok(entry) = inner.keys.find_entry(hash, |s| s.idle.is_empty()) {
-                    let (stack, _) = entry.remove();
-                    inner.recycle(stack);
-                }
+            for _ in 0..emptied {
+                inner.note_emptied();
             }
             inner.idle -= doomed.len();
             shard.publish(inner);
@@ -894,9 +917,9 @@ impl<C: Clock> Pool<C> {
                 return 0;
             };
             doomed.push(entry.get_mut().idle.remove(i).fd);
-            if entry.get().idle.is_empty() {
-                let (emptied, _) = entry.remove();
-                inner.recycle(emptied);
+            let emptied = entry.get().idle.is_empty();
+            if emptied {
+                inner.note_emptied();
             }
             inner.idle -= 1;
             shard.publish(inner);
@@ -925,6 +948,7 @@ impl<C: Clock> Pool<C> {
                     next = next.min(stack.earliest);
                     !stack.idle.is_empty()
                 });
+                inner.empty = 0; // every empty entry went
                 inner.shrink_if_sparse();
                 inner.idle -= expired;
                 inner.stats.expired += expired as u64;
@@ -992,7 +1016,7 @@ impl<C: Clock> Pool<C> {
         }
         for inner in &guards {
             s.idle += inner.idle as u64;
-            s.keys += inner.keys.len() as u64;
+            s.keys += (inner.keys.len() - inner.empty) as u64;
             s.add(&inner.stats);
         }
         s.add_atomic(&st.outside);
@@ -1015,6 +1039,54 @@ mod tests {
     use super::*;
     use std::os::unix::net::UnixStream;
     use std::sync::mpsc;
+
+    /// Entries of keys whose connections were all taken stay for the next release, but
+    /// memory still follows the keys that hold connections: empty entries are swept once
+    /// they outnumber the live ones (beyond a small slack per shard), and by prune.
+    #[test]
+    #[allow(unsafe_code)]
+    fn empty_entries_stay_bounded() {
+        const N: usize = 3_000;
+        // 2 fds per key: raise the soft fd limit if it is lower (CI machines often have 1024).
+        // SAFETY: plain get/setrlimit on a valid struct.
+        unsafe {
+            let mut r = std::mem::zeroed::<libc::rlimit>();
+            libc::getrlimit(libc::RLIMIT_NOFILE, &mut r);
+            if r.rlim_cur < 4 * N as u64 {
+                r.rlim_cur = r.rlim_max.min(8 * N as u64);
+                libc::setrlimit(libc::RLIMIT_NOFILE, &r);
+            }
+        }
+        let pool = Pool::new(Config::default()).unwrap();
+        let entries = |pool: &Pool| -> usize {
+            pool.state()
+                .shards
+                .iter()
+                .map(|s| s.inner.lock().keys.len())
+                .sum()
+        };
+        let keys: Vec<String> = (0..N)
+            .map(|i| format!("10.{}.{}.1:80", i / 256, i % 256))
+            .collect();
+        let mut peers = Vec::new();
+        for k in &keys {
+            let (a, b) = UnixStream::pair().unwrap();
+            pool.release(Key::try_from(k.as_str()).unwrap(), a.into());
+            peers.push(b);
+        }
+        assert_eq!(entries(&pool), N);
+        for k in &keys {
+            assert!(pool.acquire(Key::try_from(k.as_str()).unwrap()).is_some());
+        }
+        assert!(
+            entries(&pool) <= SHARDS * 16,
+            "{} empty entries kept",
+            entries(&pool)
+        );
+        assert_eq!(pool.stats().keys, 0);
+        pool.prune();
+        assert_eq!(entries(&pool), 0);
+    }
 
     /// A fork child must never take a shard lock: another parent thread may have held it at
     /// the fork, and in the child nobody will ever release it. Here a parent thread holds

@@ -109,10 +109,19 @@ pub fn new_stack(spare: &mut Vec<Stack>, hash: u64, key: &[u8]) -> Stack {
     }
 }
 
+/// Empty entries are swept once there are more than this many and they outnumber the
+/// non-empty ones (so memory stays within twice what the live keys need, plus this).
+const EMPTY_SLACK: usize = 16;
+
 #[derive(Debug, Default)]
 pub struct ShardInner {
-    /// One entry per key with idle connections, found by the hash computed once per call.
+    /// One entry per key, found by the hash computed once per call. A key whose last idle
+    /// connection is taken keeps its (empty) entry, so the usual acquire-then-release of a
+    /// busy key neither removes nor re-inserts it; empty entries are swept in bulk (see
+    /// `note_emptied`) and by prune.
     pub keys: HashTable<Stack>,
+    /// Entries in `keys` with no idle connection.
+    pub empty: usize,
     /// Idle connections in `keys`.
     pub idle: usize,
     /// Emptied entries for reuse (see [`SPARES`]).
@@ -147,6 +156,16 @@ impl ShardInner {
         }
     }
 
+    /// An entry just became empty. Sweeps the empty entries when they are many.
+    pub fn note_emptied(&mut self) {
+        self.empty += 1;
+        if self.empty > EMPTY_SLACK && self.empty * 2 > self.keys.len() {
+            self.keys.retain(|s| !s.idle.is_empty());
+            self.empty = 0;
+            self.shrink_if_sparse();
+        }
+    }
+
     /// The smallest release sequence number of any idle connection here ([`NEVER`] if
     /// none). Each key's oldest is the front of its stack.
     pub fn oldest_seq(&self) -> u64 {
@@ -170,11 +189,11 @@ impl ShardInner {
             .find_entry(hash.1, |s| s.key.as_ptr() == hash.2)
             .ok()?;
         let victim = entry.get_mut().idle.remove(0);
-        if entry.get().idle.is_empty() {
-            let (emptied, _) = entry.remove();
-            self.recycle(emptied);
-        }
+        let emptied = entry.get().idle.is_empty();
         self.idle -= 1;
+        if emptied {
+            self.note_emptied();
+        }
         Some(victim)
     }
 }
@@ -214,7 +233,6 @@ impl Shard {
 mod tests {
     use super::*;
     use crate::key::KeyHashBuilder;
-    use std::hash::BuildHasher;
 
     /// Memory follows the keys that hold idle connections, not the past peak.
     #[test]
@@ -223,7 +241,7 @@ mod tests {
         let peak = 5_000;
         for i in 0..peak {
             let key = format!("backend-{i}:443");
-            let hash = KeyHashBuilder::new().hash_one(key.as_bytes());
+            let hash = KeyHashBuilder::new().hash_key(key.as_bytes());
             let stack = new_stack(&mut inner.spare, hash, key.as_bytes());
             inner.keys.insert_unique(hash, stack, |s| s.hash);
         }

@@ -331,7 +331,15 @@ pub unsafe extern "C" fn connpool_free(pool: *mut connpool) {
 /// Requires: pool is NULL or a live pool; key is NULL or a NUL-terminated string.
 #[no_mangle]
 pub unsafe extern "C" fn connpool_acquire(pool: *mut connpool, key: *const c_char) -> c_int {
-    connpool_acquire_info(pool, key, std::ptr::null_mut())
+    catch_panic(-PANIC_ERRNO, || {
+        let (Some(pool), Some(key)) = (pool_arg(pool), key_arg(key)) else {
+            return -libc::EINVAL;
+        };
+        match pool.acquire(key) {
+            Some(fd) => std::os::fd::IntoRawFd::into_raw_fd(fd),
+            None => -libc::ENOENT,
+        }
+    })
 }
 
 /// As connpool_acquire(), and on success also fills *info (when info is not NULL) with what
