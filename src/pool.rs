@@ -605,12 +605,18 @@ impl<C: Clock> Pool<C> {
     /// Whether `key` already holds `max_idle_per_key` live (unexpired) connections; closes
     /// its expired ones on the way, like every call on a key.
     fn key_is_full(&self, st: &State, shard: &Shard, hash: u64, key: &[u8], now: u64) -> bool {
+        self.live_count(st, shard, hash, key, now) >= self.limits.max_idle_per_key
+    }
+
+    /// How many live (unexpired) idle connections `key` holds, after closing its expired
+    /// ones.
+    fn live_count(&self, st: &State, shard: &Shard, hash: u64, key: &[u8], now: u64) -> usize {
         let mut doomed = st.doomed();
-        let full = {
+        let n = {
             let mut guard = shard.inner.lock();
             let inner = &mut *guard;
             let Some(stack) = inner.keys.find_mut(hash, |s| key_eq(&s.key, key)) else {
-                return false;
+                return 0;
             };
             let expired = stack.expire(now, &mut doomed);
             let n = stack.idle.len();
@@ -620,10 +626,10 @@ impl<C: Clock> Pool<C> {
             inner.idle -= expired;
             inner.stats.expired += expired as u64;
             shard.publish(inner);
-            n >= self.limits.max_idle_per_key
+            n
         };
         self.unreserve(st, doomed.len());
-        full // dropping `doomed` closes, outside the lock
+        n // dropping `doomed` closes, outside the lock
     }
 
     /// With a global cap: takes a place below the cap, evicting the least recently released
@@ -717,25 +723,7 @@ impl<C: Clock> Pool<C> {
         let st = self.state();
         let (_, now) = self.now();
         let (hash, shard) = self.shard(st, key);
-        let mut doomed = st.doomed();
-        let n = {
-            let mut guard = shard.inner.lock();
-            let inner = &mut *guard;
-            let Some(stack) = inner.keys.find_mut(hash, |s| key_eq(&s.key, key)) else {
-                return 0;
-            };
-            let expired = stack.expire(now, &mut doomed);
-            let n = stack.idle.len();
-            if expired > 0 && n == 0 {
-                inner.note_emptied();
-            }
-            inner.idle -= expired;
-            inner.stats.expired += expired as u64;
-            shard.publish(inner);
-            n
-        };
-        self.unreserve(st, doomed.len());
-        n // dropping `doomed` closes, outside the lock
+        self.live_count(st, shard, hash, key, now)
     }
 
     /// Closes every idle connection of `key`, or of every key for `None`; returns how many.
