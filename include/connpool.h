@@ -40,7 +40,8 @@
  *
  * THREADS: every function may be called concurrently on the same pool, except
  * connpool_free(), which must be the last call on it. Locks are sharded by key hash and
- * never held across a system call (close() and the liveness check run outside them).
+ * never held across a blocking system call: close() and acquire's liveness check run
+ * outside them (connpool_prune's non-blocking recv runs under one key's lock at a time).
  */
 
 #ifndef CONNPOOL_H
@@ -96,6 +97,11 @@
 #define CONNPOOL_REAPER_THREAD (1 << 2)
 
 /**
+ * Events per [`Watcher::ready_batch`].
+ */
+#define Watcher_BATCH BATCH
+
+/**
  * A pool of idle connections. Opaque: create it with connpool_new_with_config(),
  * connpool_new() or connpool_new_default() and destroy it with connpool_free(). Every
  * function taking a pool may be called from any thread, concurrently, except
@@ -141,8 +147,9 @@ typedef struct connpool_config {
    */
   uint32_t max_uses;
   /**
-   * CONNPOOL_CHECK_LIVENESS or 0 (default CONNPOOL_CHECK_LIVENESS). Unknown bits make
-   * connpool_new_with_config() fail with EINVAL.
+   * A combination of CONNPOOL_CHECK_LIVENESS, CONNPOOL_WATCH and CONNPOOL_REAPER_THREAD
+   * (default CONNPOOL_CHECK_LIVENESS alone). Unknown bits make connpool_new_with_config()
+   * fail with EINVAL.
    */
   uint32_t flags;
 } connpool_config;
@@ -215,7 +222,8 @@ typedef struct connpool_stats {
    */
   uint64_t expired;
   /**
-   * Idle connections closed by the liveness check (on acquire or prune).
+   * Idle connections found closed, reset or desynchronised by their backend: by the
+   * liveness check (on acquire or prune) or by the idle watcher (connpool_reap).
    */
   uint64_t dead;
   /**
@@ -245,7 +253,9 @@ void connpool_config_init(struct connpool_config *cfg);
 /**
  * Creates a pool from cfg; NULL cfg gives the defaults (see connpool_config_init()).
  *
- * Returns NULL with errno = EINVAL when the configuration is invalid:
+ * Returns NULL with errno set when the pool cannot be made: EMFILE, ENFILE or ENOMEM when
+ * CONNPOOL_WATCH or CONNPOOL_REAPER_THREAD needs fds (an epoll fd, a timerfd, an eventfd)
+ * or a thread that cannot be had (EAGAIN), and EINVAL when the configuration is invalid:
  * - struct_size is not sizeof(connpool_config) as this header declares it (a caller built
  *   against a newer header whose struct is larger gets EINVAL from an older library,
  *   rather than settings silently ignored);
@@ -387,9 +397,12 @@ int connpool_release_hint(struct connpool *pool,
                           uint64_t keepalive_timeout_ms);
 
 /**
- * Fills *out with the pool's gauges and counters (see connpool_stats): a consistent
- * snapshot, exact also while other threads call the pool (it briefly holds every internal
- * lock at once, so call it from a timer or on demand, not per request).
+ * Fills *out with the pool's gauges and counters (see connpool_stats), read under every
+ * internal lock at once, so the gauges and the counters of everything done under those
+ * locks agree (call it from a timer or on demand, not per request). Counters are exact once
+ * calls have returned; while acquires run, their outcome (hit, or dead by the liveness
+ * check, which runs outside the locks) is counted a moment after the connection left
+ * `idle`.
  *
  * Returns 0, or -EINVAL when pool or out is NULL or out->struct_size is smaller than
  * sizeof(connpool_stats) (then *out is untouched). A larger struct_size is accepted: the
@@ -450,7 +463,9 @@ size_t connpool_prune(struct connpool *pool);
  * level-triggered and stays readable until connpool_reap() has done the work.
  *
  * Returns the fd (>= 0), owned by the pool and valid until connpool_free(): never close it
- * or read from it. -EINVAL when pool is NULL or was made without CONNPOOL_WATCH (or
+ * or read from it. In a child process after fork() the inherited watch fd is closed: call
+ * connpool_watch_fd() again there (the child's pool makes its own, and its own reaper
+ * thread with CONNPOOL_REAPER_THREAD). -EINVAL when pool is NULL or was made without CONNPOOL_WATCH (or
  * CONNPOOL_REAPER_THREAD, which uses it itself: reaping from both is harmless but
  * pointless).
  *

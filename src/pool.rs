@@ -14,7 +14,7 @@
 //!   key's idle stack, so calls on different keys rarely meet on a lock, and no call ever
 //!   holds two shard locks.
 //! - A lock is held only to move [`OwnedFd`]s in and out of the table. No blocking syscall
-//!   runs under it: the clock is read before locking, acquire's liveness check (`recv`) runs
+//!   runs under a shard lock: the clock is read before locking, acquire's liveness check (`recv`) runs
 //!   on a connection already taken out of the table, and every fd to close is moved into a
 //!   local `Doomed` list that is closed after the guard is released. The one syscall under a
 //!   lock is prune's non-blocking `recv(MSG_PEEK | MSG_DONTWAIT)`, one key at a time (see
@@ -63,6 +63,10 @@ pub const SHARDS: usize = 64;
 /// closes its own connection). Only reached when every counted connection is a release in
 /// progress on another thread.
 const EVICT_TRIES: usize = 2 * SHARDS;
+
+/// At most this many batches of watcher events per [`Pool::reap`] (64 events each): a reap
+/// stays bounded even while backends close connections faster than it closes them.
+const MAX_REAP_BATCHES: usize = 1024;
 
 /// What [`Pool::release`] did with the fd.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -175,17 +179,21 @@ fn reaper_loop<C: Clock>(
     stopped: Arc<AtomicBool>,
 ) {
     IN_REAPER.with(|f| f.set(true));
+    sys::block_all_signals(); // process signals belong to the application's threads
     while !stopped.load(Ordering::Acquire) {
         let (ready, stop) = sys::wait_readable_raw(watch_fd, stop_fd);
         if stop || stopped.load(Ordering::Acquire) {
             break;
         }
         if ready {
-            match pool.upgrade() {
-                Some(pool) => {
-                    pool.reap();
-                }
+            let reaped = match pool.upgrade() {
+                Some(pool) => pool.reap(),
                 None => break,
+            };
+            if reaped == 0 {
+                // Readable but nothing to reap: an fd between the pool and a caller (about to
+                // be stored or unwatched). Let that thread run rather than spin.
+                std::thread::yield_now();
             }
         }
     }
@@ -264,7 +272,7 @@ impl Pool<MonotonicClock> {
         let (limits, state, id) = Self::parts(config)?;
         let pool = Arc::new_cyclic(|me| Pool::assemble(limits, state, id, clock, me.clone()));
         if pool.limits.reaper_thread {
-            pool.start_reaper(pool.state());
+            pool.start_reaper(pool.state())?;
         }
         Ok(pool)
     }
@@ -359,7 +367,9 @@ impl<C: Clock> Pool<C> {
                     .state
                     .replace(State::new(generation, &self.limits, self.id));
                 if self.limits.reaper_thread {
-                    self.start_reaper(st);
+                    // In a child there is no caller to report a failure to: without a
+                    // thread, the watch fd still works for a caller that reaps.
+                    let _ = self.start_reaper(st);
                 }
                 self.resetting.store(0, Ordering::Release);
                 return st;
@@ -461,13 +471,15 @@ impl<C: Clock> Pool<C> {
             self.unreserve(st, doomed.len() + usize::from(got.is_some()));
             drop(doomed); // closes, outside the lock
             let c = got?;
+            // Out of the watch set first: a dead one would keep the watch fd readable
+            // while nothing in the pool can be reaped for it.
+            if let Some(w) = st.watcher() {
+                w.unwatch(c.fd.as_raw_fd());
+            }
             let checked = self.limits.check_liveness;
             if !checked || sys::is_alive(c.fd.as_fd()) {
                 if checked {
                     shard.checked_hits.fetch_add(1, Ordering::Relaxed);
-                }
-                if let Some(w) = st.watcher() {
-                    w.unwatch(c.fd.as_raw_fd());
                 }
                 fds::lend(c.fd.as_raw_fd(), self.id, c.born, c.uses);
                 return Some((c, reading));
@@ -528,7 +540,10 @@ impl<C: Clock> Pool<C> {
         let (hash, shard, index) = self.shard_index(st, key);
         // At the cap a release evicts to make room; one into a full key keeps nothing, so it
         // must not evict anything: check the key first (and again under the lock below).
-        if capped && self.key_is_full(st, shard, hash, key, now) {
+        if capped
+            && st.total.load(Ordering::Acquire) >= lim.max_idle_total
+            && self.key_is_full(st, shard, hash, key, now)
+        {
             AtomicCounters::bump(&st.outside.closed_full, 1);
             sys::close(fd);
             return Released::Closed;
@@ -841,9 +856,9 @@ impl<C: Clock> Pool<C> {
                 inner.note_emptied();
             }
             inner.idle -= doomed.len();
+            inner.stats.dead += doomed.len() as u64;
             shard.publish(inner);
         }
-        AtomicCounters::bump(&st.outside.dead, doomed.len() as u64);
         self.unreserve(st, doomed.len());
         doomed.len() // dropping `doomed` closes, outside the lock
     }
@@ -868,10 +883,22 @@ impl<C: Clock> Pool<C> {
         };
         let mut closed = 0;
         let mut timer = false;
-        for ready in w.ready() {
-            match ready {
-                Ready::Timer => timer = true,
-                Ready::Fd { token, shard } => closed += self.reap_fd(st, shard, token),
+        // One batch at a time: each closed fd leaves the set, so the next batch holds new
+        // events. A full batch that closed nothing (fds being handed out or stored right
+        // now) stops the loop: level-triggering reports them again once they settle.
+        for _ in 0..MAX_REAP_BATCHES {
+            let batch = w.ready_batch();
+            let full = batch.len() == Watcher::BATCH;
+            let mut progress = 0;
+            for ready in batch {
+                match ready {
+                    Ready::Timer => timer = true,
+                    Ready::Fd { token, shard } => progress += self.reap_fd(st, shard, token),
+                }
+            }
+            closed += progress;
+            if !full || progress == 0 {
+                break;
             }
         }
         if timer {
@@ -910,9 +937,9 @@ impl<C: Clock> Pool<C> {
                 inner.note_emptied();
             }
             inner.idle -= 1;
+            inner.stats.dead += 1; // under the lock: a stats snapshot sees it with idle
             shard.publish(inner);
         }
-        AtomicCounters::bump(&st.outside.dead, 1);
         self.unreserve(st, 1);
         1 // dropping `doomed` unwatches and closes, outside the lock
     }
@@ -949,13 +976,12 @@ impl<C: Clock> Pool<C> {
     }
 
     /// Starts the reaper thread for state `st` (a new pool, or a fork child's first call).
-    fn start_reaper(&self, st: &State) {
+    /// Err(errno) if it could not (no fd for its eventfd, no thread).
+    fn start_reaper(&self, st: &State) -> Result<(), i32> {
         let Some(w) = st.watcher() else {
-            return;
+            return Err(libc::EINVAL);
         };
-        let Ok(stop) = sys::eventfd_create() else {
-            return; // out of fds: the watch fd still works for a caller that reaps
-        };
+        let stop = sys::eventfd_create().map_err(|e| e.raw_os_error().unwrap_or(libc::EMFILE))?;
         fds::claim(stop.as_raw_fd(), self.id); // the pool's: a fork child closes its copy
         let stopped = Arc::new(AtomicBool::new(false));
         let (watch_fd, stop_fd) = (w.fd(), stop.as_raw_fd());
@@ -970,9 +996,13 @@ impl<C: Clock> Pool<C> {
                     stop,
                     stopped,
                     thread,
-                })
+                });
+                Ok(())
             }
-            Err(_) => sys::close(stop),
+            Err(e) => {
+                sys::close(stop);
+                Err(e.raw_os_error().unwrap_or(libc::EAGAIN))
+            }
         }
     }
 
@@ -1074,6 +1104,39 @@ mod tests {
         assert_eq!(pool.stats().keys, 0);
         pool.prune();
         assert_eq!(entries(&pool), 0);
+    }
+
+    /// An event is handled after its batch was read; by then its fd may have been closed
+    /// (here by an acquire's liveness check) and the number reused by a new, live connection
+    /// in the same shard. The event's token, not the number, decides: the new connection
+    /// is left alone.
+    #[test]
+    fn a_stale_event_never_closes_a_reused_number() {
+        let config = Config {
+            watch: true,
+            ..Config::default()
+        };
+        let pool = Pool::new(config).unwrap();
+        let key = Key::try_from("stale:1").unwrap();
+        let (a, a_peer) = UnixStream::pair().unwrap();
+        let a_raw = a.as_raw_fd();
+        pool.release(key, a.into());
+        drop(a_peer); // dead while idle: an event is ready
+        let st = pool.state();
+        let w = st.watcher().unwrap();
+        let batch = w.ready_batch();
+        assert_eq!(batch.len(), 1);
+        assert!(pool.acquire(key).is_none(), "the check closes it");
+        let (b, _b_peer) = UnixStream::pair().unwrap();
+        // The lowest free number: the same one, unless a test running in parallel took it
+        // (then this only checks that a stale token matches nothing).
+        let _reused = b.as_raw_fd() == a_raw;
+        pool.release(key, b.into());
+        let Ready::Fd { token, shard } = batch[0] else {
+            panic!("not an fd event");
+        };
+        assert_eq!(pool.reap_fd(st, shard, token), 0);
+        assert_eq!(pool.idle_count_key(key), 1, "the new connection stays");
     }
 
     /// A fork child must never take a shard lock: another parent thread may have held it at

@@ -39,6 +39,7 @@ pub(crate) struct Counters {
     pub closed_full: u64,
     pub evicted: u64,
     pub expired: u64,
+    pub dead: u64,
     pub purged: u64,
 }
 
@@ -66,6 +67,7 @@ impl Stats {
         self.closed_full += c.closed_full;
         self.evicted += c.evicted;
         self.expired += c.expired;
+        self.dead += c.dead;
         self.purged += c.purged;
     }
 

@@ -101,16 +101,13 @@ impl Watcher {
         sys::epoll_del(self.epoll(), fd);
     }
 
-    /// Everything ready now, without waiting.
-    pub fn ready(&self) -> Vec<Ready> {
-        let mut data = Vec::new();
-        loop {
-            let before = data.len();
-            sys::epoll_ready(self.epoll(), &mut data, BATCH);
-            if data.len() - before < BATCH {
-                break;
-            }
-        }
+    /// Up to [`BATCH`] ready events, without waiting. The set is level-triggered: an event
+    /// is reported again until its fd leaves the set, so the caller handles one batch (which
+    /// removes the fds it closes) before asking for the next; asking again at once would
+    /// return the same events.
+    pub fn ready_batch(&self) -> Vec<Ready> {
+        let mut data = Vec::with_capacity(BATCH);
+        sys::epoll_ready(self.epoll(), &mut data, BATCH);
         data.into_iter()
             .map(|d| match d {
                 TIMER => Ready::Timer,
@@ -121,6 +118,9 @@ impl Watcher {
             })
             .collect()
     }
+
+    /// Events per [`Watcher::ready_batch`].
+    pub const BATCH: usize = BATCH;
 
     /// A release stored a connection expiring at `deadline`: fire no later than that.
     #[inline]
@@ -156,5 +156,37 @@ impl Drop for Watcher {
         for fd in [self.epoll.take(), self.timer.take()].into_iter().flatten() {
             sys::close(fd);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn readable_within(fd: RawFd, ms: i32) -> bool {
+        let mut p = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        #[allow(unsafe_code)]
+        let n = unsafe { libc::poll(&mut p, 1, ms) };
+        n == 1
+    }
+
+    /// A release that lowers the timer while a rescan runs (after the rescan passed its
+    /// shard) must not be overwritten by the rescan's own result, even "nothing due".
+    #[test]
+    fn a_deadline_set_during_a_rescan_is_kept() {
+        let w = Watcher::new(u32::MAX).unwrap();
+        let now = sys::precise_now_ns();
+        w.begin_rescan();
+        w.lower_timer(now + 30_000_000); // a release during the rescan
+        w.finish_rescan(NEVER); // the rescan found nothing
+        assert!(!readable_within(w.fd(), 0), "not due yet");
+        assert!(readable_within(w.fd(), 5_000), "the deadline was lost");
+        let batch = w.ready_batch();
+        assert_eq!(batch, vec![Ready::Timer]);
     }
 }

@@ -25,6 +25,7 @@ build)
     CARGO_TARGET_DIR="$out/cargo" \
     cargo build --release --locked --lib --target x86_64-unknown-linux-gnu)
   lib="$out/cargo/x86_64-unknown-linux-gnu/release/libconnpool.a"
+
   for name in stress cap churn watch canary; do
     if [ "$name" = canary ]; then file="$src/tests/c/tsan_canary.c"; else file="$src/tests/c/test_$name.c"; fi
     "$cc" -std=c11 -g -O1 -fsanitize=thread -Wall -Wextra -Werror -UNDEBUG \
@@ -33,7 +34,13 @@ build)
       -Wl,--whole-archive "$rt" -Wl,--no-whole-archive \
       -rdynamic -pthread -ldl -lrt -lm -lstdc++
   done
-  echo "tsan: built $(ls "$out" | grep -cv '\.o$') programs"
+  # The Rust side must really be instrumented (the canary's race is in C only): the
+  # library's code in a linked program calls the TSan runtime.
+  if ! objdump -d --disassemble=connpool_acquire "$out/stress" | grep -q '__tsan_'; then
+    echo "tsan: connpool_acquire in $out/stress is not instrumented" >&2
+    exit 1
+  fi
+  echo "tsan: built $(ls "$out" | grep -cv '\.o$') programs (Rust code instrumented)"
   ;;
 run)
   out=$2 name=$3

@@ -78,8 +78,9 @@ pub struct connpool_config {
     /// CONNPOOL_CLOSED (default 0: no limit). A connection has served 1 request at its first
     /// release and one more per acquire and release: with 3, its third release closes it.
     pub max_uses: u32,
-    /// CONNPOOL_CHECK_LIVENESS or 0 (default CONNPOOL_CHECK_LIVENESS). Unknown bits make
-    /// connpool_new_with_config() fail with EINVAL.
+    /// A combination of CONNPOOL_CHECK_LIVENESS, CONNPOOL_WATCH and CONNPOOL_REAPER_THREAD
+    /// (default CONNPOOL_CHECK_LIVENESS alone). Unknown bits make connpool_new_with_config()
+    /// fail with EINVAL.
     pub flags: u32,
 }
 
@@ -126,7 +127,8 @@ pub struct connpool_stats {
     pub evicted: u64,
     /// Connections closed for the idle timeout, max_lifetime_ms or a keep-alive hint.
     pub expired: u64,
-    /// Idle connections closed by the liveness check (on acquire or prune).
+    /// Idle connections found closed, reset or desynchronised by their backend: by the
+    /// liveness check (on acquire or prune) or by the idle watcher (connpool_reap).
     pub dead: u64,
     /// Connections closed by their release at max_uses.
     pub retired: u64,
@@ -232,7 +234,9 @@ pub unsafe extern "C" fn connpool_config_init(cfg: *mut connpool_config) {
 
 /// Creates a pool from cfg; NULL cfg gives the defaults (see connpool_config_init()).
 ///
-/// Returns NULL with errno = EINVAL when the configuration is invalid:
+/// Returns NULL with errno set when the pool cannot be made: EMFILE, ENFILE or ENOMEM when
+/// CONNPOOL_WATCH or CONNPOOL_REAPER_THREAD needs fds (an epoll fd, a timerfd, an eventfd)
+/// or a thread that cannot be had (EAGAIN), and EINVAL when the configuration is invalid:
 /// - struct_size is not sizeof(connpool_config) as this header declares it (a caller built
 ///   against a newer header whose struct is larger gets EINVAL from an older library,
 ///   rather than settings silently ignored);
@@ -489,9 +493,12 @@ unsafe fn release(
     })
 }
 
-/// Fills *out with the pool's gauges and counters (see connpool_stats): a consistent
-/// snapshot, exact also while other threads call the pool (it briefly holds every internal
-/// lock at once, so call it from a timer or on demand, not per request).
+/// Fills *out with the pool's gauges and counters (see connpool_stats), read under every
+/// internal lock at once, so the gauges and the counters of everything done under those
+/// locks agree (call it from a timer or on demand, not per request). Counters are exact once
+/// calls have returned; while acquires run, their outcome (hit, or dead by the liveness
+/// check, which runs outside the locks) is counted a moment after the connection left
+/// `idle`.
 ///
 /// Returns 0, or -EINVAL when pool or out is NULL or out->struct_size is smaller than
 /// sizeof(connpool_stats) (then *out is untouched). A larger struct_size is accepted: the
@@ -611,7 +618,9 @@ pub unsafe extern "C" fn connpool_prune(pool: *mut connpool) -> usize {
 /// level-triggered and stays readable until connpool_reap() has done the work.
 ///
 /// Returns the fd (>= 0), owned by the pool and valid until connpool_free(): never close it
-/// or read from it. -EINVAL when pool is NULL or was made without CONNPOOL_WATCH (or
+/// or read from it. In a child process after fork() the inherited watch fd is closed: call
+/// connpool_watch_fd() again there (the child's pool makes its own, and its own reaper
+/// thread with CONNPOOL_REAPER_THREAD). -EINVAL when pool is NULL or was made without CONNPOOL_WATCH (or
 /// CONNPOOL_REAPER_THREAD, which uses it itself: reaping from both is harmless but
 /// pointless).
 ///

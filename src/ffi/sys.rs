@@ -137,6 +137,17 @@ impl Doomed<'_> {
     }
 }
 
+/// Blocks every signal in the calling thread (the reaper), so that process-directed
+/// signals are delivered to the application's own threads.
+pub fn block_all_signals() {
+    // SAFETY: `set` is initialised by sigfillset before use.
+    unsafe {
+        let mut set = std::mem::zeroed::<libc::sigset_t>();
+        libc::sigfillset(&mut set);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+}
+
 /// Waits until `a` or `b` (raw fds the caller keeps open for the call) is readable, with no
 /// timeout; returns which: (a, b). (false, false) after a signal: the caller loops.
 pub fn wait_readable_raw(a: std::os::fd::RawFd, b: std::os::fd::RawFd) -> (bool, bool) {

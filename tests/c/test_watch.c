@@ -30,6 +30,27 @@ static void wait_idle(connpool *pool, size_t n)
     }
 }
 
+/* Waits (bounded: 10 s) until the pool has counted `n` dead connections. */
+static void wait_dead(connpool *pool, unsigned long long n)
+{
+    long long deadline = now_ms() + 10000;
+    while (stats_of(pool).dead < n) {
+        CHECK(now_ms() < deadline);
+        sleep_ms(1);
+    }
+    CHECK_EQ(stats_of(pool).dead, n);
+}
+
+/* Waits (bounded: 10 s) until fd is closed. */
+static void wait_closed(int fd)
+{
+    long long deadline = now_ms() + 10000;
+    while (!fd_is_closed(fd)) {
+        CHECK(now_ms() < deadline);
+        sleep_ms(1);
+    }
+}
+
 static int threads_now(void)
 {
     DIR *d = opendir("/proc/self/task");
@@ -81,11 +102,12 @@ static void reaper_thread_closes_dead(int listener)
     CHECK(connpool_watch_fd(pool) >= 0);
     int c[N];
     release_then_kill(pool, listener, c);
-    wait_idle(pool, 0);
+    wait_dead(pool, N); /* counted under the lock that removed them */
     for (int i = 0; i < N; i++)
-        CHECK_CLOSED(c[i]);
+        wait_closed(c[i]); /* closed just after, outside the lock */
     connpool_stats st = stats_of(pool);
-    CHECK_EQ(st.dead, N);
+    CHECK_EQ(st.idle, 0);
+    CHECK_EQ(st.keys, 0);
     CHECK_EQ(st.hits + st.misses, 0);
     connpool_free(pool);
     /* Stopped and joined. The kernel lists an exited thread for a moment after
@@ -116,7 +138,9 @@ static void watch_fd_in_a_poll_loop(int listener)
     CHECK_EQ(connpool_idle_count(pool), 0);
     for (int i = 0; i < N; i++)
         CHECK_CLOSED(c[i]);
-    CHECK_EQ(stats_of(pool).dead, N);
+    connpool_stats st = stats_of(pool);
+    CHECK_EQ(st.dead, N);
+    CHECK_EQ(st.keys, 0);
     CHECK(!readable(wfd, 0)); /* nothing left to do */
     connpool_free(pool);
 }
@@ -135,6 +159,7 @@ static void deadline_makes_it_readable(int listener)
     CHECK_EQ(connpool_reap(pool), 1);
     CHECK_CLOSED(c);
     CHECK_EQ(stats_of(pool).expired, 1);
+    CHECK_EQ(stats_of(pool).keys, 0);
     CHECK(!readable(wfd, 0));
 
     /* Several deadlines: each fires in turn, and only when due. */
@@ -182,6 +207,46 @@ static void quiet_when_nothing_to_do(int listener)
         CHECK_CLOSED(c[i]);
         close(s[i]);
     }
+}
+
+/* A backend restart: hundreds of idle connections die at the same moment, more than one
+ * batch of events (64), with a deadline due as well. */
+enum { MANY = 200 };
+static void many_at_once(uint32_t flags)
+{
+    connpool *pool = pool_new(MANY, 0, 60000, 0, 0, CONNPOOL_CHECK_LIVENESS | flags);
+    int listener = listener_open();
+    static int c[MANY], s[MANY];
+    tcp_connect_pairs(listener, MANY, c, s);
+    for (int i = 0; i < MANY; i++)
+        CHECK_EQ(connpool_release(pool, i % 2 ? "a:1" : "b:1", c[i]), CONNPOOL_POOLED);
+    int d, e;
+    tcp_connect_pair(listener, &d, &e);
+    CHECK_EQ(connpool_release_hint(pool, "c:1", d, 30), CONNPOOL_POOLED); /* due soon */
+    for (int i = 0; i < MANY; i++)
+        close(s[i]);
+    if (flags & CONNPOOL_REAPER_THREAD) {
+        wait_dead(pool, MANY);
+    } else {
+        int wfd = connpool_watch_fd(pool);
+        for (int rounds = 0; connpool_idle_count(pool) > 0; rounds++) {
+            CHECK(rounds < 10000);
+            CHECK(readable(wfd, 5000));
+            connpool_reap(pool); /* must return: never loops on a full batch */
+        }
+        CHECK(!readable(wfd, 0));
+    }
+    wait_idle(pool, 0);
+    for (int i = 0; i < MANY; i++)
+        wait_closed(c[i]);
+    wait_closed(d);
+    connpool_stats st = stats_of(pool);
+    CHECK_EQ(st.dead, MANY);
+    CHECK_EQ(st.expired, 1);
+    CHECK_EQ(st.keys, 0);
+    connpool_free(pool);
+    close(e);
+    close(listener);
 }
 
 static void without_the_flag(void)
@@ -286,6 +351,8 @@ int main(void)
     watch_fd_in_a_poll_loop(listener);
     deadline_makes_it_readable(listener);
     quiet_when_nothing_to_do(listener);
+    many_at_once(CONNPOOL_WATCH);
+    many_at_once(CONNPOOL_REAPER_THREAD);
     close(listener);
     CHECK_EQ(count_open_fds(), baseline);
     stress();
