@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
@@ -603,6 +604,28 @@ static void prim_peek(long n)
         if (recv(conn_fds[0], &b, 1, MSG_PEEK | MSG_DONTWAIT) != -1 || errno != EAGAIN)
             DIE("recv peek on an idle connection did not say EAGAIN");
 }
+/* What the idle watcher adds per pair: the fd leaves the epoll set on acquire and joins it
+ * on release (level-triggered EPOLLIN | EPOLLRDHUP, as src/ffi/sys.rs registers it). */
+static int prim_epoll = -1;
+static void prim_epoll_add_del(long n)
+{
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.u64 = 1};
+    for (long i = 0; i < n; i++)
+        if (epoll_ctl(prim_epoll, EPOLL_CTL_ADD, conn_fds[0], &ev) != 0 ||
+            epoll_ctl(prim_epoll, EPOLL_CTL_DEL, conn_fds[0], &ev) != 0)
+            DIE("epoll_ctl: %s", strerror(errno));
+}
+/* The cheaper alternative: the fd stays registered (EPOLLONESHOT) and one MOD re-arms it. */
+static void prim_epoll_mod(long n)
+{
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT, .data.u64 = 1};
+    if (epoll_ctl(prim_epoll, EPOLL_CTL_ADD, conn_fds[0], &ev) != 0)
+        DIE("epoll_ctl: %s", strerror(errno));
+    for (long i = 0; i < n; i++)
+        if (epoll_ctl(prim_epoll, EPOLL_CTL_MOD, conn_fds[0], &ev) != 0)
+            DIE("epoll_ctl: %s", strerror(errno));
+    epoll_ctl(prim_epoll, EPOLL_CTL_DEL, conn_fds[0], &ev);
+}
 static void prim_syscall(long n)
 {
     for (long i = 0; i < n; i++)
@@ -621,7 +644,12 @@ static void run_primitives(void)
         {"pthread_mutex lock+unlock (uncontended)", prim_mutex_pair, 1},
         {"getppid() (any syscall)", prim_syscall, 4},
         {"recv(1, MSG_PEEK|MSG_DONTWAIT), idle TCP", prim_peek, 4},
+        {"epoll_ctl ADD + DEL (2 calls), idle TCP", prim_epoll_add_del, 4},
+        {"epoll_ctl MOD (EPOLLONESHOT re-arm)", prim_epoll_mod, 4},
     };
+    prim_epoll = epoll_create1(EPOLL_CLOEXEC);
+    if (prim_epoll < 0)
+        DIE("epoll_create1: %s", strerror(errno));
     enum { NP = sizeof prims / sizeof prims[0] };
     int rounds = opt.rounds;
     double ns[NP][rounds];
@@ -635,6 +663,7 @@ static void run_primitives(void)
             prims[i].fn(n);
             ns[i][r] = (double)(now_ns() - t0) / (double)n;
         }
+    close(prim_epoll);
     printf("\n== primitives, ns per call (same rounds scheme) ==\n");
     printf("%-42s %8s %8s %8s\n", "primitive", "median", "p10", "p90");
     for (int i = 0; i < NP; i++)
