@@ -21,36 +21,86 @@ import subprocess
 import sys
 from collections import defaultdict
 
-# (category, test on (object, frame function, frame file, libc callee)); first match wins.
 CLOCK_FNS = ("now_ns", "clock_ns", "coarse_now_ns", "precise_now_ns")
 POOL_FILES = ("src/pool.rs", "src/shard.rs", "src/stats.rs", "src/util.rs", "src/config.rs",
               "src/ffi/sys.rs")
 
-# (category, test on (object, frame function, frame file, libc callee)); first match wins.
+# (category, test on (object, frame function, frame file, libc callee, files of the whole
+# inline chain, frame line)); first match wins. addr2line names an inlined function by its
+# short name only ("new", "drop"), so some tests go by the lines of an item in the source.
 CATEGORIES = [
-    ("harness: loop + indirect calls (bench)", lambda o, fn, f, c: "connpool_bench" in o),
-    ("key length scan: strnlen (capi.rs key_arg)", lambda o, fn, f, c: "strlen" in c or "strnlen" in c),
+    ("harness: loop + indirect calls (bench)", lambda o, fn, f, c, ch, ln: "connpool_bench" in o),
+    ("idle watcher: watch.rs (its timer lock included) + epoll_ctl/timerfd wrappers",
+     lambda o, fn, f, c, ch, ln: any(x.endswith("src/watch.rs") for x in ch) or "epoll" in c
+     or "timerfd" in c or "epoll_" in fn or "timerfd_" in fn),
+    ("liveness check: recv(MSG_PEEK) wrapper (sys.rs is_alive; the syscall is not counted)",
+     lambda o, fn, f, c, ch, ln: "is_alive" in fn or "recv" in c),
+    ("key length scan: strnlen (capi.rs key_arg)", lambda o, fn, f, c, ch, ln: "strlen" in c or "strnlen" in c),
     ("clock read: clock_gettime(COARSE) + conversion",
-     lambda o, fn, f, c: "clock_gettime" in c or fn in CLOCK_FNS or f.endswith("src/clock.rs")),
-    ("key hash: key.rs (FxHash step + fmix64, tail memcpy)", lambda o, fn, f, c: f.endswith("src/key.rs")),
-    ("entry removed when emptied / re-inserted (recycle, shrink_if_sparse, new_stack, key copy)",
-     lambda o, fn, f, c: any(s in fn for s in ("recycle", "new_stack", "shrink_if_sparse", "shrink_to",
-                                                "remove", "insert", "VacantEntry", "reserve"))),
-    ("shard lock + unlock: parking_lot, lock.rs", lambda o, fn, f, c: any(
+     lambda o, fn, f, c, ch, ln: "clock_gettime" in c or fn in CLOCK_FNS or f.endswith("src/clock.rs")
+     or ln in item_lines(f, r"fn (clock_ns|precise_now_ns|coarse_now_ns)\b")),
+    ("entry bookkeeping: new, emptied or swept entries (new_stack, note_emptied, retain, shrink)",
+     lambda o, fn, f, c, ch, ln: name_of(fn) in ENTRY_FNS or "VacantEntry" in fn),
+    ("shard lock + unlock: parking_lot, lock.rs", lambda o, fn, f, c, ch, ln: any(
         s in f for s in ("parking_lot", "lock_api", "src/lock.rs"))),
-    ("table probe + key compare: hashbrown find, memcmp",
-     lambda o, fn, f, c: "hashbrown" in f or "memcmp" in c or "bcmp" in c),
+    ("table probe + key compare: hashbrown find/entry, key_eq",
+     lambda o, fn, f, c, ch, ln: "hashbrown" in f or "memcmp" in c or "bcmp" in c or "key_eq" in fn),
+    ("key hash: key.rs hash_key (FxHash step over overlapping words + fmix64)",
+     lambda o, fn, f, c, ch, ln: f.endswith("src/key.rs")),
     ("fd registry + fork generation (fds.rs, cell.rs, fork.rs)",
-     lambda o, fn, f, c: f.endswith(("src/fds.rs", "src/ffi/cell.rs", "src/ffi/fork.rs"))),
+     lambda o, fn, f, c, ch, ln: f.endswith(("src/fds.rs", "src/ffi/cell.rs", "src/ffi/fork.rs"))),
     ("C ABI: argument checks, catch_unwind, fd conversion (capi.rs)",
-     lambda o, fn, f, c: f.endswith("src/ffi/capi.rs") or "panic" in f),
-    ("pool logic: pool.rs, shard.rs, stats.rs (now, shard pick, expiry, push/pop, counters)",
-     lambda o, fn, f, c: f.endswith(POOL_FILES)),
-    ("Rust std, not attributable to the crate", lambda o, fn, f, c: "/rustc/" in f),
-    ("other", lambda o, fn, f, c: True),
+     lambda o, fn, f, c, ch, ln: f.endswith("src/ffi/capi.rs") or "panic" in f),
+    ("pool logic: shard pick + probe setup (shard_index: h >> 32, h2 tag, spilled invariants)",
+     lambda o, fn, f, c, ch, ln: f.endswith("src/pool.rs") and name_of(fn) in ("shard_index", "shard")),
+    ("pool logic: idle stack push/pop/expire test, shard gauge (shard.rs)",
+     lambda o, fn, f, c, ch, ln: f.endswith("src/shard.rs")),
+    ("pool logic: close-after-unlock list (Doomed, sys.rs)",
+     lambda o, fn, f, c, ch, ln: f.endswith("src/ffi/sys.rs") and ln in item_lines(f, r"\bDoomed\b")),
+    ("pool logic: acquire/release bodies (pool.rs take, release_inner: deadlines, counters...)",
+     lambda o, fn, f, c, ch, ln: f.endswith(POOL_FILES)),
+    ("Rust std, not attributable to the crate", lambda o, fn, f, c, ch, ln: "/rustc/" in f),
+    ("other", lambda o, fn, f, c, ch, ln: True),
 ]
 
 RUST_STD = re.compile(r"^/rustc/")
+
+# Functions that create, empty, sweep or resize key entries (not the probe of an existing one).
+ENTRY_FNS = ("recycle", "new_stack", "note_emptied", "shrink_if_sparse", "shrink_to", "retain",
+             "remove", "insert", "reserve_rehash", "resize")
+
+
+_items = {}
+
+
+def item_lines(path, pattern):
+    """The line numbers of the top-level items (fn, struct, impl...) of source file path
+    whose first line matches pattern: from that line to the next "}" in column 0."""
+    key = (path, pattern)
+    if key not in _items:
+        lines, start = set(), None
+        try:
+            with open(path) as fh:
+                for i, text in enumerate(fh, 1):
+                    if start is None and re.match(r"^(pub(\([a-z]+\))? )?(fn|struct|impl|enum)\b", text) \
+                            and re.search(pattern, text):
+                        start = i
+                    if start is not None:
+                        lines.add(i)
+                        if text.startswith("}"):
+                            start = None
+        except OSError:
+            pass
+        _items[key] = lines
+    return _items[key]
+
+
+def name_of(fn):
+    """The last path segment of a demangled function, without generic arguments."""
+    prev = None
+    while prev != fn:
+        prev, fn = fn, re.sub(r"<[^<>]*>", "", fn)
+    return fn.split("::")[-1]
 
 
 def parse(path):
@@ -144,10 +194,15 @@ def frames_of(obj, addrs):
     return result
 
 
+# The key's word loads, shared by hash_key and key_eq: booked to the frame that uses them.
+HELPERS = re.compile(r"::word[48]$")
+
+
 def own_frame(chain):
-    """The innermost frame that is not Rust's standard library (else the outermost)."""
+    """The innermost frame that is not Rust's standard library nor a word-load helper
+    (else the outermost)."""
     for fn, loc in chain:
-        if not RUST_STD.match(loc) and not loc.startswith("??"):
+        if not RUST_STD.match(loc) and not loc.startswith("??") and not HELPERS.search(fn):
             return fn, loc
     return chain[-1] if chain else ("??", "??:0")
 
@@ -173,8 +228,11 @@ def main():
         chain = chains.get((ob, addr))
         ffn, floc = own_frame(chain) if chain else (fn, "")
         f = floc.rsplit(":", 1)[0]
+        files = [loc.rsplit(":", 1)[0] for _, loc in chain] if chain else []
+        ln = floc.rsplit(":", 1)[1] if ":" in floc else ""
+        ln = int(ln) if ln.isdigit() else 0
         for name, test in CATEGORIES:
-            if test(ob, ffn, f, callee):
+            if test(ob, ffn, f, callee, files, ln):
                 cats[name] += ir
                 break
         short = re.sub(r"^.*/(src|library)/", r"\1/", floc) if floc else ob.rsplit("/", 1)[-1]

@@ -79,22 +79,28 @@ int contenders_have_lib_check(void)
 #endif
 }
 
-static void *lib_create(int check, char **keys, int nkeys)
+static void *lib_create(int arg, char **keys, int nkeys)
 {
     (void)keys;
 #ifdef CONNPOOL_CHECK_LIVENESS
-    /* Issue 3's config: "check off" is flags = 0, "check on" the liveness flag alone. */
+    /* Issue 3's config: "check off" is flags = 0, "check on" the liveness flag alone;
+     * the "+watch" rows add CONNPOOL_WATCH (the idle watcher: an epoll set over the idle
+     * fds; nobody reaps during the benchmark, and the quiet peers never wake it). */
     connpool_config cfg;
     connpool_config_init(&cfg);
     cfg.max_idle_per_key = MAX_IDLE_PER_KEY;
     cfg.idle_timeout_ms = IDLE_TIMEOUT_MS;
-    cfg.flags = check ? CONNPOOL_CHECK_LIVENESS : 0;
+    cfg.flags = (arg & 1) ? CONNPOOL_CHECK_LIVENESS : 0;
+#ifdef CONNPOOL_WATCH
+    if (arg & LIB_WATCH)
+        cfg.flags |= CONNPOOL_WATCH;
+#endif
     /* The benchmark holds up to nkeys * 2 idle fds: a global cap must not close them. */
     if (cfg.max_idle_total != 0 && cfg.max_idle_total < (uint32_t)nkeys * 2)
         cfg.max_idle_total = (uint32_t)nkeys * 2;
     return connpool_new_with_config(&cfg);
 #else
-    (void)check;
+    (void)arg;
     (void)nkeys;
     return connpool_new(MAX_IDLE_PER_KEY, IDLE_TIMEOUT_MS);
 #endif
@@ -315,29 +321,40 @@ static int alt_load(void)
 #else
 #define LIB_CHECK_SKIP "n/a: this header has no CONNPOOL_CHECK_LIVENESS yet (issue 3)"
 #endif
+#ifdef CONNPOOL_WATCH
+#define LIB_WATCH_SKIP NULL
+#else
+#define LIB_WATCH_SKIP "n/a: this header has no CONNPOOL_WATCH yet (issue 4)"
+#endif
+/* The idle-watcher rows time 1/5 of the pairs of the others (see contender.pairs_div). */
+#define WATCH_PAIRS_DIV 5
 
 static contender all[] = {
     {"harness alone (no pool)", "-", FAM_NONE, 0, 0, NULL, none_create, none_destroy,
-     none_acquire, none_release, none_put, none_take},
+     none_acquire, none_release, none_put, none_take, 0},
     {"libconnpool (C ABI)", "check off", FAM_LIB, 0, 0, NULL, lib_create, lib_destroy,
-     lib_acquire, lib_release, lib_release, lib_acquire},
+     lib_acquire, lib_release, lib_release, lib_acquire, 0},
     {"libconnpool (C ABI)", "recv peek", FAM_LIB, 1, 1, LIB_CHECK_SKIP, lib_create, lib_destroy,
-     lib_acquire, lib_release, lib_release, lib_acquire},
+     lib_acquire, lib_release, lib_release, lib_acquire, 0},
+    {"libconnpool (C ABI)", "off+watch", FAM_LIB, 0, LIB_WATCH, LIB_WATCH_SKIP, lib_create,
+     lib_destroy, lib_acquire, lib_release, lib_release, lib_acquire, WATCH_PAIRS_DIV},
+    {"libconnpool (C ABI)", "peek+watch", FAM_LIB, 1, 1 | LIB_WATCH, LIB_WATCH_SKIP, lib_create,
+     lib_destroy, lib_acquire, lib_release, lib_release, lib_acquire, WATCH_PAIRS_DIV},
     {"seed design (Rust)", "check off", FAM_SEED, 0, 0, NULL, seed_create, seed_destroy,
-     seed_acquire, seed_release, seed_release, seed_acquire},
+     seed_acquire, seed_release, seed_release, seed_acquire, 0},
     {"seed design (Rust)", "recv peek", FAM_SEED, 1, 1, NULL, seed_create, seed_destroy,
-     seed_acquire, seed_release, seed_release, seed_acquire},
+     seed_acquire, seed_release, seed_release, seed_acquire, 0},
     {"hand-written C pool", "check off", FAM_C, 0, 0, NULL, c_create, c_destroy, c_acquire,
-     c_release, c_release, c_acquire},
+     c_release, c_release, c_acquire, 0},
     {"hand-written C pool", "recv peek", FAM_C, 1, 1, NULL, c_create, c_destroy, c_acquire,
-     c_release, c_release, c_acquire},
+     c_release, c_release, c_acquire, 0},
     {"apr_reslist", "ttl 0", FAM_APR, 0, 0, APR_SKIP, apr_create, apr_destroy, apr_acquire,
-     apr_release, apr_put, apr_take},
+     apr_release, apr_put, apr_take, 0},
     {"apr_reslist", "ttl 60 s", FAM_APR, 0, 1, APR_SKIP, apr_create, apr_destroy, apr_acquire,
-     apr_release, apr_put, apr_take},
+     apr_release, apr_put, apr_take, 0},
     /* Filled in by contenders_init when CONNPOOL_BENCH_ALT_LIB is set. */
-    {NULL, NULL, FAM_ALT, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL},
-    {NULL, NULL, FAM_ALT, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL},
+    {NULL, NULL, FAM_ALT, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0},
+    {NULL, NULL, FAM_ALT, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0},
 };
 
 int contenders_init(const contender **out)
@@ -353,11 +370,11 @@ int contenders_init(const contender **out)
     if (alt_kind == 1) /* an older build: connpool_new, whatever its defaults check */
         all[n++] = (contender){"libconnpool ALT (dlopen)", "conn_new()", FAM_ALT, 0, 0, NULL,
                                alt_create, alt_destroy, alt_acquire, alt_release, alt_release,
-                               alt_acquire};
+                               alt_acquire, 0};
     for (int check = 0; alt_kind == 2 && check <= 1; check++)
         all[n++] = (contender){"libconnpool ALT (dlopen)", check ? "recv peek" : "check off",
                                FAM_ALT, check, check, NULL, alt_create, alt_destroy,
-                               alt_acquire, alt_release, alt_release, alt_acquire};
+                               alt_acquire, alt_release, alt_release, alt_acquire, 0};
     *out = all;
     return n;
 }

@@ -10,7 +10,7 @@ typedef struct contender {
     const char *variant; /* "check off", "recv peek", "ttl 0", "ttl 60 s", "-" */
     enum family family;
     int check;           /* the variant does a liveness check (recv peek) on acquire */
-    int arg;             /* passed to create: check flag, or apr ttl on/off */
+    int arg;             /* passed to create: check flag (| LIB_WATCH), or apr ttl on/off */
     const char *skip;    /* non-NULL: not measurable in this build, and why */
     /* A pool for these keys (the keys outlive it); at most 8 idle per key; the idle
      * timeout (60 s) honoured unless the variant says otherwise. */
@@ -23,7 +23,13 @@ typedef struct contender {
      * adopt a resource through release, so it has its own). */
     int (*put)(void *pool, const char *key, int fd);
     int (*take)(void *pool, const char *key);
+    /* Times 1/pairs_div of the scenario's pairs per round (0 or 1: all of them): the
+     * idle-watcher rows cost ~10x a plain pair, and the default run must stay short. */
+    int pairs_div;
 } contender;
+
+/* libconnpool's create arg: bit 0 the liveness check, this bit CONNPOOL_WATCH. */
+#define LIB_WATCH 2
 
 /* Fills *out with the contenders of this build; returns how many. Call once. */
 int contenders_init(const contender **out);

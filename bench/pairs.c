@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
@@ -317,6 +318,19 @@ struct scenario {
     long pairs;      /* per round, per thread */
 };
 
+/* Pairs per round (per thread) this contender times in this scenario: the scenario's, or
+ * 1/pairs_div of them (the idle-watcher rows), in whole sweeps over the keys. */
+static long pairs_of(const contender *c, const struct scenario *s)
+{
+    long n = s->pairs / (c->pairs_div > 1 ? c->pairs_div : 1);
+    if (s->threads == 1 && s->nkeys > 1) {
+        n -= n % s->nkeys;
+        if (n < s->nkeys)
+            n = s->nkeys;
+    }
+    return n > 0 ? n : 1;
+}
+
 /* Puts the scenario's fds into the pool. */
 static void fill(const contender *c, void *pool, const struct scenario *s)
 {
@@ -444,6 +458,7 @@ struct result {
     double median, p10, p90;
     double vs_lib;      /* median over rounds of (row ns / libconnpool ns); 0: n/a */
     double vs_1thread;  /* threaded: median over rounds of (throughput / 1-thread's) */
+    double vs_lib_diff; /* median over rounds of (row ns - libconnpool ns); idle-watcher rows */
 };
 static struct result results[NSCEN][MAX_CONTENDERS];
 
@@ -474,8 +489,15 @@ static void run_scenario(int sid, const struct scenario *s)
     double one[MAX_CONTENDERS][rounds];
     int threaded = s->threads > 1;
 
+    int divided = 0;
+    for (int i = 0; i < ncs; i++)
+        if (!cs[i].skip && pairs_of(&cs[i], s) != s->pairs)
+            divided = i;
     printf("\n== %s: %ld pairs per round%s x %d rounds, ns per acquire+release pair ==\n",
            s->title, s->pairs, threaded ? " per thread" : "", rounds);
+    if (divided)
+        printf("(rows '+watch': %ld pairs per round%s)\n", pairs_of(&cs[divided], s),
+               threaded ? " per thread" : "");
     fflush(stdout);
     for (int i = 0; i < ncs; i++) {
         if (cs[i].skip)
@@ -484,16 +506,18 @@ static void run_scenario(int sid, const struct scenario *s)
         if (pools[i] == NULL)
             DIE("%s (%s): could not create a pool", cs[i].name, cs[i].variant);
         /* Warm-up: the first fill allocates, the first loop faults the code in. */
-        measure(&cs[i], pools[i], s, 1, s->pairs / 10 > 0 ? s->pairs / 10 : 1);
+        long n = pairs_of(&cs[i], s);
+        measure(&cs[i], pools[i], s, 1, n / 10 > 0 ? n / 10 : 1);
     }
     for (int r = 0; r < rounds; r++) {
         for (int j = 0; j < ncs; j++) {
             int i = (j + r) % ncs; /* rotate who goes first */
             if (cs[i].skip)
                 continue;
-            ns[i][r] = measure(&cs[i], pools[i], s, s->threads, s->pairs);
+            long n = pairs_of(&cs[i], s);
+            ns[i][r] = measure(&cs[i], pools[i], s, s->threads, n);
             if (threaded) /* paired: the same pool, one thread, right after */
-                one[i][r] = measure(&cs[i], pools[i], s, 1, s->pairs);
+                one[i][r] = measure(&cs[i], pools[i], s, 1, n);
         }
     }
     for (int i = 0; i < ncs; i++)
@@ -523,6 +547,9 @@ static void run_scenario(int sid, const struct scenario *s)
             for (int r = 0; r < rounds; r++)
                 ratio[r] = ns[i][r] / ns[ref][r];
             res->vs_lib = median(ratio, rounds);
+            for (int r = 0; r < rounds; r++)
+                ratio[r] = ns[i][r] - ns[ref][r];
+            res->vs_lib_diff = median(ratio, rounds);
             printf("%8.2fx", res->vs_lib);
         } else {
             printf("%9s", "-");
@@ -577,6 +604,28 @@ static void prim_peek(long n)
         if (recv(conn_fds[0], &b, 1, MSG_PEEK | MSG_DONTWAIT) != -1 || errno != EAGAIN)
             DIE("recv peek on an idle connection did not say EAGAIN");
 }
+/* What the idle watcher adds per pair: the fd leaves the epoll set on acquire and joins it
+ * on release (level-triggered EPOLLIN | EPOLLRDHUP, as src/ffi/sys.rs registers it). */
+static int prim_epoll = -1;
+static void prim_epoll_add_del(long n)
+{
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.u64 = 1};
+    for (long i = 0; i < n; i++)
+        if (epoll_ctl(prim_epoll, EPOLL_CTL_ADD, conn_fds[0], &ev) != 0 ||
+            epoll_ctl(prim_epoll, EPOLL_CTL_DEL, conn_fds[0], &ev) != 0)
+            DIE("epoll_ctl: %s", strerror(errno));
+}
+/* The cheaper alternative: the fd stays registered (EPOLLONESHOT) and one MOD re-arms it. */
+static void prim_epoll_mod(long n)
+{
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT, .data.u64 = 1};
+    if (epoll_ctl(prim_epoll, EPOLL_CTL_ADD, conn_fds[0], &ev) != 0)
+        DIE("epoll_ctl: %s", strerror(errno));
+    for (long i = 0; i < n; i++)
+        if (epoll_ctl(prim_epoll, EPOLL_CTL_MOD, conn_fds[0], &ev) != 0)
+            DIE("epoll_ctl: %s", strerror(errno));
+    epoll_ctl(prim_epoll, EPOLL_CTL_DEL, conn_fds[0], &ev);
+}
 static void prim_syscall(long n)
 {
     for (long i = 0; i < n; i++)
@@ -595,7 +644,12 @@ static void run_primitives(void)
         {"pthread_mutex lock+unlock (uncontended)", prim_mutex_pair, 1},
         {"getppid() (any syscall)", prim_syscall, 4},
         {"recv(1, MSG_PEEK|MSG_DONTWAIT), idle TCP", prim_peek, 4},
+        {"epoll_ctl ADD + DEL (2 calls), idle TCP", prim_epoll_add_del, 4},
+        {"epoll_ctl MOD (EPOLLONESHOT re-arm)", prim_epoll_mod, 4},
     };
+    prim_epoll = epoll_create1(EPOLL_CLOEXEC);
+    if (prim_epoll < 0)
+        DIE("epoll_create1: %s", strerror(errno));
     enum { NP = sizeof prims / sizeof prims[0] };
     int rounds = opt.rounds;
     double ns[NP][rounds];
@@ -609,11 +663,40 @@ static void run_primitives(void)
             prims[i].fn(n);
             ns[i][r] = (double)(now_ns() - t0) / (double)n;
         }
+    close(prim_epoll);
     printf("\n== primitives, ns per call (same rounds scheme) ==\n");
     printf("%-42s %8s %8s %8s\n", "primitive", "median", "p10", "p90");
     for (int i = 0; i < NP; i++)
         printf("%-42s %8.1f %8.1f %8.1f\n", prims[i].name, median(ns[i], rounds),
                quantile(ns[i], rounds, 0.1), quantile(ns[i], rounds, 0.9));
+    fflush(stdout);
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* The idle watcher's cost (CONNPOOL_WATCH), from the scenarios' figures                  */
+/* ------------------------------------------------------------------------------------ */
+
+static void print_watch_cost(const struct scenario *scs)
+{
+    int off = find_contender(FAM_LIB, 0, 0), on = find_contender(FAM_LIB, 1, 1);
+    int woff = find_contender(FAM_LIB, 0, LIB_WATCH);
+    int won = find_contender(FAM_LIB, 1, 1 | LIB_WATCH);
+    if (woff < 0 || won < 0 || (cs[woff].skip && cs[won].skip))
+        return;
+    printf("\n== idle watcher (CONNPOOL_WATCH): libconnpool with and without it, ns per pair"
+           " ==\n");
+    printf("%-46s %-10s %8s %8s %9s %9s\n", "scenario", "check", "without", "with", "added",
+           "ratio");
+    const int base[2] = {off, on}, with[2] = {woff, won};
+    for (int sid = 0; sid < NSCEN; sid++)
+        for (int k = 0; k < 2; k++) {
+            const struct result *b = &results[sid][base[k]], *w = &results[sid][with[k]];
+            if (!b->valid || !w->valid)
+                continue;
+            printf("%-46s %-10s %8.1f %8.1f %9.1f %8.2fx\n", scs[sid].title,
+                   k ? "recv peek" : "off", b->median, w->median, w->vs_lib_diff, w->vs_lib);
+        }
+    printf("('added', 'ratio': medians of the per-round difference and ratio, same round)\n");
     fflush(stdout);
 }
 
@@ -780,6 +863,7 @@ int main(int argc, char **argv)
         for (int s = 0; s < NSCEN; s++)
             if (listed(opt.scenarios, scs[s].id))
                 run_scenario(s, &scs[s]);
+        print_watch_cost(scs);
         print_targets();
     }
     conns_close();

@@ -6,7 +6,8 @@ bench=$1
 out=$("$bench" --quick)
 printf '%s\n' "$out"
 for table in "== primitives" "== 1 key, 1 thread" "keys (1 idle fd each, cycled), 1 thread:" \
-             "== 2 threads, same key" "== 2 threads, different keys" "== targets"; do
+             "== 2 threads, same key" "== 2 threads, different keys" "== idle watcher" \
+             "== targets"; do
   if ! grep -qF -- "$table" <<<"$out"; then
     echo "bench_smoke: missing table: $table" >&2
     exit 1
