@@ -89,6 +89,67 @@ static void idle_connections_stay_the_parents(int listener)
     connpool_free(pool);
 }
 
+/* With the reaper thread: the child gets its own watcher and reaper (the parent's thread
+ * does not exist there), reaps, and frees (joining its own thread); the parent's reaper
+ * goes on working. */
+static long long ms_now(void) { return now_ms(); }
+
+static int wait_dead_count(connpool *pool, unsigned long long n)
+{
+    long long deadline = ms_now() + 10000;
+    connpool_stats st;
+    memset(&st, 0, sizeof st);
+    st.struct_size = sizeof st;
+    while (connpool_stats_get(pool, &st) == 0 && st.dead < n && ms_now() < deadline)
+        sleep_ms(1);
+    return st.dead == n ? 0 : -1;
+}
+
+static void with_the_reaper(int listener)
+{
+    connpool *pool = pool_new(8, 0, 60000, 0, 0, CONNPOOL_CHECK_LIVENESS | CONNPOOL_REAPER_THREAD);
+    int parent_wfd = connpool_watch_fd(pool);
+    CHECK(parent_wfd >= 0);
+    int c[3], s[3];
+    tcp_connect_pairs(listener, 3, c, s);
+    for (int i = 0; i < 3; i++)
+        CHECK_EQ(connpool_release(pool, KEY, c[i]), CONNPOOL_POOLED);
+
+    pid_t pid = fork();
+    CHECK_SYS(pid >= 0);
+    if (pid == 0) {
+        alarm(20);
+        for (int i = 0; i < 3; i++)
+            CHILD_CHECK(fd_is_closed(c[i]), 30);
+        CHILD_CHECK(connpool_acquire(pool, KEY) == -ENOENT, 31);
+        int wfd = connpool_watch_fd(pool); /* the child's own */
+        CHILD_CHECK(wfd >= 0, 32);
+        int sv[2];
+        CHILD_CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0, 33);
+        CHILD_CHECK(connpool_release(pool, KEY, sv[0]) == CONNPOOL_POOLED, 34);
+        close(sv[1]); /* its peer goes: the child's reaper must close it */
+        CHILD_CHECK(wait_dead_count(pool, 1) == 0, 35);
+        connpool_free(pool); /* stops and joins the child's reaper */
+        CHILD_CHECK(fd_is_closed(wfd), 36);
+        _exit(0);
+    }
+    CHECK_EQ(child_status(pid), 0);
+
+    /* The parent's pool and reaper are unaffected. */
+    CHECK_OPEN(parent_wfd);
+    CHECK_EQ(connpool_idle_count(pool), 3);
+    close(s[0]); /* a backend closes one: the parent's reaper closes it */
+    CHECK(wait_dead_count(pool, 1) == 0);
+    for (int i = 2; i >= 1; i--) {
+        CHECK_EQ(connpool_acquire(pool, KEY), c[i]);
+        CHECK(tcp_roundtrip(c[i], s[i], (unsigned char)i) == 0);
+        close(c[i]);
+        close(s[i]);
+    }
+    connpool_free(pool);
+    CHECK_CLOSED(parent_wfd);
+}
+
 /* ---- under load: threads hammer the pool while the main thread forks ---- */
 enum { HAMMERS = 2, MAXFD = 4096 };
 static connpool *g_pool;
@@ -174,6 +235,7 @@ int main(void)
     int baseline = count_open_fds();
     int listener = listener_open();
     idle_connections_stay_the_parents(listener);
+    with_the_reaper(listener);
     close(listener);
     fork_under_load();
     CHECK_EQ(count_open_fds(), baseline);
