@@ -150,6 +150,42 @@ static void with_the_reaper(int listener)
     CHECK_CLOSED(parent_wfd);
 }
 
+/* A connection the caller held at fork() stays open in the child (it is the caller's, not
+ * the pool's). When the parent later pools and closes it, the socket lives on in the child,
+ * so closing alone would leave it in the watch set: the pool must remove it first, or the
+ * watch fd would turn readable for good when that socket gets an event. */
+static void closed_fd_leaves_the_watch_set(int listener)
+{
+    connpool *pool = pool_new(8, 0, 60000, 0, 0, CONNPOOL_CHECK_LIVENESS | CONNPOOL_WATCH);
+    int wfd = connpool_watch_fd(pool);
+    int c, s;
+    tcp_connect_pair(listener, &c, &s);
+    CHECK_EQ(connpool_release(pool, KEY, c), CONNPOOL_POOLED);
+    CHECK_EQ(connpool_acquire(pool, KEY), c); /* the caller's when we fork */
+    int hold[2];
+    CHECK_SYS(pipe(hold) == 0);
+    pid_t pid = fork();
+    CHECK_SYS(pid >= 0);
+    if (pid == 0) { /* keeps its copy of c until the parent is done */
+        alarm(20);
+        close(s); /* (not the backend's end: the parent's close must send the FIN) */
+        close(hold[1]);
+        char b;
+        CHILD_CHECK(read(hold[0], &b, 1) == 0, 40);
+        _exit(0);
+    }
+    close(hold[0]);
+    CHECK_EQ(connpool_release(pool, KEY, c), CONNPOOL_POOLED); /* watched again */
+    CHECK_EQ(connpool_purge(pool, KEY), 1);                    /* closed by the pool */
+    close(s); /* the backend closes: the socket, alive in the child, gets a FIN */
+    struct pollfd p = {.fd = wfd, .events = POLLIN};
+    CHECK_EQ(poll(&p, 1, 200), 0); /* not in the watch set any more: quiet */
+    CHECK_EQ(connpool_reap(pool), 0);
+    close(hold[1]);
+    CHECK_EQ(child_status(pid), 0);
+    connpool_free(pool);
+}
+
 /* ---- under load: threads hammer the pool while the main thread forks ---- */
 enum { HAMMERS = 2, MAXFD = 4096 };
 static connpool *g_pool;
@@ -236,6 +272,7 @@ int main(void)
     int listener = listener_open();
     idle_connections_stay_the_parents(listener);
     with_the_reaper(listener);
+    closed_fd_leaves_the_watch_set(listener);
     close(listener);
     fork_under_load();
     CHECK_EQ(count_open_fds(), baseline);
