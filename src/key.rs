@@ -225,7 +225,13 @@ mod tests {
         let mut tags = [0u32; 128];
         let mut low = [0u32; 64];
         for i in 0..10_000u32 {
-            let k = format!("10.{}.{}.{}:{}", i >> 16, (i >> 8) & 255, i & 255, 8000 + i % 7);
+            let k = format!(
+                "10.{}.{}.{}:{}",
+                i >> 16,
+                (i >> 8) & 255,
+                i & 255,
+                8000 + i % 7
+            );
             let h = b.hash_key(k.as_bytes());
             shards[(h >> 32) as usize & 63] += 1;
             tags[(h >> 57) as usize] += 1;
@@ -233,7 +239,10 @@ mod tests {
         }
         // Expected 156 per shard or bucket and 78 per tag, with a spread of about 12 and 9:
         // these bounds are more than 4 standard deviations out.
-        assert!(shards.iter().all(|&n| (100..=220).contains(&n)), "{shards:?}");
+        assert!(
+            shards.iter().all(|&n| (100..=220).contains(&n)),
+            "{shards:?}"
+        );
         assert!(low.iter().all(|&n| (100..=220).contains(&n)), "{low:?}");
         assert!(tags.iter().all(|&n| (35..=125).contains(&n)), "{tags:?}");
     }

@@ -573,10 +573,7 @@ impl<C: Clock> Pool<C> {
                         let empty = stack.idle.is_empty();
                         (stack, empty)
                     }
-                    Entry::Vacant(v) => (
-                        v.insert(new_stack(&mut inner.spare, hash, key)).into_mut(),
-                        false,
-                    ),
+                    Entry::Vacant(v) => (v.insert(new_stack(hash, key)).into_mut(), false),
                 };
             let expired = stack.expire(now, &mut doomed);
             let result = if stack.idle.len() >= lim.max_idle_per_key {
@@ -761,7 +758,7 @@ impl<C: Clock> Pool<C> {
                 inner.empty -= 1;
             }
             doomed.extend(stack.idle.drain(..).map(|c| c.fd));
-            inner.recycle(stack);
+            inner.shrink_if_sparse();
             inner.idle -= doomed.len();
             inner.stats.purged += doomed.len() as u64;
             shard.publish(inner);

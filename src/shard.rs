@@ -14,13 +14,6 @@ use crate::stats::Counters;
 /// A deadline that never passes, and a sequence number no connection has.
 pub const NEVER: u64 = u64::MAX;
 
-/// Emptied key entries kept per shard for reuse, so a key that goes empty and comes back
-/// (one connection going out and in) costs no allocation. Small ones only: with the
-/// smallest tables below, they bound what a pool holds beyond its idle connections
-/// (about 100 KiB at most, whatever the past peak).
-const SPARES: usize = 2;
-const SPARE_KEY_CAPACITY: usize = 128;
-const SPARE_STACK_CAPACITY: usize = 16;
 /// A shard's table is shrunk once it is less than a quarter full, down to this capacity.
 pub const MIN_TABLE_CAPACITY: usize = 16;
 
@@ -91,21 +84,13 @@ impl Stack {
     }
 }
 
-/// The entry for a key that has none, reusing a spare allocation when there is one. A free
-/// function so it can borrow `spare` while a table entry borrows `keys`.
-pub fn new_stack(spare: &mut Vec<Stack>, hash: u64, key: &[u8]) -> Stack {
-    match spare.pop() {
-        Some(mut s) => {
-            s.hash = hash;
-            s.key.extend_from_slice(key);
-            s
-        }
-        None => Stack {
-            hash,
-            key: key.to_vec(),
-            idle: Vec::new(),
-            earliest: NEVER,
-        },
+/// The entry for a key that has none.
+pub fn new_stack(hash: u64, key: &[u8]) -> Stack {
+    Stack {
+        hash,
+        key: key.to_vec(),
+        idle: Vec::new(),
+        earliest: NEVER,
     }
 }
 
@@ -124,28 +109,10 @@ pub struct ShardInner {
     pub empty: usize,
     /// Idle connections in `keys`.
     pub idle: usize,
-    /// Emptied entries for reuse (see [`SPARES`]).
-    pub spare: Vec<Stack>,
     pub stats: Counters,
 }
 
 impl ShardInner {
-    /// Takes an entry that was just removed from the table because it emptied: shrinks the
-    /// table if it became sparse, and keeps the entry's allocations for the next new key,
-    /// within bounds.
-    pub fn recycle(&mut self, mut s: Stack) {
-        debug_assert!(s.idle.is_empty());
-        self.shrink_if_sparse();
-        if self.spare.len() < SPARES
-            && s.key.capacity() <= SPARE_KEY_CAPACITY
-            && s.idle.capacity() <= SPARE_STACK_CAPACITY
-        {
-            s.key.clear();
-            s.earliest = NEVER;
-            self.spare.push(s);
-        }
-    }
-
     /// hashbrown tables never shrink by themselves: without this, memory would follow the
     /// peak number of keys, not the keys that hold idle connections now. Shrinking at a
     /// quarter to half leaves room for the table to double before it grows again.
@@ -242,20 +209,19 @@ mod tests {
         for i in 0..peak {
             let key = format!("backend-{i}:443");
             let hash = KeyHashBuilder::new().hash_key(key.as_bytes());
-            let stack = new_stack(&mut inner.spare, hash, key.as_bytes());
+            let stack = new_stack(hash, key.as_bytes());
             inner.keys.insert_unique(hash, stack, |s| s.hash);
         }
         assert!(inner.keys.capacity() >= peak);
         while let Some(hash) = inner.keys.iter().next().map(|s| s.hash) {
             let entry = inner.keys.find_entry(hash, |s| s.hash == hash).unwrap();
-            let (emptied, _) = entry.remove();
-            inner.recycle(emptied);
+            entry.remove();
+            inner.shrink_if_sparse();
         }
         assert!(
             inner.keys.capacity() <= MIN_TABLE_CAPACITY * 2,
             "capacity {} after the peak of {peak}",
             inner.keys.capacity()
         );
-        assert!(inner.spare.len() <= SPARES);
     }
 }
