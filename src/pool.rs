@@ -1121,6 +1121,9 @@ mod tests {
         drop(a_peer); // dead while idle: an event is ready
         let st = pool.state();
         let w = st.watcher().unwrap();
+        // Await it: a child forked by a test running in parallel may hold a copy of the
+        // peer until it exits, and only then does the hang-up arrive.
+        assert!(readable_within(w.fd(), 10_000), "no event for the dead connection");
         let batch = w.ready_batch();
         assert_eq!(batch.len(), 1);
         assert!(pool.acquire(key).is_none(), "the check closes it");
@@ -1188,6 +1191,18 @@ mod tests {
         });
         // The parent's pool is untouched by the child.
         assert_eq!(pool.acquire(key).map(|fd| fd.as_raw_fd()), Some(a_raw));
+    }
+
+    /// Whether `fd` becomes readable within `ms` milliseconds.
+    #[allow(unsafe_code)]
+    fn readable_within(fd: std::os::fd::RawFd, ms: i32) -> bool {
+        let mut p = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        unsafe { libc::poll(&mut p, 1, ms) == 1 }
     }
 
     /// The child's exit code, waiting at most `ms` (through a pidfd, so no polling loop);
