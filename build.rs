@@ -28,8 +28,9 @@ fn main() {
         v("MINOR"),
         v("PATCH"),
     ));
+    // Only the C API module: the rest of the crate is Rust-side, whatever it makes `pub`.
     let bindings = cbindgen::Builder::new()
-        .with_crate(&dir)
+        .with_src(dir.join("src/ffi/capi.rs"))
         .with_config(config)
         .generate()
         .expect("cbindgen generates the header");

@@ -97,9 +97,23 @@
 #define CONNPOOL_REAPER_THREAD (1 << 2)
 
 /**
- * Events per [`Watcher::ready_batch`].
+ * connpool_config.flags, with CONNPOOL_CHECK_LIVENESS (no effect without it): skip the
+ * check for a connection idle for less than CONNPOOL_SKIP_RECENT_MS, as curl does (it
+ * checks a connection at most once a second). Off by default. It saves the check's system
+ * call exactly where a busy proxy makes it most often (connections reused within
+ * milliseconds) at the price of a window: a backend that closes a connection within
+ * CONNPOOL_SKIP_RECENT_MS of its release (a restart, a crash; not an idle timeout, which
+ * closes connections idle for much longer) gets it handed out dead. Use it only if
+ * your proxy retries an idempotent request that fails on a reused connection before any
+ * response byte (see connpool_acquire_info()).
  */
-#define Watcher_BATCH BATCH
+#define CONNPOOL_CHECK_SKIP_RECENT (1 << 3)
+
+/**
+ * The window of CONNPOOL_CHECK_SKIP_RECENT, in milliseconds. It is judged conservatively:
+ * a connection is checked unless it was certainly idle for less.
+ */
+#define CONNPOOL_SKIP_RECENT_MS 100
 
 /**
  * A pool of idle connections. Opaque: create it with connpool_new_with_config(),
@@ -147,9 +161,9 @@ typedef struct connpool_config {
    */
   uint32_t max_uses;
   /**
-   * A combination of CONNPOOL_CHECK_LIVENESS, CONNPOOL_WATCH and CONNPOOL_REAPER_THREAD
-   * (default CONNPOOL_CHECK_LIVENESS alone). Unknown bits make connpool_new_with_config()
-   * fail with EINVAL.
+   * A combination of CONNPOOL_CHECK_LIVENESS, CONNPOOL_CHECK_SKIP_RECENT, CONNPOOL_WATCH
+   * and CONNPOOL_REAPER_THREAD (default CONNPOOL_CHECK_LIVENESS alone). Unknown bits make
+   * connpool_new_with_config() fail with EINVAL.
    */
   uint32_t flags;
 } connpool_config;

@@ -22,6 +22,13 @@ pub struct Config {
     /// Check each idle connection with a non-blocking `recv(MSG_PEEK)` before handing it out,
     /// and close it if the peer closed it, reset it or sent stray bytes.
     pub check_liveness: bool,
+    /// With `check_liveness`: skip the check for a connection idle for less than this (judged
+    /// conservatively: a coarse clock's tick counts as idle time), trading the check's
+    /// guarantee for a short window, as curl does (it checks a connection at most once a
+    /// second). A backend that closes a connection within that window of its release (a
+    /// restart, a crash) gets it handed out dead: the caller's retry on a reused connection
+    /// must cover that. `None` (the default): every idle connection is checked.
+    pub skip_check_if_idle_under: Option<Duration>,
     /// Watch idle connections (an epoll set plus a timerfd, see `Pool::watch_fd` and
     /// `Pool::reap`), so they can be closed the moment their backend closes them or their
     /// deadline passes, without waiting for an acquire. Costs two `epoll_ctl` calls per
@@ -41,6 +48,7 @@ impl Default for Config {
             max_lifetime: None,
             max_uses: None,
             check_liveness: true,
+            skip_check_if_idle_under: None,
             watch: false,
             reaper_thread: false,
         }

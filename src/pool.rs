@@ -106,6 +106,8 @@ struct Limits {
     /// 0: none.
     max_uses: u32,
     check_liveness: bool,
+    /// With `check_liveness`: connections idle for less are not checked (0: all are).
+    skip_check_ns: u64,
     watch: bool,
     reaper_thread: bool,
 }
@@ -302,6 +304,9 @@ impl<C: Clock> Pool<C> {
             lifetime_ns: nanos(config.max_lifetime),
             max_uses: config.max_uses.unwrap_or(0),
             check_liveness: config.check_liveness,
+            skip_check_ns: config
+                .skip_check_if_idle_under
+                .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(NEVER)),
             watch: config.watch || config.reaper_thread,
             reaper_thread: config.reaper_thread,
         };
@@ -459,24 +464,24 @@ impl<C: Clock> Pool<C> {
                     }
                 };
                 // A hit is counted once the connection is known to be handed out: here if
-                // there is no check, after it otherwise (so hits never go down).
-                match (&got, self.limits.check_liveness) {
+                // it is not checked, after the check otherwise (so hits never go down).
+                let check = got.as_ref().is_some_and(|c| self.must_check(c, reading));
+                match (&got, check) {
                     (None, _) => inner.stats.misses += 1,
                     (Some(_), false) => inner.stats.hits += 1,
                     (Some(_), true) => {}
                 }
                 shard.publish(inner);
-                got
+                got.map(|c| (c, check))
             };
             self.unreserve(st, doomed.len() + usize::from(got.is_some()));
             drop(doomed); // closes, outside the lock
-            let c = got?;
+            let (c, checked) = got?;
             // Out of the watch set first: a dead one would keep the watch fd readable
             // while nothing in the pool can be reaped for it.
             if let Some(w) = st.watcher() {
                 w.unwatch(c.fd.as_raw_fd());
             }
-            let checked = self.limits.check_liveness;
             if !checked || sys::is_alive(c.fd.as_fd()) {
                 if checked {
                     shard.checked_hits.fetch_add(1, Ordering::Relaxed);
@@ -488,6 +493,18 @@ impl<C: Clock> Pool<C> {
             AtomicCounters::bump(&st.outside.dead, 1);
             st.doomed().push(c.fd);
         }
+    }
+
+    /// Whether acquire checks `c` before handing it out: with the check on, unless the
+    /// skip window is set and `c` was certainly idle for less (its idle time read from a
+    /// coarse clock may be up to one tick short).
+    #[inline]
+    fn must_check(&self, c: &Idle, reading: u64) -> bool {
+        self.limits.check_liveness
+            && reading
+                .saturating_sub(c.released)
+                .saturating_add(self.lag_ns)
+                >= self.limits.skip_check_ns
     }
 
     /// Gives `fd` to the pool as an idle connection of `key`. The pool owns it either way:
@@ -1123,7 +1140,10 @@ mod tests {
         let w = st.watcher().unwrap();
         // Await it: a child forked by a test running in parallel may hold a copy of the
         // peer until it exits, and only then does the hang-up arrive.
-        assert!(readable_within(w.fd(), 10_000), "no event for the dead connection");
+        assert!(
+            readable_within(w.fd(), 10_000),
+            "no event for the dead connection"
+        );
         let batch = w.ready_batch();
         assert_eq!(batch.len(), 1);
         assert!(pool.acquire(key).is_none(), "the check closes it");

@@ -110,6 +110,64 @@ fn the_check_can_be_turned_off() {
     assert_eq!(pool.stats().dead, 0);
 }
 
+/// The skip window: a connection idle for less is handed out unchecked (dead or not, the
+/// price of the option), one idle for the whole window is checked again; prune checks all.
+#[test]
+fn the_check_skips_connections_idle_under_the_window() {
+    let window = Duration::from_millis(100);
+    let (pool, clock) = pool_with(Config {
+        skip_check_if_idle_under: Some(window),
+        ..Config::default()
+    });
+    let l = listener();
+    let c = connect(&l);
+    let fd = c.client.as_raw_fd();
+    c.backend.shutdown(Shutdown::Write).unwrap();
+    settle(&c);
+    pool.release(key(K), c.client);
+    clock.advance_ns(window.as_nanos() as u64 - 1);
+    let got = pool
+        .acquire(key(K))
+        .expect("inside the window: not checked");
+    assert_eq!(got.as_raw_fd(), fd);
+    assert_eq!((pool.stats().hits, pool.stats().dead), (1, 0));
+    assert_eq!(pool.release(key(K), got), Released::Pooled);
+    clock.advance_ns(window.as_nanos() as u64);
+    assert!(
+        pool.acquire(key(K)).is_none(),
+        "idle for the window: checked"
+    );
+    let s = pool.stats();
+    assert_eq!((s.hits, s.dead, s.idle), (1, 1, 0));
+    assert!(closed(&c.backend));
+
+    // prune ignores the window.
+    let d = connect(&l);
+    d.backend.shutdown(Shutdown::Write).unwrap();
+    settle(&d);
+    pool.release(key(K), d.client);
+    assert_eq!(pool.prune(), 1);
+    assert!(closed(&d.backend));
+}
+
+/// Without the check the window changes nothing: every connection is handed out unchecked.
+#[test]
+fn the_skip_window_needs_the_check() {
+    let (pool, clock) = pool_with(Config {
+        check_liveness: false,
+        skip_check_if_idle_under: Some(Duration::from_millis(1)),
+        ..Config::default()
+    });
+    let l = listener();
+    let c = connect(&l);
+    c.backend.shutdown(Shutdown::Write).unwrap();
+    settle(&c);
+    pool.release(key(K), c.client);
+    clock.advance_ms(10);
+    assert!(pool.acquire(key(K)).is_some());
+    assert_eq!(pool.stats().dead, 0);
+}
+
 #[test]
 fn prune_closes_dead_and_keeps_live_in_order() {
     let (pool, _) = pool_with(Config::default());

@@ -40,7 +40,21 @@ pub const CONNPOOL_WATCH: u32 = 1 << 1;
 /// connpool_config.flags: run one background thread that waits on the watch fd and reaps
 /// (implies CONNPOOL_WATCH). connpool_free() stops and joins it.
 pub const CONNPOOL_REAPER_THREAD: u32 = 1 << 2;
-const KNOWN_FLAGS: u32 = CONNPOOL_CHECK_LIVENESS | CONNPOOL_WATCH | CONNPOOL_REAPER_THREAD;
+/// connpool_config.flags, with CONNPOOL_CHECK_LIVENESS (no effect without it): skip the
+/// check for a connection idle for less than CONNPOOL_SKIP_RECENT_MS, as curl does (it
+/// checks a connection at most once a second). Off by default. It saves the check's system
+/// call exactly where a busy proxy makes it most often (connections reused within
+/// milliseconds) at the price of a window: a backend that closes a connection within
+/// CONNPOOL_SKIP_RECENT_MS of its release (a restart, a crash; not an idle timeout, which
+/// closes connections idle for much longer) gets it handed out dead. Use it only if
+/// your proxy retries an idempotent request that fails on a reused connection before any
+/// response byte (see connpool_acquire_info()).
+pub const CONNPOOL_CHECK_SKIP_RECENT: u32 = 1 << 3;
+/// The window of CONNPOOL_CHECK_SKIP_RECENT, in milliseconds. It is judged conservatively:
+/// a connection is checked unless it was certainly idle for less.
+pub const CONNPOOL_SKIP_RECENT_MS: u64 = 100;
+const KNOWN_FLAGS: u32 =
+    CONNPOOL_CHECK_LIVENESS | CONNPOOL_WATCH | CONNPOOL_REAPER_THREAD | CONNPOOL_CHECK_SKIP_RECENT;
 
 /// A pool of idle connections. Opaque: create it with connpool_new_with_config(),
 /// connpool_new() or connpool_new_default() and destroy it with connpool_free(). Every
@@ -78,9 +92,9 @@ pub struct connpool_config {
     /// CONNPOOL_CLOSED (default 0: no limit). A connection has served 1 request at its first
     /// release and one more per acquire and release: with 3, its third release closes it.
     pub max_uses: u32,
-    /// A combination of CONNPOOL_CHECK_LIVENESS, CONNPOOL_WATCH and CONNPOOL_REAPER_THREAD
-    /// (default CONNPOOL_CHECK_LIVENESS alone). Unknown bits make connpool_new_with_config()
-    /// fail with EINVAL.
+    /// A combination of CONNPOOL_CHECK_LIVENESS, CONNPOOL_CHECK_SKIP_RECENT, CONNPOOL_WATCH
+    /// and CONNPOOL_REAPER_THREAD (default CONNPOOL_CHECK_LIVENESS alone). Unknown bits make
+    /// connpool_new_with_config() fail with EINVAL.
     pub flags: u32,
 }
 
@@ -204,6 +218,8 @@ fn config_from_c(c: &connpool_config) -> Option<Config> {
         max_lifetime: millis(c.max_lifetime_ms),
         max_uses: nonzero(c.max_uses),
         check_liveness: c.flags & CONNPOOL_CHECK_LIVENESS != 0,
+        skip_check_if_idle_under: (c.flags & CONNPOOL_CHECK_SKIP_RECENT != 0)
+            .then(|| Duration::from_millis(CONNPOOL_SKIP_RECENT_MS)),
         watch: c.flags & CONNPOOL_WATCH != 0,
         reaper_thread: c.flags & CONNPOOL_REAPER_THREAD != 0,
     };

@@ -121,6 +121,37 @@ static void check_off(int listener)
     connpool_free(pool);
 }
 
+/* CONNPOOL_CHECK_SKIP_RECENT: a connection idle for the whole window is checked again (a
+ * dead one is never handed out). Inside the window it may be handed out unchecked, but
+ * only if its idle time says so: the window itself is tested with an injected clock in
+ * tests/health.rs, since here time cannot be held still. */
+static void skip_recent(int listener)
+{
+    connpool *pool = pool_new(8, 0, 60000, 0, 0, CONNPOOL_CHECK_LIVENESS | CONNPOOL_CHECK_SKIP_RECENT);
+    int c, s;
+    tcp_connect_pair(listener, &c, &s);
+    int watch = dup(c);
+    CHECK_EQ(connpool_release(pool, KEY, c), CONNPOOL_POOLED);
+    inject(FAULT_FIN, s, watch);
+    connpool_conn_info info = {.struct_size = sizeof info};
+    int got = connpool_acquire_info(pool, KEY, &info);
+    if (got == c) { /* skipped: allowed only inside the window */
+        CHECK(info.idle_ms < CONNPOOL_SKIP_RECENT_MS);
+        CHECK_EQ(connpool_release(pool, KEY, c), CONNPOOL_POOLED);
+    } else {
+        CHECK_EQ(got, -ENOENT);
+    }
+    /* Past the window (and a coarse clock tick or two): checked, closed, never handed out. */
+    sleep_ms((long)CONNPOOL_SKIP_RECENT_MS + 50);
+    if (got == c) {
+        CHECK_EQ(connpool_acquire(pool, KEY), -ENOENT);
+    }
+    CHECK_CLOSED(c);
+    CHECK_EQ(stats_of(pool).dead, 1);
+    close(watch);
+    connpool_free(pool);
+}
+
 /* connpool_prune() closes dead idle connections of every key, keeps the live ones in
  * their order. */
 static void prune_closes_dead(int listener)
@@ -182,6 +213,7 @@ int main(void)
         dead_on_top((enum fault)f, listener);
     all_dead(listener);
     check_off(listener);
+    skip_recent(listener);
     prune_closes_dead(listener);
     not_a_socket();
     close(listener);
