@@ -86,7 +86,8 @@
  * connpool_config.flags: watch idle connections, so that they can be closed the moment
  * the backend closes them or their deadline passes, without waiting for an acquire of their
  * key: connpool_watch_fd() gives an fd for the caller's event loop, connpool_reap() does
- * the closing. Off by default: it adds two epoll_ctl() calls to each acquire and release.
+ * the closing. Off by default: it adds two epoll_ctl() calls to each acquire and release
+ * pair (EPOLL_CTL_MOD: a handed-out fd stays in the set, disarmed, until its release).
  */
 #define CONNPOOL_WATCH (1 << 1)
 

@@ -31,7 +31,7 @@ pub struct Config {
     pub skip_check_if_idle_under: Option<Duration>,
     /// Watch idle connections (an epoll set plus a timerfd, see `Pool::watch_fd` and
     /// `Pool::reap`), so they can be closed the moment their backend closes them or their
-    /// deadline passes, without waiting for an acquire. Costs two `epoll_ctl` calls per
+    /// deadline passes, without waiting for an acquire. Costs two `epoll_ctl` (`MOD`) calls per
     /// acquire and release.
     pub watch: bool,
     /// Run a background thread that reaps whenever the watch fd is readable (implies

@@ -156,6 +156,12 @@ impl State {
     fn doomed(&self) -> Doomed<'_> {
         Doomed::new(self.watcher().map(Watcher::epoll_fd))
     }
+
+    /// Closes an fd the pool owns now, unwatching it first (a lent fd is still registered,
+    /// disarmed: see `crate::watch`). Never under a lock.
+    fn close_now(&self, fd: OwnedFd) {
+        self.doomed().push(fd);
+    }
 }
 
 /// The background thread of `Config::reaper_thread`.
@@ -477,10 +483,10 @@ impl<C: Clock> Pool<C> {
             self.unreserve(st, doomed.len() + usize::from(got.is_some()));
             drop(doomed); // closes, outside the lock
             let (c, checked) = got?;
-            // Out of the watch set first: a dead one would keep the watch fd readable
-            // while nothing in the pool can be reaped for it.
+            // Disarmed first: a dead one would keep the watch fd readable while nothing
+            // in the pool can be reaped for it.
             if let Some(w) = st.watcher() {
-                w.unwatch(c.fd.as_raw_fd());
+                w.disarm(c.fd.as_raw_fd());
             }
             if !checked || sys::is_alive(c.fd.as_fd()) {
                 if checked {
@@ -533,6 +539,7 @@ impl<C: Clock> Pool<C> {
             Claim::Fresh => (None, 1),
             Claim::Lent { born, uses } => (Some(born), uses.saturating_add(1)),
         };
+        let lent = born.is_some();
         // If a bug panics before the fd is stored or closed, unwinding closes it (OwnedFd's
         // drop): forget the claim too, or the number would stay marked as the pool's.
         let _unclaim = ForgetOnUnwind(fd.as_raw_fd());
@@ -541,7 +548,7 @@ impl<C: Clock> Pool<C> {
         let born = born.unwrap_or(reading);
         if lim.max_uses != 0 && uses >= lim.max_uses {
             AtomicCounters::bump(&st.outside.retired, 1);
-            sys::close(fd);
+            st.close_now(fd);
             return Released::Closed;
         }
         let idle_ns = lim.idle_timeout_ns.min(hint_ns);
@@ -550,7 +557,7 @@ impl<C: Clock> Pool<C> {
             .min(born.saturating_add(lim.lifetime_ns));
         if deadline <= now {
             AtomicCounters::bump(&st.outside.expired, 1);
-            sys::close(fd);
+            st.close_now(fd);
             return Released::Closed;
         }
         let capped = lim.max_idle_total != 0;
@@ -562,13 +569,13 @@ impl<C: Clock> Pool<C> {
             && self.key_is_full(st, shard, hash, key, now)
         {
             AtomicCounters::bump(&st.outside.closed_full, 1);
-            sys::close(fd);
+            st.close_now(fd);
             return Released::Closed;
         }
         let seq = if capped {
             if !self.reserve(st) {
                 AtomicCounters::bump(&st.outside.closed_full, 1);
-                sys::close(fd);
+                st.close_now(fd);
                 return Released::Closed;
             }
             st.seq.fetch_add(1, Ordering::Relaxed)
@@ -577,7 +584,7 @@ impl<C: Clock> Pool<C> {
         };
         let watcher = st.watcher();
         // Watched before it is findable: see crate::watch.
-        let token = watcher.map_or(0, |w| w.watch(fd.as_fd(), index));
+        let token = watcher.map_or(0, |w| w.watch(fd.as_fd(), index, lent));
         let mut doomed = st.doomed();
         let result = {
             let mut guard = shard.inner.lock();

@@ -35,7 +35,8 @@ pub const CONNPOOL_CHECK_LIVENESS: u32 = 1 << 0;
 /// connpool_config.flags: watch idle connections, so that they can be closed the moment
 /// the backend closes them or their deadline passes, without waiting for an acquire of their
 /// key: connpool_watch_fd() gives an fd for the caller's event loop, connpool_reap() does
-/// the closing. Off by default: it adds two epoll_ctl() calls to each acquire and release.
+/// the closing. Off by default: it adds two epoll_ctl() calls to each acquire and release
+/// pair (EPOLL_CTL_MOD: a handed-out fd stays in the set, disarmed, until its release).
 pub const CONNPOOL_WATCH: u32 = 1 << 1;
 /// connpool_config.flags: run one background thread that waits on the watch fd and reaps
 /// (implies CONNPOOL_WATCH). connpool_free() stops and joins it.

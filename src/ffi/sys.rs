@@ -195,7 +195,15 @@ pub fn epoll_create() -> std::io::Result<OwnedFd> {
 }
 
 /// Watches `fd` for input, peer hang-up and errors (level-triggered), tagged with `data`.
-pub fn epoll_add(epoll: BorrowedFd<'_>, fd: BorrowedFd<'_>, data: u64) -> std::io::Result<()> {
+/// `registered`: `fd` is probably in the set already (disarmed by [`epoll_disarm`]), so
+/// one `EPOLL_CTL_MOD` re-arms it; otherwise it is added. Either guess is corrected by
+/// the other operation.
+pub fn epoll_arm(
+    epoll: BorrowedFd<'_>,
+    fd: BorrowedFd<'_>,
+    data: u64,
+    registered: bool,
+) -> std::io::Result<()> {
     let mut ev = libc::epoll_event {
         events: (libc::EPOLLIN | libc::EPOLLRDHUP) as u32,
         u64: data,
@@ -204,10 +212,28 @@ pub fn epoll_add(epoll: BorrowedFd<'_>, fd: BorrowedFd<'_>, data: u64) -> std::i
         // SAFETY: `ev` is a valid epoll_event; both fds are open for the call.
         cvt(unsafe { libc::epoll_ctl(epoll.as_raw_fd(), op, fd.as_raw_fd(), &mut ev) })
     };
-    match ctl(libc::EPOLL_CTL_ADD) {
-        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => ctl(libc::EPOLL_CTL_MOD).map(drop),
+    let (first, then, wrong_guess) = if registered {
+        (libc::EPOLL_CTL_MOD, libc::EPOLL_CTL_ADD, libc::ENOENT)
+    } else {
+        (libc::EPOLL_CTL_ADD, libc::EPOLL_CTL_MOD, libc::EEXIST)
+    };
+    match ctl(first) {
+        Err(e) if e.raw_os_error() == Some(wrong_guess) => ctl(then).map(drop),
         r => r.map(drop),
     }
+}
+
+/// Disarms a watched `fd` without removing it (one `EPOLL_CTL_MOD`, much cheaper than a
+/// `DEL` now and an `ADD` at its next arming): no events are asked for, and the hang-up
+/// and error events the kernel always adds can fire at most once (`EPOLLONESHOT`), tagged
+/// with `data`. Errors ignored: it may not be watched.
+pub fn epoll_disarm(epoll: BorrowedFd<'_>, fd: std::os::fd::RawFd, data: u64) {
+    let mut ev = libc::epoll_event {
+        events: libc::EPOLLONESHOT as u32,
+        u64: data,
+    };
+    // SAFETY: `ev` is a valid epoll_event; a bad fd is an error return.
+    unsafe { libc::epoll_ctl(epoll.as_raw_fd(), libc::EPOLL_CTL_MOD, fd, &mut ev) };
 }
 
 /// Stops watching `fd` (errors ignored: it may not be watched).

@@ -209,6 +209,64 @@ static void quiet_when_nothing_to_do(int listener)
     }
 }
 
+/* A handed-out fd stays registered, disarmed (so that its next release re-arms it with one
+ * cheap EPOLL_CTL_MOD). A disarmed entry asks for nothing; a reset, which the kernel always
+ * reports, wakes the watch fd at most once, and reap closes nothing: the fd is the caller's. */
+static void lent_fd_wakes_at_most_once(int listener)
+{
+    connpool *pool = pool_new(8, 0, 60000, 0, 0, CONNPOOL_CHECK_LIVENESS | CONNPOOL_WATCH);
+    int wfd = connpool_watch_fd(pool);
+    int c, s;
+    tcp_connect_pair(listener, &c, &s);
+    CHECK_EQ(connpool_release(pool, KEY, c), CONNPOOL_POOLED);
+    CHECK_EQ(connpool_acquire(pool, KEY), c);
+    struct linger l = {.l_onoff = 1, .l_linger = 0};
+    CHECK_SYS(setsockopt(s, SOL_SOCKET, SO_LINGER, &l, sizeof l) == 0);
+    CHECK_SYS(close(s) == 0); /* RST */
+    CHECK(wait_event(c, POLLERR | POLLHUP) == 0);
+    if (readable(wfd, 50)) /* the one-shot hang-up, if the kernel reported it */
+        CHECK_EQ(connpool_reap(pool), 0);
+    CHECK(!readable(wfd, 50));
+    CHECK_EQ(connpool_reap(pool), 0);
+    CHECK_OPEN(c);
+    CHECK_EQ(stats_of(pool).dead, 0);
+    close(c);
+    CHECK(!readable(wfd, 50));
+    connpool_free(pool);
+}
+
+/* The caller closes a handed-out fd while another reference keeps its file open (here a
+ * dup; in real life a fork child), so its disarmed entry stays in the set; a new socket
+ * then gets the same number and is released: it is a different file, so it must get an
+ * entry of its own and be watched like any other idle connection. */
+static void reused_number_is_watched(int listener)
+{
+    connpool *pool = pool_new(8, 0, 60000, 0, 0, CONNPOOL_CHECK_LIVENESS | CONNPOOL_WATCH);
+    int wfd = connpool_watch_fd(pool);
+    int c, s;
+    tcp_connect_pair(listener, &c, &s);
+    CHECK_EQ(connpool_release(pool, KEY, c), CONNPOOL_POOLED);
+    CHECK_EQ(connpool_acquire(pool, KEY), c);
+    int held = dup(c);
+    CHECK_SYS(held >= 0);
+    close(c);
+    int c2, s2;
+    tcp_connect_pair(listener, &c2, &s2);
+    if (c2 != c)
+        fprintf(stderr, "note: the new socket got %d, not the reused number %d\n", c2, c);
+    CHECK_EQ(connpool_release(pool, KEY, c2), CONNPOOL_POOLED);
+    CHECK(!readable(wfd, 50));
+    close(s2); /* the new connection's backend closes it: watched, so reaped */
+    CHECK(readable(wfd, 10000));
+    CHECK_EQ(connpool_reap(pool), 1);
+    CHECK_CLOSED(c2);
+    CHECK_EQ(connpool_idle_count(pool), 0);
+    close(s); /* the old file (still open through `held`) gets a FIN: its entry is disarmed */
+    CHECK(!readable(wfd, 50));
+    close(held);
+    connpool_free(pool);
+}
+
 /* A backend restart: hundreds of idle connections die at the same moment, more than one
  * batch of events (64), with a deadline due as well. */
 enum { MANY = 200 };
@@ -351,6 +409,8 @@ int main(void)
     watch_fd_in_a_poll_loop(listener);
     deadline_makes_it_readable(listener);
     quiet_when_nothing_to_do(listener);
+    lent_fd_wakes_at_most_once(listener);
+    reused_number_is_watched(listener);
     many_at_once(CONNPOOL_WATCH);
     many_at_once(CONNPOOL_REAPER_THREAD);
     close(listener);
