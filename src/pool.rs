@@ -64,6 +64,10 @@ pub const SHARDS: usize = 64;
 /// progress on another thread.
 const EVICT_TRIES: usize = 2 * SHARDS;
 
+/// How close to a deadline a coarse clock reading is checked against the precise clock
+/// (see [`Pool::refine`]): far more than the coarse clock was ever seen to lag.
+const LATE_SLACK_NS: u64 = 250_000_000;
+
 /// At most this many batches of watcher events per [`Pool::reap`] (64 events each): a reap
 /// stays bounded even while backends close connections faster than it closes them.
 const MAX_REAP_BATCHES: usize = 1024;
@@ -405,11 +409,25 @@ impl<C: Clock> Pool<C> {
 
     /// Returns (reading, the latest the real time may be): deadlines are set from the first
     /// and compared with the second, so a coarse clock makes connections expire up to one
-    /// tick early, never late.
+    /// tick early, never late (near a deadline, see [`Pool::refine`]).
     #[inline]
     fn now(&self) -> (u64, u64) {
         let t = self.clock.now_ns();
         (t, t.saturating_add(self.lag_ns))
+    }
+
+    /// `now` from [`Pool::now`], made exact when a deadline as early as `earliest` is near.
+    /// The coarse clock is normally at most one tick (its resolution) behind, but on a VM
+    /// whose timekeeping vCPU is descheduled it is updated late (2 to 20 ms behind was seen
+    /// on a loaded 2-vCPU VM); the precise clock counts from the hardware counter and is not.
+    /// Reading it only within [`LATE_SLACK_NS`] of a deadline keeps it off the hot path.
+    #[inline]
+    fn refine(&self, now: u64, earliest: u64) -> u64 {
+        if self.lag_ns == 0 || earliest > now.saturating_add(LATE_SLACK_NS) {
+            now
+        } else {
+            now.max(self.clock.precise_now_ns())
+        }
     }
 
     /// With a global cap, gives back `n` places (idle connections removed).
@@ -457,6 +475,7 @@ impl<C: Clock> Pool<C> {
                     None => None,
                     Some(stack) => {
                         let was_empty = stack.idle.is_empty();
+                        let now = self.refine(now, stack.earliest);
                         let expired = stack.expire(now, &mut doomed);
                         let got = stack.idle.pop();
                         // An emptied entry stays for the next release (see shard.rs).
@@ -555,7 +574,7 @@ impl<C: Clock> Pool<C> {
         let deadline = reading
             .saturating_add(idle_ns)
             .min(born.saturating_add(lim.lifetime_ns));
-        if deadline <= now {
+        if deadline <= self.refine(now, deadline) {
             AtomicCounters::bump(&st.outside.expired, 1);
             st.close_now(fd);
             return Released::Closed;
@@ -599,7 +618,7 @@ impl<C: Clock> Pool<C> {
                     }
                     Entry::Vacant(v) => (v.insert(new_stack(hash, key)).into_mut(), false),
                 };
-            let expired = stack.expire(now, &mut doomed);
+            let expired = stack.expire(self.refine(now, stack.earliest), &mut doomed);
             let result = if stack.idle.len() >= lim.max_idle_per_key {
                 doomed.push(fd);
                 inner.stats.closed_full += 1;
@@ -654,7 +673,7 @@ impl<C: Clock> Pool<C> {
             let Some(stack) = inner.keys.find_mut(hash, |s| key_eq(&s.key, key)) else {
                 return 0;
             };
-            let expired = stack.expire(now, &mut doomed);
+            let expired = stack.expire(self.refine(now, stack.earliest), &mut doomed);
             let n = stack.idle.len();
             if expired > 0 && n == 0 {
                 inner.note_emptied();
@@ -818,7 +837,8 @@ impl<C: Clock> Pool<C> {
     /// unlocking.
     pub fn prune(&self) -> usize {
         let st = self.state();
-        let (_, now) = self.now();
+        // Maintenance, not the hot path: judged by the exact clock (see `Pool::refine`).
+        let now = self.refine(self.now().1, 0);
         let mut total = 0;
         for shard in st.shards.iter() {
             let mut doomed = st.doomed();
@@ -1164,6 +1184,61 @@ mod tests {
         };
         assert_eq!(pool.reap_fd(st, shard, token), 0);
         assert_eq!(pool.idle_count_key(key), 1, "the new connection stays");
+    }
+
+    /// A coarse clock that falls behind far more than its declared tick (as on a VM whose
+    /// timekeeping vCPU was descheduled): near a deadline the exact clock decides, so an
+    /// expired connection is neither handed out nor kept.
+    #[test]
+    fn a_late_coarse_clock_never_makes_expiry_late() {
+        #[derive(Debug, Clone)]
+        struct LateCoarse(crate::ManualClock, Arc<AtomicU64>);
+        impl Clock for LateCoarse {
+            fn now_ns(&self) -> u64 {
+                self.0.now_ns() - self.1.load(Ordering::Relaxed)
+            }
+            fn lag_ns(&self) -> u64 {
+                1_000_000 // what it claims
+            }
+            fn precise_now_ns(&self) -> u64 {
+                self.0.now_ns()
+            }
+        }
+        let manual = crate::ManualClock::new(10_000_000_000);
+        let behind = Arc::new(AtomicU64::new(0));
+        let config = Config {
+            idle_timeout: Some(Duration::from_millis(100)),
+            check_liveness: false,
+            ..Config::default()
+        };
+        let pool = Pool::with_clock(config, LateCoarse(manual.clone(), behind.clone())).unwrap();
+        let key = Key::try_from("late:1").unwrap();
+        let (a, _a_peer) = UnixStream::pair().unwrap();
+        assert_eq!(pool.release(key, a.into()), Released::Pooled);
+        manual.advance_ms(110);
+        behind.store(20_000_000, Ordering::Relaxed); // reads 90 ms idle; the truth is 110
+        assert!(pool.acquire(key).is_none(), "expired by the exact clock");
+        assert_eq!(pool.stats().expired, 1);
+        // Far from any deadline the coarse reading alone decides (and is right).
+        let (b, _b_peer) = UnixStream::pair().unwrap();
+        assert_eq!(pool.release(key, b.into()), Released::Pooled);
+        manual.advance_ms(1);
+        assert!(pool.acquire(key).is_some());
+
+        // The lifetime, judged on release.
+        behind.store(0, Ordering::Relaxed);
+        let config = Config {
+            max_lifetime: Some(Duration::from_millis(100)),
+            check_liveness: false,
+            ..Config::default()
+        };
+        let pool = Pool::with_clock(config, LateCoarse(manual.clone(), behind.clone())).unwrap();
+        let (c, _c_peer) = UnixStream::pair().unwrap();
+        assert_eq!(pool.release(key, c.into()), Released::Pooled);
+        let c = pool.acquire(key).unwrap();
+        manual.advance_ms(110);
+        behind.store(20_000_000, Ordering::Relaxed);
+        assert_eq!(pool.release(key, c), Released::Closed, "past its lifetime");
     }
 
     /// A fork child must never take a shard lock: another parent thread may have held it at
