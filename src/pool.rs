@@ -448,6 +448,10 @@ impl<C: Clock> Pool<C> {
     /// (outside the lock) and closed if dead, and the next one is tried.
     pub fn acquire_info(&self, key: Key<'_>) -> Option<(OwnedFd, ConnInfo)> {
         self.take(key).map(|(c, reading)| {
+            // The exact time (a coarse reading may lag, see `Pool::refine`); the stamps
+            // may lag too, which can only make a connection look idler and older, never
+            // fresher.
+            let reading = reading.max(self.clock.precise_now_ns());
             let info = ConnInfo {
                 idle: Duration::from_nanos(reading.saturating_sub(c.released)),
                 age: Duration::from_nanos(reading.saturating_sub(c.born)),

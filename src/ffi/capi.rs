@@ -108,9 +108,11 @@ pub struct connpool_config {
 pub struct connpool_conn_info {
     /// Set to sizeof(connpool_conn_info) before the call.
     pub struct_size: usize,
-    /// How long the connection was idle in the pool, in milliseconds.
+    /// How long the connection was idle in the pool, in milliseconds. Stamped with a coarse
+    /// clock: it may be over-reported by a tick (more on a loaded VM), never under-reported.
     pub idle_ms: u64,
-    /// How long ago it was first released to the pool, in milliseconds.
+    /// How long ago it was first released to the pool, in milliseconds (over-reported the
+    /// same way, never under-reported).
     pub age_ms: u64,
     /// Requests it has served: 1 after its first release, one more per acquire and release.
     pub uses: u32,
@@ -264,8 +266,9 @@ pub unsafe extern "C" fn connpool_config_init(cfg: *mut connpool_config) {
 ///
 /// Time is read from CLOCK_MONOTONIC_COARSE (cheap, but up to one tick of 1 to 4 ms
 /// behind), and expiry errs early: a connection may expire up to one tick before its
-/// timeout, never after. When the shorter of idle_timeout_ms and max_lifetime_ms is under
-/// 16 ticks (64 ms at 250 Hz), CLOCK_MONOTONIC is read instead.
+/// timeout, never after (within 250 ms of a deadline CLOCK_MONOTONIC is read as well, since
+/// a loaded VM may update the coarse clock late). When the shorter of idle_timeout_ms and
+/// max_lifetime_ms is under 16 ticks (64 ms at 250 Hz), CLOCK_MONOTONIC is read throughout.
 ///
 /// Requires: cfg is NULL or points to a readable connpool_config (at least struct_size
 /// readable bytes).

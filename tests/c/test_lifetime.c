@@ -134,7 +134,9 @@ static void info(int listener)
     CHECK_EQ(in.struct_size, sizeof in);
     CHECK(in.idle_ms >= 50 - TICK_MS);
     CHECK(in.age_ms >= in.idle_ms);
-    CHECK(in.age_ms <= (uint64_t)(now_ms() - before) + TICK_MS);
+    /* Loose: the pool's stamps come from a coarse clock that a loaded VM may update late, so
+     * a connection can look older than it is (never younger). */
+    CHECK(in.age_ms <= (uint64_t)(now_ms() - before) + 1000);
     CHECK_EQ(in.uses, 1);
     uint64_t age1 = in.age_ms;
 
