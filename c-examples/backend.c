@@ -26,6 +26,7 @@
 #include <getopt.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,36 +71,51 @@ struct conn {
     int close_after;       /* close once out is written */
     uint32_t requests;     /* served on this connection */
     uint64_t last_active;  /* ms: last byte in or response fully out */
-    int on_idle_list;
-    struct conn *prev, *next; /* idle list */
+    struct list *on_list;  /* idle_list, fresh_list or none */
+    struct conn *prev, *next; /* on_list */
     struct conn *all_prev, *all_next; /* every connection, to close them at exit */
 };
 
-static struct conn *idle_head, *idle_tail, *all_conns;
+/* Connections waiting, oldest first: idle between requests (closed after idle_ms, the
+ * keep-alive timeout) or accepted and still waiting for their first request (closed after
+ * FRESH_MS, like a server's header timeout: a client may take a while to send its first
+ * request after connect() returns, and the keep-alive timer is not meant for that). */
+#define FRESH_MS 10000
+struct list {
+    struct conn *head, *tail;
+};
+static struct list idle_list, fresh_list;
+static struct conn *all_conns;
 static char filler[CHUNK]; /* body bytes */
 static uint64_t framing_rotation;
 
 static void idle_remove(struct conn *c)
 {
-    if (!c->on_idle_list)
+    struct list *l = c->on_list;
+    if (l == NULL)
         return;
-    if (c->prev) c->prev->next = c->next; else idle_head = c->next;
-    if (c->next) c->next->prev = c->prev; else idle_tail = c->prev;
+    if (c->prev) c->prev->next = c->next; else l->head = c->next;
+    if (c->next) c->next->prev = c->prev; else l->tail = c->prev;
     c->prev = c->next = NULL;
-    c->on_idle_list = 0;
+    c->on_list = NULL;
 }
 
-/* (Re)start the idle clock: move to the tail, the youngest end. */
-static void idle_touch(struct conn *c)
+/* (Re)start the clock of list l for c: move it to l's tail, the youngest end. */
+static void list_touch(struct list *l, struct conn *c)
 {
     idle_remove(c);
     c->last_active = now_ms();
-    c->prev = idle_tail;
+    c->prev = l->tail;
     c->next = NULL;
-    if (idle_tail) idle_tail->next = c; else idle_head = c;
-    idle_tail = c;
-    c->on_idle_list = 1;
+    if (l->tail) l->tail->next = c; else l->head = c;
+    l->tail = c;
+    c->on_list = l;
 }
+
+/* (Re)start the idle (keep-alive) clock. */
+static void idle_touch(struct conn *c) { list_touch(&idle_list, c); }
+
+static uint64_t fresh_ms(void) { return opt.idle_ms > FRESH_MS ? opt.idle_ms : FRESH_MS; }
 
 static void conn_close(struct conn *c)
 {
@@ -338,7 +354,7 @@ static void accept_all(int epfd, int listener)
         if (all_conns)
             all_conns->all_prev = c;
         all_conns = c;
-        idle_touch(c); /* a connection that never sends a request is idle too */
+        list_touch(&fresh_list, c); /* one that never sends a request is closed too, later */
         struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.ptr = c};
         if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
             conn_close(c);
@@ -420,8 +436,12 @@ int main(int argc, char **argv)
     int running = 1;
     while (running) {
         int timeout = -1;
-        if (opt.idle_ms > 0 && idle_head != NULL) {
-            uint64_t deadline = idle_head->last_active + opt.idle_ms, now = now_ms();
+        if (opt.idle_ms > 0 && (idle_list.head != NULL || fresh_list.head != NULL)) {
+            uint64_t deadline = UINT64_MAX, now = now_ms();
+            if (idle_list.head != NULL)
+                deadline = idle_list.head->last_active + opt.idle_ms;
+            if (fresh_list.head != NULL && fresh_list.head->last_active + fresh_ms() < deadline)
+                deadline = fresh_list.head->last_active + fresh_ms();
             timeout = deadline > now ? (int)(deadline - now) : 0;
         }
         struct epoll_event events[64];
@@ -441,9 +461,13 @@ int main(int argc, char **argv)
         /* Close the connections idle for idle_ms, oldest first, like a server's
          * keep-alive timer. */
         uint64_t now = now_ms();
-        while (opt.idle_ms > 0 && idle_head != NULL && now >= idle_head->last_active + opt.idle_ms) {
+        while (opt.idle_ms > 0 && idle_list.head != NULL && now >= idle_list.head->last_active + opt.idle_ms) {
             stats.idle_closed++;
-            conn_close(idle_head);
+            conn_close(idle_list.head);
+        }
+        while (opt.idle_ms > 0 && fresh_list.head != NULL && now >= fresh_list.head->last_active + fresh_ms()) {
+            stats.idle_closed++;
+            conn_close(fresh_list.head);
         }
     }
 

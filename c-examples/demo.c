@@ -55,7 +55,7 @@ static const struct kind kinds[] = {
 
 struct row {
     const struct kind *kind;
-    long long requests, errors, p50_us, p99_us, accepted, accepted_max;
+    long long requests, errors, p50_us, p99_us, accepted, accepted_max, dropped;
     long long hits, misses, expired, dead, retries;
     double rps;
     char memcheck[160]; /* the proxy wrapper's verdict line, if any */
@@ -131,9 +131,9 @@ static void start_backends(int keep_alive_header)
     }
 }
 
-static void stop_backends(long long *accepted, long long *accepted_max)
+static void stop_backends(long long *accepted, long long *accepted_max, long long *dropped)
 {
-    *accepted = *accepted_max = 0;
+    *accepted = *accepted_max = *dropped = 0;
     for (int i = 0; i < opt.backends; i++) {
         if (spawn_stop(&backends[i], STOP_MS) != 0 || backends[i].status != 0)
             die("backend %d did not exit cleanly", i + 1);
@@ -141,6 +141,7 @@ static void stop_backends(long long *accepted, long long *accepted_max)
         *accepted += a;
         if (a > *accepted_max)
             *accepted_max = a;
+        *dropped += spawn_field(&backends[i], "backend:", "dropped");
     }
 }
 
@@ -197,7 +198,7 @@ static int run(const struct kind *k, struct row *row)
         fputs(proxy.output, stderr);
         die("the proxy did not exit cleanly (status %d)", proxy.status);
     }
-    stop_backends(&row->accepted, &row->accepted_max);
+    stop_backends(&row->accepted, &row->accepted_max, &row->dropped);
 
     row->requests = spawn_field(&loadgen, "loadgen:", "requests");
     row->errors = spawn_field(&loadgen, "loadgen:", "errors");
@@ -234,8 +235,8 @@ static int run_client(void)
     if (spawn_start(c, "client", argv) != 0 || spawn_wait_exit(c, 120000) != 0)
         die("%s did not finish", argv[0]);
     fputs(c->output, stdout);
-    long long accepted, max;
-    stop_backends(&accepted, &max);
+    long long accepted, max, dropped;
+    stop_backends(&accepted, &max, &dropped);
     printf("demo: %s exited with status %d; the backend accepted %lld connections\n", argv[0], c->status,
            accepted);
     return c->status;
@@ -388,7 +389,9 @@ int main(int argc, char **argv)
                    opt.check_max_accepted);
             status = 1;
         }
-        if (r->kind->pool && opt.drop_every > 0 && r->retries <= 0) {
+        /* Judged on what the backends really dropped: a slow run (valgrind, a loaded
+         * machine) may not reach --drop-every requests on a used connection at all. */
+        if (r->kind->pool && opt.drop_every > 0 && r->dropped > 0 && r->retries <= 0) {
             printf("FAIL: %s: backends dropped requests, but the proxy retried none\n", r->kind->label);
             status = 1;
         }

@@ -284,7 +284,8 @@ void connpool_config_init(struct connpool_config *cfg);
  * Time is read from CLOCK_MONOTONIC_COARSE (cheap, but up to one tick of 1 to 4 ms
  * behind), and expiry errs early: a connection may expire up to one tick before its
  * timeout, never after (within 250 ms of a deadline CLOCK_MONOTONIC is read as well, since
- * a loaded VM may update the coarse clock late). When the shorter of idle_timeout_ms and
+ * a loaded VM may update the coarse clock late; then a deadline stamped by a late reading
+ * falls that much early). When the shorter of idle_timeout_ms and
  * max_lifetime_ms is under 16 ticks (64 ms at 250 Hz), CLOCK_MONOTONIC is read throughout.
  *
  * Requires: cfg is NULL or points to a readable connpool_config (at least struct_size

@@ -214,6 +214,8 @@ static void exhausted_child(void)
     int listener = listener_open();
     int c[3], s[3];
     tcp_connect_pairs(listener, 3, c, s);
+    int watch2 = dup(c[2]); /* only to see the RST arrive (made before the fds run out) */
+    CHILD_CHECK(watch2 >= 0, 10);
     for (int i = 0; i < 3; i++)
         CHILD_CHECK(connpool_release(pool, "k:1", c[i]) == CONNPOOL_POOLED, 10);
     /* Use up every fd the limit allows. */
@@ -237,6 +239,10 @@ static void exhausted_child(void)
 
     /* The backend kills c[2] (top of the stack): acquire skips it, hands out c[1]. */
     kill_backend_end(s[2], 1);
+    /* Wait for it: the RST is processed in softirq context, which a loaded machine may
+     * defer to ksoftirqd, after close() returned. */
+    CHILD_CHECK(wait_event(watch2, POLLIN | POLLRDHUP) == 0, 20);
+    close(watch2);
     CHILD_CHECK(connpool_acquire(pool, "k:1") == c[1], 15);
     CHILD_CHECK(fd_is_closed(c[2]), 16);
     CHILD_CHECK(tcp_roundtrip(c[1], s[1], 5) == 0, 17);

@@ -5,8 +5,11 @@
 #include "harness.h"
 
 #define KEY "127.0.0.1:8080"
-/* Expiry errs early by at most one tick of CLOCK_MONOTONIC_COARSE (4 ms at 250 Hz). */
+/* Expiry errs early by at most one tick of CLOCK_MONOTONIC_COARSE (4 ms at 250 Hz)... */
 #define TICK_MS 10
+/* ...or by as much as a loaded VM updates that clock late (up to ~26 ms was measured), since
+ * deadlines are stamped with it: bounds on how EARLY something expires allow for that. */
+#define EARLY_MS 50
 
 static void wait_until(long long t)
 {
@@ -42,7 +45,7 @@ static void lifetime_counts_from_first_release(int listener)
     }
     CHECK_CLOSED(c);
     long long lived = now_ms() - born;
-    CHECK(lived >= lifetime - TICK_MS);
+    CHECK(lived >= lifetime - EARLY_MS);
     CHECK(last_ok - born <= lifetime + 1000); /* loose: it did end */
     connpool_stats st = stats_of(pool);
     CHECK_EQ(st.expired, 1);

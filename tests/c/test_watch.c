@@ -155,7 +155,9 @@ static void deadline_makes_it_readable(int listener)
     long long t0 = now_ms();
     CHECK_EQ(connpool_release(pool, KEY, c), CONNPOOL_POOLED);
     CHECK(readable(wfd, 5000));
-    CHECK(now_ms() - t0 >= 100 - TICK_MS); /* not before the deadline */
+    /* Not before the deadline, less a tick of the coarse clock that stamped it, or more on
+     * a loaded VM that updates that clock late (~26 ms was measured). */
+    CHECK(now_ms() - t0 >= 100 - 50);
     CHECK_EQ(connpool_reap(pool), 1);
     CHECK_CLOSED(c);
     CHECK_EQ(stats_of(pool).expired, 1);
