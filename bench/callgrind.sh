@@ -50,10 +50,10 @@ awk -F'\t' '
     name[key] = cv[1]; var[key] = cv[2]
   }
   END {
-    printf "%-12s %-26s %-10s %12s %14s\n", "scenario", "contender", "variant", "Ir/pair", "Ir/pair - loop"
+    printf "%-12s %-26s %-11s %12s %14s\n", "scenario", "contender", "variant", "Ir/pair", "Ir/pair - loop"
     for (i = 1; i <= n; i++) {
       k = order[i]
-      printf "%-12s %-26s %-10s %12.1f %14.1f\n", scen[k], name[k], var[k], ir[k], ir[k] - base[scen[k]]
+      printf "%-12s %-26s %-11s %12.1f %14.1f\n", scen[k], name[k], var[k], ir[k], ir[k] - base[scen[k]]
     }
   }' "$out/dumps.tsv" | tee "$out/summary.txt"
 
