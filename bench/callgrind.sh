@@ -56,6 +56,8 @@ awk -F'\t' '
       printf "%-12s %-26s %-11s %12.1f %14.1f\n", scen[k], name[k], var[k], ir[k], ir[k] - base[scen[k]]
     }
   }' "$out/dumps.tsv" | tee "$out/summary.txt"
+# Rows whose count does not mean what it does at full speed (connpool_bench says which).
+sed -n 's/^callgrind: note: /note: /p; /^  /p' "$out/bench.log" | tee -a "$out/summary.txt"
 
 # Where libconnpool's instructions go, per category and per source line
 # (bench/callgrind_lines.py; with LTO nearly everything is inlined into connpool_acquire
