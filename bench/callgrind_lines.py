@@ -45,7 +45,7 @@ CATEGORIES = [
         s in f for s in ("parking_lot", "lock_api", "src/lock.rs"))),
     ("table probe + key compare: hashbrown find/entry, key_eq",
      lambda o, fn, f, c, ch, ln: "hashbrown" in f or "memcmp" in c or "bcmp" in c or "key_eq" in fn),
-    ("key hash: key.rs hash_key (FxHash step over overlapping words + fmix64)",
+    ("key hash: key.rs hash_key (up to 16 bytes: folded multiplies of two overlapping words)",
      lambda o, fn, f, c, ch, ln: f.endswith("src/key.rs")),
     ("fd registry + fork generation (fds.rs, cell.rs, fork.rs)",
      lambda o, fn, f, c, ch, ln: f.endswith(("src/fds.rs", "src/ffi/cell.rs", "src/ffi/fork.rs"))),
@@ -211,13 +211,15 @@ def side_of(ob, fn):
     """0: the instruction runs under connpool_acquire, 1: under connpool_release, None:
     neither (the harness) or unknown. With LTO the library is a handful of functions:
     connpool_acquire and Pool::take (acquire), connpool_release and capi::release or
-    release_inner (release), each with the rest inlined into it."""
+    release_inner (release), each with the rest inlined into it, and two helpers left out
+    of line: Watcher::watch (release adds the fd to the watch set) and the drop of the
+    io::Error that the liveness check's EAGAIN makes (acquire)."""
     if "libconnpool" not in ob:
         return None
     last = name_of(fn)
-    if "release" in last:
+    if "release" in last or fn.endswith("Watcher::watch"):
         return 1
-    if "acquire" in last or last == "take":
+    if "acquire" in last or last == "take" or "drop_in_place<std::io::error::Error>" in fn:
         return 0
     return None
 
