@@ -846,8 +846,9 @@ static void run_callgrind(const struct scenario *scs, int nsc)
                         (cs[i].arg & LIB_SKIP_RECENT);
             if (skips && back_ms >= CONNPOOL_SKIP_RECENT_MS / 2.0)
                 printf("callgrind: note: %s|%s, %s: connections came back after ~%.0f ms\n"
-                       "  under valgrind (skip window %d ms), so some or all of its acquires were\n"
-                       "  checked, unlike at full speed: that count is not the skip's\n",
+                       "  on average under valgrind (skip window %d ms), so some of its acquires\n"
+                       "  may have been checked, unlike at full speed: compare its count with the\n"
+                       "  check-off row's (~the same: none was) and the recv-peek row's (all were)\n",
                        cs[i].name, cs[i].variant, s->id, back_ms, (int)CONNPOOL_SKIP_RECENT_MS);
 #else
             (void)ms;
