@@ -50,12 +50,14 @@ awk -F'\t' '
     name[key] = cv[1]; var[key] = cv[2]
   }
   END {
-    printf "%-12s %-26s %-10s %12s %14s\n", "scenario", "contender", "variant", "Ir/pair", "Ir/pair - loop"
+    printf "%-12s %-26s %-11s %12s %14s\n", "scenario", "contender", "variant", "Ir/pair", "Ir/pair - loop"
     for (i = 1; i <= n; i++) {
       k = order[i]
-      printf "%-12s %-26s %-10s %12.1f %14.1f\n", scen[k], name[k], var[k], ir[k], ir[k] - base[scen[k]]
+      printf "%-12s %-26s %-11s %12.1f %14.1f\n", scen[k], name[k], var[k], ir[k], ir[k] - base[scen[k]]
     }
   }' "$out/dumps.tsv" | tee "$out/summary.txt"
+# Rows whose count does not mean what it does at full speed (connpool_bench says which).
+sed -n 's/^callgrind: note: /note: /p; /^  /p' "$out/bench.log" | tee -a "$out/summary.txt"
 
 # Where libconnpool's instructions go, per category and per source line
 # (bench/callgrind_lines.py; with LTO nearly everything is inlined into connpool_acquire

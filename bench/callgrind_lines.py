@@ -45,7 +45,7 @@ CATEGORIES = [
         s in f for s in ("parking_lot", "lock_api", "src/lock.rs"))),
     ("table probe + key compare: hashbrown find/entry, key_eq",
      lambda o, fn, f, c, ch, ln: "hashbrown" in f or "memcmp" in c or "bcmp" in c or "key_eq" in fn),
-    ("key hash: key.rs hash_key (FxHash step over overlapping words + fmix64)",
+    ("key hash: key.rs hash_key (up to 16 bytes: folded multiplies of two overlapping words)",
      lambda o, fn, f, c, ch, ln: f.endswith("src/key.rs")),
     ("fd registry + fork generation (fds.rs, cell.rs, fork.rs)",
      lambda o, fn, f, c, ch, ln: f.endswith(("src/fds.rs", "src/ffi/cell.rs", "src/ffi/fork.rs"))),
@@ -207,6 +207,23 @@ def own_frame(chain):
     return chain[-1] if chain else ("??", "??:0")
 
 
+def side_of(ob, fn):
+    """0: the instruction runs under connpool_acquire, 1: under connpool_release, None:
+    neither (the harness) or unknown. With LTO the library is a handful of functions:
+    connpool_acquire and Pool::take (acquire), connpool_release and capi::release or
+    release_inner (release), each with the rest inlined into it, and two helpers left out
+    of line: Watcher::watch (release adds the fd to the watch set) and the drop of the
+    io::Error that the liveness check's EAGAIN makes (acquire)."""
+    if "libconnpool" not in ob:
+        return None
+    last = name_of(fn)
+    if "release" in last or fn.endswith("Watcher::watch"):
+        return 1
+    if "acquire" in last or last == "take" or "drop_in_place<std::io::error::Error>" in fn:
+        return 0
+    return None
+
+
 def main():
     if len(sys.argv) < 3:
         sys.exit(__doc__)
@@ -223,6 +240,7 @@ def main():
         for a, ch in frames_of(obj, sorted(addrs)).items():
             chains[(obj, a)] = ch
     cats = defaultdict(int)
+    split = defaultdict(lambda: [0, 0])  # category: [under connpool_acquire, _release]
     frames = defaultdict(int)
     for (ob, fn, addr, callee), ir in cost.items():
         chain = chains.get((ob, addr))
@@ -234,13 +252,19 @@ def main():
         for name, test in CATEGORIES:
             if test(ob, ffn, f, callee, files, ln):
                 cats[name] += ir
+                side = side_of(ob, fn)
+                if side is not None:
+                    split[name][side] += ir
                 break
         short = re.sub(r"^.*/(src|library)/", r"\1/", floc) if floc else ob.rsplit("/", 1)[-1]
         frames[(re.sub(r"<.*>::|connpool::", "", ffn)[:46], short, callee)] += ir
     print(f"{total / pairs:8.1f}  instructions per pair in all ({total} Ir / {pairs} pairs)")
+    print(f"{'':8s}  {'acquire':>8s} {'release':>8s}  (of the category: in connpool_acquire,"
+          " connpool_release)")
     for name, _ in CATEGORIES:
         if cats[name]:
-            print(f"{cats[name] / pairs:8.1f}  {name}")
+            a, r = split[name]
+            print(f"{cats[name] / pairs:8.1f}  {a / pairs:8.1f} {r / pairs:8.1f}  {name}")
     print(f"\ntop {nlines} frames (Ir per pair; function, file:line [-> libc callee, inclusive]):")
     for (ffn, loc, callee), ir in sorted(frames.items(), key=lambda kv: -kv[1])[:nlines]:
         extra = f"  -> {callee}" if callee else ""

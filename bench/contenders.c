@@ -85,7 +85,9 @@ static void *lib_create(int arg, char **keys, int nkeys)
 #ifdef CONNPOOL_CHECK_LIVENESS
     /* Issue 3's config: "check off" is flags = 0, "check on" the liveness flag alone;
      * the "+watch" rows add CONNPOOL_WATCH (the idle watcher: an epoll set over the idle
-     * fds; nobody reaps during the benchmark, and the quiet peers never wake it). */
+     * fds; nobody reaps during the benchmark, and the quiet peers never wake it); the
+     * "skip recent" row adds CONNPOOL_CHECK_SKIP_RECENT to the check (no recv for a
+     * connection idle under CONNPOOL_SKIP_RECENT_MS: every acquire of the timed loops). */
     connpool_config cfg;
     connpool_config_init(&cfg);
     cfg.max_idle_per_key = MAX_IDLE_PER_KEY;
@@ -94,6 +96,10 @@ static void *lib_create(int arg, char **keys, int nkeys)
 #ifdef CONNPOOL_WATCH
     if (arg & LIB_WATCH)
         cfg.flags |= CONNPOOL_WATCH;
+#endif
+#ifdef CONNPOOL_CHECK_SKIP_RECENT
+    if (arg & LIB_SKIP_RECENT)
+        cfg.flags |= CONNPOOL_CHECK_SKIP_RECENT;
 #endif
     /* The benchmark holds up to nkeys * 2 idle fds: a global cap must not close them. */
     if (cfg.max_idle_total != 0 && cfg.max_idle_total < (uint32_t)nkeys * 2)
@@ -263,7 +269,8 @@ static struct {
     int (*release)(void *, const char *, int);
 } alt;
 
-static void *alt_create(int check, char **keys, int nkeys)
+/* arg as lib_create's: bit 0 the check, LIB_SKIP_RECENT (no LIB_WATCH rows here). */
+static void *alt_create(int arg, char **keys, int nkeys)
 {
     (void)keys;
 #ifdef CONNPOOL_CHECK_LIVENESS
@@ -272,13 +279,17 @@ static void *alt_create(int check, char **keys, int nkeys)
         alt.config_init(&cfg);
         cfg.max_idle_per_key = MAX_IDLE_PER_KEY;
         cfg.idle_timeout_ms = IDLE_TIMEOUT_MS;
-        cfg.flags = check ? CONNPOOL_CHECK_LIVENESS : 0;
+        cfg.flags = (arg & 1) ? CONNPOOL_CHECK_LIVENESS : 0;
+#ifdef CONNPOOL_CHECK_SKIP_RECENT
+        if (arg & LIB_SKIP_RECENT)
+            cfg.flags |= CONNPOOL_CHECK_SKIP_RECENT;
+#endif
         if (cfg.max_idle_total != 0 && cfg.max_idle_total < (uint32_t)nkeys * 2)
             cfg.max_idle_total = (uint32_t)nkeys * 2;
         return alt.new_with_config(&cfg);
     }
 #endif
-    (void)check;
+    (void)arg;
     (void)nkeys;
     return alt.new_pool(MAX_IDLE_PER_KEY, IDLE_TIMEOUT_MS);
 }
@@ -286,8 +297,9 @@ static void alt_destroy(void *p) { alt.free_pool(p); }
 static int alt_acquire(void *p, const char *key) { return alt.acquire(p, key); }
 static int alt_release(void *p, const char *key, int fd) { return alt.release(p, key, fd); }
 
-/* Loads CONNPOOL_BENCH_ALT_LIB; returns 0 (not set), 1 (connpool_new only: its defaults)
- * or 2 (connpool_new_with_config too: check off and on). */
+/* Loads CONNPOOL_BENCH_ALT_LIB; returns 0 (not set), 1 (connpool_new only: its defaults),
+ * 2 (connpool_new_with_config too: check off and on) or 3 (it also accepts
+ * CONNPOOL_CHECK_SKIP_RECENT: check off, on, and on skipping recent connections). */
 static int alt_load(void)
 {
     const char *path = getenv("CONNPOOL_BENCH_ALT_LIB");
@@ -309,8 +321,17 @@ static int alt_load(void)
 #ifdef CONNPOOL_CHECK_LIVENESS
     *(void **)&alt.config_init = dlsym(h, "connpool_config_init");
     *(void **)&alt.new_with_config = dlsym(h, "connpool_new_with_config");
-    if (alt.config_init && alt.new_with_config)
+    if (alt.config_init && alt.new_with_config) {
+#ifdef CONNPOOL_CHECK_SKIP_RECENT
+        /* An older build rejects the unknown flag (EINVAL): no skip-recent row then. */
+        void *probe = alt_create(1 | LIB_SKIP_RECENT, NULL, 1);
+        if (probe != NULL) {
+            alt.free_pool(probe);
+            return 3;
+        }
+#endif
         return 2;
+    }
     alt.new_with_config = NULL;
 #endif
     return 1;
@@ -320,6 +341,11 @@ static int alt_load(void)
 #define LIB_CHECK_SKIP NULL
 #else
 #define LIB_CHECK_SKIP "n/a: this header has no CONNPOOL_CHECK_LIVENESS yet (issue 3)"
+#endif
+#ifdef CONNPOOL_CHECK_SKIP_RECENT
+#define LIB_SKIP_RECENT_SKIP NULL
+#else
+#define LIB_SKIP_RECENT_SKIP "n/a: this header has no CONNPOOL_CHECK_SKIP_RECENT yet"
 #endif
 #ifdef CONNPOOL_WATCH
 #define LIB_WATCH_SKIP NULL
@@ -336,6 +362,8 @@ static contender all[] = {
      lib_acquire, lib_release, lib_release, lib_acquire, 0},
     {"libconnpool (C ABI)", "recv peek", FAM_LIB, 1, 1, LIB_CHECK_SKIP, lib_create, lib_destroy,
      lib_acquire, lib_release, lib_release, lib_acquire, 0},
+    {"libconnpool (C ABI)", "skip recent", FAM_LIB, 1, 1 | LIB_SKIP_RECENT, LIB_SKIP_RECENT_SKIP,
+     lib_create, lib_destroy, lib_acquire, lib_release, lib_release, lib_acquire, 0},
     {"libconnpool (C ABI)", "off+watch", FAM_LIB, 0, LIB_WATCH, LIB_WATCH_SKIP, lib_create,
      lib_destroy, lib_acquire, lib_release, lib_release, lib_acquire, WATCH_PAIRS_DIV},
     {"libconnpool (C ABI)", "peek+watch", FAM_LIB, 1, 1 | LIB_WATCH, LIB_WATCH_SKIP, lib_create,
@@ -355,6 +383,7 @@ static contender all[] = {
     /* Filled in by contenders_init when CONNPOOL_BENCH_ALT_LIB is set. */
     {NULL, NULL, FAM_ALT, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0},
     {NULL, NULL, FAM_ALT, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0},
+    {NULL, NULL, FAM_ALT, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0},
 };
 
 int contenders_init(const contender **out)
@@ -365,16 +394,24 @@ int contenders_init(const contender **out)
         exit(1);
     }
 #endif
-    int n = (int)(sizeof all / sizeof all[0]) - 2;
+    enum { ALT_SLOTS = 3 };
+    int n = (int)(sizeof all / sizeof all[0]) - ALT_SLOTS;
     int alt_kind = alt_load();
     if (alt_kind == 1) /* an older build: connpool_new, whatever its defaults check */
         all[n++] = (contender){"libconnpool ALT (dlopen)", "conn_new()", FAM_ALT, 0, 0, NULL,
                                alt_create, alt_destroy, alt_acquire, alt_release, alt_release,
                                alt_acquire, 0};
-    for (int check = 0; alt_kind == 2 && check <= 1; check++)
-        all[n++] = (contender){"libconnpool ALT (dlopen)", check ? "recv peek" : "check off",
-                               FAM_ALT, check, check, NULL, alt_create, alt_destroy,
-                               alt_acquire, alt_release, alt_release, alt_acquire, 0};
+    /* Each ALT row has the arg of the libconnpool row it is compared with. */
+    static const struct {
+        const char *variant;
+        int check, arg;
+    } alt_rows[ALT_SLOTS] = {
+        {"check off", 0, 0}, {"recv peek", 1, 1}, {"skip recent", 1, 1 | LIB_SKIP_RECENT}};
+    for (int k = 0; alt_kind >= 2 && k < alt_kind; k++)
+        all[n++] = (contender){"libconnpool ALT (dlopen)", alt_rows[k].variant, FAM_ALT,
+                               alt_rows[k].check, alt_rows[k].arg, NULL, alt_create,
+                               alt_destroy, alt_acquire, alt_release, alt_release,
+                               alt_acquire, 0};
     *out = all;
     return n;
 }

@@ -7,10 +7,13 @@ enum family { FAM_NONE, FAM_LIB, FAM_SEED, FAM_C, FAM_APR, FAM_ALT };
 
 typedef struct contender {
     const char *name;    /* "libconnpool (C ABI)", ... */
-    const char *variant; /* "check off", "recv peek", "ttl 0", "ttl 60 s", "-" */
+    const char *variant; /* "check off", "recv peek", "skip recent", "ttl 0", "ttl 60 s", "-" */
     enum family family;
-    int check;           /* the variant does a liveness check (recv peek) on acquire */
-    int arg;             /* passed to create: check flag (| LIB_WATCH), or apr ttl on/off */
+    int check;           /* the variant has the liveness check (recv peek) on: every acquire
+                          * is checked, or, with LIB_SKIP_RECENT, those of connections idle
+                          * for 100 ms or more (none in the timed loops) */
+    int arg;             /* passed to create: check flag (| LIB_WATCH | LIB_SKIP_RECENT), or
+                          * apr ttl on/off */
     const char *skip;    /* non-NULL: not measurable in this build, and why */
     /* A pool for these keys (the keys outlive it); at most 8 idle per key; the idle
      * timeout (60 s) honoured unless the variant says otherwise. */
@@ -28,8 +31,10 @@ typedef struct contender {
     int pairs_div;
 } contender;
 
-/* libconnpool's create arg: bit 0 the liveness check, this bit CONNPOOL_WATCH. */
+/* libconnpool's create arg: bit 0 the liveness check, these bits CONNPOOL_WATCH and
+ * CONNPOOL_CHECK_SKIP_RECENT (with bit 0). */
 #define LIB_WATCH 2
+#define LIB_SKIP_RECENT 4
 
 /* Fills *out with the contenders of this build; returns how many. Call once. */
 int contenders_init(const contender **out);
