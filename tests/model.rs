@@ -68,6 +68,8 @@ struct Limits {
     lifetime_ns: u64,
     max_uses: u32,
     check: bool,
+    /// `Config::skip_check_if_idle_under` in ns (0: none).
+    skip_ns: u64,
 }
 
 impl Model {
@@ -160,7 +162,8 @@ impl Run {
         }
         let mut expect = None;
         while let Some(c) = self.model.keys.get_mut(&k).and_then(Vec::pop) {
-            if self.lim.check && !alive(&c) {
+            let checked = self.lim.check && now - c.released >= self.lim.skip_ns;
+            if checked && !alive(&c) {
                 self.model.stats.dead += 1;
                 continue;
             }
@@ -398,6 +401,7 @@ fn run(seed: u64, ops: usize, lim: Limits) {
         max_lifetime: (lim.lifetime_ns != u64::MAX).then(|| Duration::from_nanos(lim.lifetime_ns)),
         max_uses: (lim.max_uses != 0).then_some(lim.max_uses),
         check_liveness: lim.check,
+        skip_check_if_idle_under: (lim.skip_ns != 0).then(|| Duration::from_nanos(lim.skip_ns)),
         ..Config::default()
     };
     let pool = Pool::with_clock(config, clock.clone()).unwrap();
@@ -473,22 +477,24 @@ fn pool_matches_the_model() {
         .and_then(|s| s.parse::<u64>().ok());
     let configs = || {
         [
-            // per_key, total, idle, lifetime, uses, check
-            (3, None, 50 * MS, u64::MAX, 0, true),
-            (2, Some(5), 40 * MS, 200 * MS, 5, true),
-            (4, Some(3), u64::MAX, u64::MAX, 0, false),
-            (1, None, 30 * MS, 120 * MS, 3, true),
-            (8, Some(8), 60 * MS, u64::MAX, 2, false),
-            (2, None, u64::MAX, 90 * MS, 0, true),
+            // per_key, total, idle, lifetime, uses, check, skip the check under
+            (3, None, 50 * MS, u64::MAX, 0, true, 0),
+            (2, Some(5), 40 * MS, 200 * MS, 5, true, 0),
+            (4, Some(3), u64::MAX, u64::MAX, 0, false, 0),
+            (1, None, 30 * MS, 120 * MS, 3, true, 0),
+            (8, Some(8), 60 * MS, u64::MAX, 2, false, 0),
+            (2, None, u64::MAX, 90 * MS, 0, true, 0),
+            (3, Some(6), 70 * MS, u64::MAX, 0, true, 15 * MS),
         ]
         .map(
-            |(per_key, total, idle_ns, lifetime_ns, max_uses, check)| Limits {
+            |(per_key, total, idle_ns, lifetime_ns, max_uses, check, skip_ns)| Limits {
                 per_key,
                 total,
                 idle_ns,
                 lifetime_ns,
                 max_uses,
                 check,
+                skip_ns,
             },
         )
     };
