@@ -1,0 +1,698 @@
+//! Fuzz target `ops`: the input decodes into a pool configuration and a sequence of at most
+//! [`MAX_OPS`] operations over a few keys, run against a `Pool<ManualClock>` and against a
+//! reference model that tracks the fds themselves (which socket is idle under which key, in
+//! LIFO order, with its deadline, uses and release order). Real sockets: each connection is
+//! an AF_UNIX socket pair whose peer end plays the backend (it can close, or write stray
+//! bytes, so the liveness check has something to find).
+//!
+//! Checked after every operation (a panic is a failure; libFuzzer saves the input):
+//! - every result, every fd handed out and every counter equals the model's; an fd handed
+//!   out is open, is the socket (by inode) the model had idle under that key on top of its
+//!   stack, is not held by anyone else, and passes the liveness check if the check is on;
+//!   `acquire_info`'s idle time, age and uses are the model's;
+//! - every fd the pool should have closed is closed (EBADF, and its peer reads EOF);
+//! - every fd the pool was not given, and every fd idle in the pool, is still open and
+//!   still the same socket (inode), i.e. the pool closed nothing it did not own;
+//! - `pooled + expired at release == idle + hits + dead + expired + evicted + purged` and
+//!   `releases == pooled + closed_full + retired + expired at release`;
+//! - at the end, dropping the pool closes every idle fd, and the input leaves no fd open.
+//!
+//! Input layout (every byte string is a valid input; missing bytes read as 0):
+//! - 6 config bytes: max_idle_per_key (1..=4), max_idle_total (none or 1..=7), idle timeout
+//!   (none, zero or 1..=254 ms), lifetime (none, zero or 4..=1016 ms), max_uses (none or
+//!   1..=7), flags (bit 0: liveness check);
+//! - then 2 bytes per operation: `code`, `arg`. `code & 15` is the operation, `(code >> 4) & 7`
+//!   picks the key, bit 7 is a selector; `arg` is the operation's argument.
+
+#![no_main]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use connpool::{Clock, Config, ConnInfo, Key, ManualClock, Pool, Released, Stats};
+use libfuzzer_sys::fuzz_target;
+
+/// Operations per input at most: keeps each run short and the fds bounded.
+const MAX_OPS: usize = 256;
+/// Connections the caller holds at most; beyond it the oldest is closed by the caller.
+const MAX_HELD: usize = 8;
+const CONFIG_LEN: usize = 6;
+const MS: u64 = 1_000_000;
+/// Eight keys, over the key hash's every length path (1, 4, 7, 9, 11, 12 and 40 bytes): two
+/// that differ in one byte, one that is another plus a NUL, and one that is not UTF-8.
+const KEYS: [&[u8]; 8] = [
+    b"10.0.0.1:80",
+    b"10.0.0.2:80",
+    b"[::1]:443",
+    b"a",
+    b"b:80",
+    b"db:5432",
+    b"backend-\xe9-with-a-long-name.internal:8443",
+    b"10.0.0.1:80\0",
+];
+
+#[derive(Debug, Clone, Copy)]
+enum Op {
+    Acquire(usize),
+    AcquireInfo(usize),
+    /// Release a held connection (`Some(index)`) or a new one.
+    Release(usize, Option<u8>),
+    /// Release with a keep-alive hint in ms; the last held connection (`true`) or a new one.
+    ReleaseHint(usize, u8, bool),
+    Purge(usize),
+    PurgeAll,
+    Prune,
+    AdvanceMs(u8),
+    /// The backend closes a connection (idle or held).
+    PeerClose(u8),
+    /// The backend writes a byte nobody asked for on a connection (idle or held).
+    PeerWrite(u8),
+    /// The caller closes a connection it holds instead of releasing it.
+    CallerClose(u8),
+    IdleCountKey(usize),
+    IdleCount,
+    /// Release the number of an idle connection again (a double release).
+    DoubleRelease(usize, u8),
+}
+
+fn decode(code: u8, arg: u8) -> Op {
+    let k = usize::from((code >> 4) & 7);
+    let sel = code & 0x80 != 0;
+    match code & 15 {
+        0 | 14 => Op::Acquire(k),
+        1 => Op::AcquireInfo(k),
+        2 => Op::Release(k, (arg & 1 == 1).then_some(arg >> 1)),
+        3 => Op::ReleaseHint(k, arg, sel),
+        4 => Op::Purge(k),
+        5 => Op::PurgeAll,
+        6 => Op::Prune,
+        7 => Op::AdvanceMs(arg),
+        8 => Op::PeerClose(arg),
+        9 => Op::PeerWrite(arg),
+        10 => Op::CallerClose(arg),
+        11 => Op::IdleCountKey(k),
+        12 => Op::DoubleRelease(k, arg),
+        13 => Op::IdleCount,
+        _ => Op::Release(k, None),
+    }
+}
+
+/// The model's limits, in clock nanoseconds (`u64::MAX`: none).
+#[derive(Debug)]
+struct Limits {
+    per_key: usize,
+    total: Option<usize>,
+    idle_ns: u64,
+    lifetime_ns: u64,
+    max_uses: u32,
+    check: bool,
+}
+
+fn decode_config(b: &[u8; CONFIG_LEN]) -> (Config, Limits) {
+    // 0: none; 255: Some(zero), which means none too; else that many units.
+    let dur = |v: u8, unit_ms: u64| match v {
+        0 => None,
+        255 => Some(Duration::ZERO),
+        v => Some(Duration::from_millis(u64::from(v) * unit_ms)),
+    };
+    let config = Config {
+        max_idle_per_key: 1 + usize::from(b[0] % 4),
+        max_idle_total: match b[1] % 8 {
+            0 => None,
+            n => Some(usize::from(n)),
+        },
+        idle_timeout: dur(b[2], 1),
+        max_lifetime: dur(b[3], 4),
+        max_uses: match b[4] % 8 {
+            0 => None,
+            n => Some(u32::from(n)),
+        },
+        check_liveness: b[5] & 1 == 1,
+        ..Config::default()
+    };
+    let ns = |d: Option<Duration>| match d {
+        Some(d) if !d.is_zero() => d.as_nanos() as u64,
+        _ => u64::MAX,
+    };
+    let lim = Limits {
+        per_key: config.max_idle_per_key,
+        total: config.max_idle_total,
+        idle_ns: ns(config.idle_timeout),
+        lifetime_ns: ns(config.max_lifetime),
+        max_uses: config.max_uses.unwrap_or(0),
+        check: config.check_liveness,
+    };
+    (config, lim)
+}
+
+/// A connection as the model knows it.
+#[derive(Debug)]
+struct Conn {
+    /// The caller's end's fd number (the one the pool is given) and its socket's inode.
+    fd: RawFd,
+    ino: u64,
+    /// The backend's end; `None` once the backend closed it.
+    peer: Option<UnixStream>,
+    peer_ino: u64,
+    /// The backend wrote a byte nobody read.
+    stray: bool,
+    born: u64,
+    uses: u32,
+    released: u64,
+    deadline: u64,
+    /// Release order (with a global cap only, as the pool).
+    seq: u64,
+}
+
+impl Conn {
+    fn alive(&self) -> bool {
+        self.peer.is_some() && !self.stray
+    }
+}
+
+fn errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+/// The inode of the open fd `fd`, or the errno of fstat.
+fn inode(fd: RawFd) -> Result<u64, i32> {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: fstat only writes the struct; a bad number fails with EBADF.
+    if unsafe { libc::fstat(fd, st.as_mut_ptr()) } == 0 {
+        // SAFETY: fstat succeeded, so it filled the struct.
+        Ok(unsafe { st.assume_init() }.st_ino)
+    } else {
+        Err(errno())
+    }
+}
+
+/// Whether fd number `fd` is closed (F_GETFD fails with EBADF).
+fn is_closed(fd: RawFd) -> bool {
+    // SAFETY: F_GETFD only queries the number.
+    unsafe { libc::fcntl(fd, libc::F_GETFD) == -1 && errno() == libc::EBADF }
+}
+
+/// The liveness check, done independently of the library's: nothing to read, no EOF.
+fn looks_alive(fd: RawFd) -> bool {
+    let mut b = 0u8;
+    // SAFETY: one writable byte; the fd is open (the caller holds it).
+    let n = unsafe {
+        libc::recv(
+            fd,
+            (&mut b as *mut u8).cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    n == -1 && matches!(errno(), libc::EAGAIN)
+}
+
+/// The reference model: per-key LIFO stacks of connections and the counters.
+#[derive(Default)]
+struct Model {
+    keys: [Vec<Conn>; KEYS.len()],
+    stats: Stats,
+    /// Releases the pool closed because the connection had already expired (counted in
+    /// `expired` but never pooled).
+    expired_on_release: u64,
+    /// Releases other than double releases.
+    releases: u64,
+    seq: u64,
+    /// The pool's record of fd numbers it lent and the caller closed: (born, uses). A new
+    /// socket that gets such a number continues that history (see src/fds.rs).
+    stale: HashMap<RawFd, (u64, u32)>,
+}
+
+impl Model {
+    fn idle(&self) -> usize {
+        self.keys.iter().map(Vec::len).sum()
+    }
+
+    /// Removes and returns the key's connections expired at `now` (counted expired).
+    fn expire(&mut self, k: usize, now: u64) -> Vec<Conn> {
+        let stack = &mut self.keys[k];
+        let (gone, kept): (Vec<Conn>, Vec<Conn>) = stack.drain(..).partition(|c| c.deadline <= now);
+        *stack = kept;
+        self.stats.expired += gone.len() as u64;
+        gone
+    }
+}
+
+struct Run {
+    pool: Option<Pool<ManualClock>>,
+    clock: ManualClock,
+    lim: Limits,
+    model: Model,
+    /// Connections the caller holds.
+    held: Vec<(OwnedFd, Conn)>,
+    ops: Vec<Op>,
+}
+
+impl Run {
+    fn pool(&self) -> &Pool<ManualClock> {
+        self.pool.as_ref().expect("the pool lives until the end")
+    }
+
+    #[track_caller]
+    fn check(&self, ok: bool, what: impl FnOnce() -> String) {
+        if !ok {
+            let n = self.ops.len();
+            let tail: Vec<String> = self.ops[n.saturating_sub(40)..]
+                .iter()
+                .enumerate()
+                .map(|(i, op)| format!("  #{:3} {op:?}", n.saturating_sub(40) + i))
+                .collect();
+            panic!(
+                "divergence: {}\nlimits: {:?}\nlast operations (the failure is in the last one, or in dropping the pool after it):\n{}",
+                what(),
+                self.lim,
+                tail.join("\n")
+            );
+        }
+    }
+
+    fn now(&self) -> u64 {
+        self.clock.now_ns()
+    }
+
+    /// The pool closed this connection: its number is closed and its backend reads EOF.
+    #[track_caller]
+    fn closed(&self, c: Conn, why: &str) {
+        self.check(is_closed(c.fd), || {
+            format!("fd {} should be closed ({why}) but is open", c.fd)
+        });
+        if let Some(peer) = &c.peer {
+            peer.set_nonblocking(true).unwrap();
+            let r = (&*peer).read(&mut [0u8; 1]);
+            // EOF; or, when the backend's stray byte was never read, a reset (AF_UNIX
+            // resets the peer of a socket closed with unread data).
+            let eof = match &r {
+                Ok(0) => true,
+                Err(e) => c.stray && e.kind() == std::io::ErrorKind::ConnectionReset,
+                Ok(_) => false,
+            };
+            self.check(eof, || {
+                format!(
+                    "fd {} closed ({why}) but its peer reads {r:?}, not EOF",
+                    c.fd
+                )
+            });
+        }
+    }
+
+    /// Every fd the pool holds idle, every fd the caller holds and every backend end is
+    /// open and still the same socket: the pool closed nothing it did not own (nor
+    /// anything still idle).
+    fn sweep(&self) {
+        let held = self.held.iter().map(|(_, c)| c);
+        for (c, whose) in self
+            .model
+            .keys
+            .iter()
+            .flatten()
+            .map(|c| (c, "idle"))
+            .chain(held.map(|c| (c, "held")))
+        {
+            let got = inode(c.fd);
+            self.check(got == Ok(c.ino), || {
+                format!("{whose} fd {}: inode {got:?}, want {}", c.fd, c.ino)
+            });
+            if let Some(p) = &c.peer {
+                let got = inode(p.as_raw_fd());
+                self.check(got == Ok(c.peer_ino), || {
+                    format!(
+                        "backend end {} of fd {}: inode {got:?}",
+                        p.as_raw_fd(),
+                        c.fd
+                    )
+                });
+            }
+        }
+    }
+
+    fn compare_stats(&self) {
+        let s = self.pool().stats();
+        let mut m = self.model.stats;
+        m.idle = self.model.idle() as u64;
+        m.keys = self.model.keys.iter().filter(|s| !s.is_empty()).count() as u64;
+        self.check(s == m, || format!("stats\n  pool  {s:?}\n  model {m:?}"));
+        let e = self.model.expired_on_release;
+        self.check(
+            s.pooled + e == s.idle + s.hits + s.dead + s.expired + s.evicted + s.purged,
+            || format!("identity: pooled + {e} expired at release != gone + idle: {s:?}"),
+        );
+        self.check(
+            self.model.releases == s.pooled + s.closed_full + s.retired + e,
+            || format!("{} releases, {s:?}", self.model.releases),
+        );
+    }
+
+    fn acquire(&mut self, k: usize, info: bool) {
+        let now = self.now();
+        let key = Key::new(KEYS[k]).unwrap();
+        let got: Option<(OwnedFd, Option<ConnInfo>)> = if info {
+            self.pool().acquire_info(key).map(|(fd, i)| (fd, Some(i)))
+        } else {
+            self.pool().acquire(key).map(|fd| (fd, None))
+        };
+        for c in self.model.expire(k, now) {
+            self.closed(c, "expired, on acquire");
+        }
+        let mut expect = None;
+        while let Some(c) = self.model.keys[k].pop() {
+            if self.lim.check && !c.alive() {
+                self.model.stats.dead += 1;
+                self.closed(c, "dead, on acquire");
+                continue;
+            }
+            expect = Some(c);
+            break;
+        }
+        match (got, expect) {
+            (None, None) => self.model.stats.misses += 1,
+            (Some((fd, info)), Some(c)) => {
+                self.model.stats.hits += 1;
+                let raw = fd.as_raw_fd();
+                self.check(raw == c.fd && inode(raw) == Ok(c.ino), || {
+                    format!(
+                        "acquire {k}: fd {raw} (inode {:?}), model's top is fd {} (inode {})",
+                        inode(raw),
+                        c.fd,
+                        c.ino
+                    )
+                });
+                self.check(!self.held.iter().any(|(h, _)| h.as_raw_fd() == raw), || {
+                    format!("acquire {k}: fd {raw} is already held by the caller")
+                });
+                if self.lim.check {
+                    self.check(looks_alive(raw), || {
+                        format!("acquire {k}: fd {raw} handed out dead with the check on")
+                    });
+                }
+                if let Some(i) = info {
+                    let want = ConnInfo {
+                        idle: Duration::from_nanos(now - c.released),
+                        age: Duration::from_nanos(now - c.born),
+                        uses: c.uses,
+                    };
+                    self.check(i == want, || {
+                        format!("acquire_info {k}: {i:?}, want {want:?}")
+                    });
+                }
+                self.held.push((fd, c));
+            }
+            (got, expect) => self.check(false, || {
+                format!(
+                    "acquire {k}: pool gave {:?}, model expects {:?}",
+                    got.map(|(fd, _)| fd.as_raw_fd()),
+                    expect.map(|c| c.fd)
+                )
+            }),
+        }
+        // Bound the fds: the caller closes its oldest connection.
+        while self.held.len() > MAX_HELD {
+            self.caller_close(0);
+        }
+    }
+
+    /// A new connection (the caller connected to the backend).
+    fn connect(&mut self, now: u64) -> (OwnedFd, Conn) {
+        let (a, b) = UnixStream::pair().expect("socketpair");
+        let fd: OwnedFd = a.into();
+        let raw = fd.as_raw_fd();
+        let (born, uses) = self.model.stale.remove(&raw).unwrap_or((now, 0));
+        let conn = Conn {
+            fd: raw,
+            ino: inode(raw).unwrap(),
+            peer_ino: inode(b.as_raw_fd()).unwrap(),
+            peer: Some(b),
+            stray: false,
+            born,
+            uses,
+            released: 0,
+            deadline: 0,
+            seq: 0,
+        };
+        (fd, conn)
+    }
+
+    /// `held`: the index of a held connection to release, else a new one. `hint_ms`: a
+    /// keep-alive hint.
+    fn release(&mut self, k: usize, held: Option<usize>, hint_ms: Option<u8>) {
+        let now = self.now();
+        let (fd, mut c) = match held {
+            Some(i) if !self.held.is_empty() => self.held.remove(i % self.held.len()),
+            _ => self.connect(now),
+        };
+        let key = Key::new(KEYS[k]).unwrap();
+        let hint_ns = hint_ms.map(|h| u64::from(h) * MS);
+        let got = match hint_ns {
+            None => self.pool().release(key, fd),
+            Some(h) => self.pool().release_hint(key, fd, Duration::from_nanos(h)),
+        };
+        self.model.releases += 1;
+        c.uses += 1;
+        c.released = now;
+        let lim = &self.lim;
+        let idle = lim.idle_ns.min(hint_ns.unwrap_or(u64::MAX));
+        c.deadline = now
+            .saturating_add(idle)
+            .min(c.born.saturating_add(lim.lifetime_ns));
+        let expect = if lim.max_uses != 0 && c.uses >= lim.max_uses {
+            self.model.stats.retired += 1;
+            self.closed(c, "retired at max_uses");
+            Released::Closed
+        } else if c.deadline <= now {
+            self.model.stats.expired += 1;
+            self.model.expired_on_release += 1;
+            self.closed(c, "expired at release");
+            Released::Closed
+        } else {
+            // The key's expired connections go first (before the cap is judged).
+            for x in self.model.expire(k, now) {
+                self.closed(x, "expired, on release");
+            }
+            let full = self.model.keys[k].len() >= self.lim.per_key;
+            if let (Some(cap), false) = (self.lim.total, full) {
+                if self.model.idle() >= cap {
+                    // Evict the least recently released idle connection of any key.
+                    let vk = (0..KEYS.len())
+                        .filter(|&i| !self.model.keys[i].is_empty())
+                        .min_by_key(|&i| self.model.keys[i][0].seq)
+                        .expect("at the cap, something is idle");
+                    let v = self.model.keys[vk].remove(0);
+                    self.model.stats.evicted += 1;
+                    self.closed(v, "evicted for the global cap");
+                }
+                self.model.seq += 1;
+                c.seq = self.model.seq;
+            }
+            if full {
+                self.model.stats.closed_full += 1;
+                self.closed(c, "key full");
+                Released::Closed
+            } else {
+                self.model.keys[k].push(c);
+                self.model.stats.pooled += 1;
+                Released::Pooled
+            }
+        };
+        self.check(got == expect, || {
+            format!("release {k} hint {hint_ms:?}: pool {got:?}, model {expect:?}")
+        });
+    }
+
+    fn double_release(&mut self, k: usize, arg: u8) {
+        let all: Vec<(RawFd, u64)> = self
+            .model
+            .keys
+            .iter()
+            .flatten()
+            .map(|c| (c.fd, c.ino))
+            .collect();
+        if all.is_empty() {
+            return;
+        }
+        let (raw, _) = all[usize::from(arg) % all.len()];
+        // SAFETY: a second claim on an fd the pool owns, on purpose: the pool must see the
+        // number is its own, forget this OwnedFd and close nothing (Released::AlreadyPooled).
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let got = self.pool().release(Key::new(KEYS[k]).unwrap(), fd);
+        self.check(got == Released::AlreadyPooled, || {
+            format!("double release of idle fd {raw} into key {k}: {got:?}")
+        });
+        // sweep() then checks the fd is still open and still that socket.
+    }
+
+    fn prune(&mut self) {
+        let now = self.now();
+        let n = self.pool().prune();
+        let mut want = 0;
+        for k in 0..KEYS.len() {
+            for c in self.model.expire(k, now) {
+                self.closed(c, "expired, by prune");
+                want += 1;
+            }
+            if self.lim.check {
+                let (dead, kept): (Vec<Conn>, Vec<Conn>) =
+                    self.model.keys[k].drain(..).partition(|c| !c.alive());
+                self.model.keys[k] = kept;
+                self.model.stats.dead += dead.len() as u64;
+                want += dead.len();
+                for c in dead {
+                    self.closed(c, "dead, by prune");
+                }
+            }
+        }
+        self.check(n == want, || format!("prune closed {n}, model {want}"));
+    }
+
+    fn purge(&mut self, k: Option<usize>) {
+        let n = self.pool().purge(k.map(|k| Key::new(KEYS[k]).unwrap()));
+        let gone: Vec<Conn> = match k {
+            Some(k) => std::mem::take(&mut self.model.keys[k]),
+            None => self
+                .model
+                .keys
+                .iter_mut()
+                .flat_map(std::mem::take)
+                .collect(),
+        };
+        self.model.stats.purged += gone.len() as u64;
+        self.check(n == gone.len(), || {
+            format!("purge {k:?}: {n}, model {}", gone.len())
+        });
+        for c in gone {
+            self.closed(c, "purged");
+        }
+    }
+
+    fn idle_count_key(&mut self, k: usize) {
+        let now = self.now();
+        let n = self.pool().idle_count_key(Key::new(KEYS[k]).unwrap());
+        for c in self.model.expire(k, now) {
+            self.closed(c, "expired, by idle_count_key");
+        }
+        let want = self.model.keys[k].len();
+        self.check(n == want, || {
+            format!("idle_count_key {k}: {n}, model {want}")
+        });
+    }
+
+    fn idle_count(&self) {
+        let n = self.pool().idle_count();
+        let want = self.model.idle();
+        self.check(n == want, || format!("idle_count: {n}, model {want}"));
+    }
+
+    /// Connections whose backend end is still open, idle or held.
+    fn peers(&mut self) -> Vec<&mut Conn> {
+        let idle = self.model.keys.iter_mut().flatten();
+        let held = self.held.iter_mut().map(|(_, c)| c);
+        idle.chain(held).filter(|c| c.peer.is_some()).collect()
+    }
+
+    fn peer_close(&mut self, arg: u8) {
+        let mut all = self.peers();
+        if !all.is_empty() {
+            let n = all.len();
+            all[usize::from(arg) % n].peer = None;
+        }
+    }
+
+    fn peer_write(&mut self, arg: u8) {
+        let mut all = self.peers();
+        if !all.is_empty() {
+            let n = all.len();
+            let c = &mut all[usize::from(arg) % n];
+            let peer = c.peer.as_ref().unwrap();
+            match (&*peer).write(b"!") {
+                Ok(1) => c.stray = true,
+                r => panic!("backend write on fd {}: {r:?}", c.fd),
+            }
+        }
+    }
+
+    fn caller_close(&mut self, i: usize) {
+        if self.held.is_empty() {
+            return;
+        }
+        let (fd, c) = self.held.remove(i % self.held.len());
+        // The pool keeps the history of the number it lent (see src/fds.rs).
+        self.model.stale.insert(fd.as_raw_fd(), (c.born, c.uses));
+        drop(fd);
+    }
+
+    fn step(&mut self, op: Op) {
+        self.ops.push(op);
+        match op {
+            Op::Acquire(k) => self.acquire(k, false),
+            Op::AcquireInfo(k) => self.acquire(k, true),
+            Op::Release(k, held) => self.release(k, held.map(usize::from), None),
+            Op::ReleaseHint(k, h, last) => {
+                let held = (last && !self.held.is_empty()).then(|| self.held.len() - 1);
+                self.release(k, held, Some(h))
+            }
+            Op::Purge(k) => self.purge(Some(k)),
+            Op::PurgeAll => self.purge(None),
+            Op::Prune => self.prune(),
+            Op::AdvanceMs(ms) => self.clock.advance_ns(u64::from(ms) * MS),
+            Op::PeerClose(a) => self.peer_close(a),
+            Op::PeerWrite(a) => self.peer_write(a),
+            Op::CallerClose(a) => self.caller_close(usize::from(a)),
+            Op::IdleCountKey(k) => self.idle_count_key(k),
+            Op::IdleCount => self.idle_count(),
+            Op::DoubleRelease(k, a) => self.double_release(k, a),
+        }
+        self.compare_stats();
+        self.sweep();
+    }
+
+    /// Dropping the pool closes every idle fd (and nothing the caller holds).
+    fn finish(mut self) {
+        drop(self.pool.take());
+        for c in std::mem::take(&mut self.model.keys).into_iter().flatten() {
+            self.closed(c, "idle when the pool was dropped");
+        }
+        self.sweep(); // the caller's fds and their backends are untouched
+    }
+}
+
+/// The lowest free fd number (a socket pair's first number, closed again).
+fn lowest_free_fd() -> RawFd {
+    let (a, _b) = UnixStream::pair().expect("socketpair");
+    a.as_raw_fd()
+}
+
+fuzz_target!(|data: &[u8]| {
+    let mut config = [0u8; CONFIG_LEN];
+    let n = data.len().min(CONFIG_LEN);
+    config[..n].copy_from_slice(&data[..n]);
+    let (config, lim) = decode_config(&config);
+    let fds_before = lowest_free_fd();
+    let clock = ManualClock::new(1_000 * MS);
+    let pool = Pool::with_clock(config, clock.clone()).expect("a valid config");
+    let mut run = Run {
+        pool: Some(pool),
+        clock,
+        lim,
+        model: Model::default(),
+        held: Vec::new(),
+        ops: Vec::new(),
+    };
+    let ops = data.get(CONFIG_LEN..).unwrap_or_default();
+    for pair in ops.chunks(2).take(MAX_OPS) {
+        run.step(decode(pair[0], pair.get(1).copied().unwrap_or(0)));
+    }
+    run.finish();
+    // Everything opened for this input is closed again: nothing leaked, by the pool or here.
+    assert_eq!(
+        lowest_free_fd(),
+        fds_before,
+        "an fd leaked during this input"
+    );
+});
