@@ -20,7 +20,7 @@
 //! Input layout (every byte string is a valid input; missing bytes read as 0):
 //! - 6 config bytes: max_idle_per_key (1..=4), max_idle_total (none or 1..=7), idle timeout
 //!   (none, zero or 1..=254 ms), lifetime (none, zero or 4..=1016 ms), max_uses (none or
-//!   1..=7), flags (bit 0: liveness check);
+//!   1..=7), flags (bit 0: liveness check; bits 1-7: its skip window, none or 1..=127 ms);
 //! - then 2 bytes per operation: `code`, `arg`. `code & 15` is the operation, `(code >> 4) & 7`
 //!   picks the key, bit 7 is a selector; `arg` is the operation's argument.
 
@@ -110,6 +110,8 @@ struct Limits {
     lifetime_ns: u64,
     max_uses: u32,
     check: bool,
+    /// `Config::skip_check_if_idle_under` (0: none).
+    skip_ns: u64,
 }
 
 fn decode_config(b: &[u8; CONFIG_LEN]) -> (Config, Limits) {
@@ -132,6 +134,10 @@ fn decode_config(b: &[u8; CONFIG_LEN]) -> (Config, Limits) {
             n => Some(u32::from(n)),
         },
         check_liveness: b[5] & 1 == 1,
+        skip_check_if_idle_under: match b[5] >> 1 {
+            0 => None,
+            ms => Some(Duration::from_millis(u64::from(ms))),
+        },
         ..Config::default()
     };
     let ns = |d: Option<Duration>| match d {
@@ -145,6 +151,9 @@ fn decode_config(b: &[u8; CONFIG_LEN]) -> (Config, Limits) {
         lifetime_ns: ns(config.max_lifetime),
         max_uses: config.max_uses.unwrap_or(0),
         check: config.check_liveness,
+        skip_ns: config
+            .skip_check_if_idle_under
+            .map_or(0, |d| d.as_nanos() as u64),
     };
     (config, lim)
 }
@@ -279,6 +288,11 @@ impl Run {
         self.clock.now_ns()
     }
 
+    /// Whether acquire checks `c` at `now` (prune checks every connection).
+    fn checks(&self, c: &Conn, now: u64) -> bool {
+        self.lim.check && now - c.released >= self.lim.skip_ns
+    }
+
     /// The pool closed this connection: its number is closed and its backend reads EOF.
     #[track_caller]
     fn closed(&self, c: Conn, why: &str) {
@@ -364,7 +378,8 @@ impl Run {
         }
         let mut expect = None;
         while let Some(c) = self.model.keys[k].pop() {
-            if self.lim.check && !c.alive() {
+            // Checked unless the skip window is set and it was idle for less.
+            if self.checks(&c, now) && !c.alive() {
                 self.model.stats.dead += 1;
                 self.closed(c, "dead, on acquire");
                 continue;
@@ -388,7 +403,7 @@ impl Run {
                 self.check(!self.held.iter().any(|(h, _)| h.as_raw_fd() == raw), || {
                     format!("acquire {k}: fd {raw} is already held by the caller")
                 });
-                if self.lim.check {
+                if self.checks(&c, now) {
                     self.check(looks_alive(raw), || {
                         format!("acquire {k}: fd {raw} handed out dead with the check on")
                     });

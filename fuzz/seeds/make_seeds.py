@@ -14,8 +14,8 @@ def op(code, key=0, arg=0, sel=0):
     return bytes([code | key << 4 | sel << 7, arg])
 
 
-def config(per_key_minus_1, cap, idle_ms, lifetime_4ms, max_uses, check):
-    return bytes([per_key_minus_1, cap, idle_ms, lifetime_4ms, max_uses, check])
+def config(per_key_minus_1, cap, idle_ms, lifetime_4ms, max_uses, check, skip_ms=0):
+    return bytes([per_key_minus_1, cap, idle_ms, lifetime_4ms, max_uses, check | skip_ms << 1])
 
 
 SEEDS = {
@@ -43,6 +43,11 @@ SEEDS = {
     + op(RELEASE_NEW, 2) + op(ACQUIRE_INFO, 2) + op(CALLER_CLOSE, 0, 0) + op(RELEASE_NEW, 2)
     + op(ACQUIRE_INFO, 2) + op(RELEASE, 3, 1) + op(IDLE_COUNT_KEY, 3) + op(PURGE, 3)
     + op(PURGE, 2),
+    # 3 per key, check on with a 20 ms skip window: a connection closed by its backend is
+    # handed out dead within the window and found dead after it.
+    "skip-window": config(2, 0, 0, 0, 0, 1, 20)
+    + op(RELEASE_NEW, 5) * 2 + op(PEER_CLOSE, 0, 0) + op(PEER_CLOSE, 0, 0) + op(ACQUIRE, 5)
+    + op(RELEASE, 5, 1) + op(ADVANCE_MS, 0, 25) + op(ACQUIRE, 5) + op(ACQUIRE, 5),
 }
 
 if __name__ == "__main__":
