@@ -8,7 +8,8 @@
 //! Checked after every operation (a panic is a failure; libFuzzer saves the input):
 //! - every result, every fd handed out and every counter equals the model's; an fd handed
 //!   out is open, is the socket (by inode) the model had idle under that key on top of its
-//!   stack, is not held by anyone else, and passes the liveness check if the check is on;
+//!   stack, is not held by anyone else, and passes a liveness check of its own if the pool
+//!   checked it (check on, and idle at least the skip window);
 //!   `acquire_info`'s idle time, age and uses are the model's;
 //! - every fd the pool should have closed is closed (EBADF, and its peer reads EOF);
 //! - every fd the pool was not given, and every fd idle in the pool, is still open and
