@@ -235,7 +235,9 @@ typedef struct connpool_stats {
    */
   uint64_t evicted;
   /**
-   * Connections closed for the idle timeout, max_lifetime_ms or a keep-alive hint.
+   * Connections closed for the idle timeout, max_lifetime_ms or a keep-alive hint: idle
+   * ones, and releases closed at once (past max_lifetime_ms, or a hint of 0), which were
+   * never counted in pooled.
    */
   uint64_t expired;
   /**

@@ -142,7 +142,9 @@ pub struct connpool_stats {
     pub closed_full: u64,
     /// Idle connections closed to keep max_idle_total.
     pub evicted: u64,
-    /// Connections closed for the idle timeout, max_lifetime_ms or a keep-alive hint.
+    /// Connections closed for the idle timeout, max_lifetime_ms or a keep-alive hint: idle
+    /// ones, and releases closed at once (past max_lifetime_ms, or a hint of 0), which were
+    /// never counted in pooled.
     pub expired: u64,
     /// Idle connections found closed, reset or desynchronised by their backend: by the
     /// liveness check (on acquire or prune) or by the idle watcher (connpool_reap).
