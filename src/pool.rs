@@ -418,7 +418,7 @@ impl<C: Clock> Pool<C> {
 
     /// `now` from [`Pool::now`], made exact when a deadline as early as `earliest` is near.
     /// The coarse clock is normally at most one tick (its resolution) behind, but on a VM
-    /// whose timekeeping vCPU is descheduled it is updated late (2 to 20 ms behind was seen
+    /// whose timekeeping vCPU is descheduled it is updated late (2 to 26 ms behind was seen
     /// on a loaded 2-vCPU VM); the precise clock counts from the hardware counter and is not.
     /// Reading it only within [`LATE_SLACK_NS`] of a deadline keeps it off the hot path.
     #[inline]
