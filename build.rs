@@ -28,9 +28,10 @@ fn main() {
         v("MINOR"),
         v("PATCH"),
     ));
-    // Only the C API module: the rest of the crate is Rust-side, whatever it makes `pub`.
+    // Only the C API module (cbindgen follows its `mod` declarations to every file of it):
+    // the rest of the crate is Rust-side, whatever it makes `pub`.
     let bindings = cbindgen::Builder::new()
-        .with_src(dir.join("src/ffi/capi.rs"))
+        .with_src(dir.join("src/capi/mod.rs"))
         .with_config(config)
         .generate()
         .expect("cbindgen generates the header");

@@ -1,53 +1,78 @@
 /*
- * libconnpool: a pool of idle backend connections (socket fds) keyed by "host:port",
- * for C and C++ servers. A proxy takes an idle fd for a backend with connpool_acquire(),
- * connects a new one when there is none, and gives it back with connpool_release() after
- * a complete keep-alive response.
+ * libconnpool: a pool of idle backend connections (socket fds) keyed by a string such as
+ * "host:port", for C and C++ servers. A proxy takes an idle connection for a backend with
+ * connpool_acquire(), connects a new one when there is none (-ENOENT), and gives it back
+ * with connpool_release() after a complete keep-alive response.
+ *
+ * FUNCTIONS (in the order of this header)
+ *   make, destroy   connpool_new_with_config, connpool_new, connpool_new_default,
+ *                   connpool_free, connpool_version
+ *   connections     connpool_acquire, connpool_acquire_info, connpool_release,
+ *                   connpool_release_hint
+ *   configuration   connpool_config_init, connpool_config_init_sized
+ *   figures         connpool_stats_get, connpool_idle_count, connpool_idle_count_key
+ *   maintenance     connpool_purge, connpool_prune
+ *   idle watcher    connpool_watch_fd, connpool_reap
  *
  * FD OWNERSHIP (the whole contract, in one place)
  *   Every fd is owned by exactly one side at any time; the pool never closes an fd it does
  *   not own and never leaks one it owns.
- *   - connpool_acquire() / connpool_acquire_info() >= 0: the fd is the caller's. The
- *     caller either gives it back with connpool_release() or close()s it itself.
- *   - connpool_acquire*() < 0: no fd changed hands.
- *   - connpool_release(pool, key, fd) / connpool_release_hint() with fd >= 0: the fd is the
- *     pool's from the moment of the call, WHATEVER the result: CONNPOOL_POOLED (kept idle),
- *     CONNPOOL_CLOSED (closed: key full, lifetime or uses reached, zero hint) or a negative
- *     errno for bad arguments (-EINVAL: closed). Never use or close it again. Two
- *     exceptions: fd < 0 (-EBADF) changes nothing, and -EALREADY means the pool already
- *     owned that fd (a double release): nothing was changed or closed.
- *   - connpool_purge(), connpool_prune(), connpool_free() and the pool's own checks close
- *     idle fds the pool owns; fds the caller holds are never touched.
+ *   - An acquire that returns an fd >= 0: the fd is the caller's, who gives it back with a
+ *     release or close()s it. An acquire that returns < 0: no fd changed hands.
+ *   - A release with fd >= 0: the fd is the pool's from the moment of the call, WHATEVER
+ *     the result: CONNPOOL_POOLED (kept idle), CONNPOOL_CLOSED (closed), or an error for bad
+ *     arguments (-EINVAL: closed). Never use or close it again. Two exceptions: fd < 0
+ *     (-EBADF) changes nothing, and -EALREADY means a pool already owned that fd (a double
+ *     release): nothing was changed or closed.
+ *   - connpool_purge(), connpool_prune(), connpool_reap(), connpool_free() and the pool's
+ *     own checks close idle fds the pool owns; fds the caller holds are never touched.
+ *   - The fds a pool makes for itself (the watch fd) are the pool's until connpool_free().
  *
- * HEALTH AND LIMITS (see connpool_config)
- *   Before an idle fd is handed out, the pool checks it (CONNPOOL_CHECK_LIVENESS, on by
- *   default: one non-blocking recv(MSG_PEEK)) and closes it instead if the backend closed
- *   it, reset it or sent stray bytes. It also closes idle fds past their idle timeout, the
- *   server's keep-alive hint or their max lifetime, fds at max_uses on release, and the
- *   least recently released idle fd when a release would exceed max_idle_total.
- *   connpool_stats_get() counts every close by reason.
+ * POINTERS AND KEYS (every function)
+ *   Every pointer argument may be NULL. A NULL or invalid pool or key makes an int function
+ *   return -EINVAL, a size_t function 0, a constructor NULL with errno EINVAL, and has no
+ *   other effect (but a release closes the fd it was given, as above). A non-NULL pool must
+ *   be a live pool from a connpool_new*() function; a non-NULL key must point to a
+ *   NUL-terminated string or to at least CONNPOOL_MAX_KEY_LEN + 1 readable bytes. A key is
+ *   1 to CONNPOOL_MAX_KEY_LEN bytes, any bytes but NUL (UTF-8 is not required); a longer
+ *   one is rejected without being read to its end. Keys may come from the network (a Host
+ *   header, an SNI): they are hashed with a per-pool secret, so no choice of keys can make
+ *   them collide. A struct pointer must point to at least its struct_size bytes.
  *
- * FORK: in a child process the inherited pool never hands out the parent's connections.
- *   At fork() the child's copies of the idle fds are closed (close(), never shutdown(), so
- *   the parent's streams are unaffected) and the child's pool starts empty and works
- *   normally; nothing in the child waits for a lock another parent thread held at the
- *   fork. No system call is added to acquire or release for this.
+ * STRUCTS grow only at the end, and struct_size says how large the caller's is: any
+ *   struct_size from the 0.1 size of the struct on is accepted. An input struct
+ *   (connpool_config) is read up to min(struct_size, sizeof), later fields taking their
+ *   defaults; an output struct (connpool_conn_info, connpool_stats) is written up to
+ *   min(struct_size, sizeof) and no further. So a program built against an older header
+ *   keeps working with a newer library.
  *
- * ERRORS are negative errno values (from <errno.h>). If an internal bug ever panics, the
- * panic is stopped at the library boundary (it never unwinds into C): int functions return
- * -ENOTRECOVERABLE, size_t functions 0, constructors NULL; an fd given to
- * connpool_release() is closed, as on any other error.
+ * ERRORS are negative errno values (from <errno.h>), each listed with its function. If an
+ *   internal bug ever panics, the panic is stopped at the library boundary (it never
+ *   unwinds into C): int functions return -ENOTRECOVERABLE, size_t functions 0,
+ *   constructors NULL; an fd given to a release is closed, as on any other error. An
+ *   allocation failure aborts the process (as in Rust's standard library).
  *
  * THREADS: every function may be called concurrently on the same pool, except
- * connpool_free(), which must be the last call on it. Locks are sharded by key hash and
- * never held across a blocking system call: close() and acquire's liveness check run
- * outside them (connpool_prune's non-blocking recv runs under one key's lock at a time).
+ *   connpool_free(), which must be the last call on it. No lock is ever held across a
+ *   blocking system call: close() and acquire's liveness check run outside them. No
+ *   function is a thread cancellation point: a pthread_cancel() aimed at a thread inside a
+ *   call takes effect at the thread's next cancellation point after the call returns.
+ *
+ * FORK: in a child process an inherited pool never hands out the parent's connections. At
+ *   the child's first call (or at fork(), through an atfork handler) the child's copies of
+ *   the idle fds are closed (close(), never shutdown(), so the parent's streams are
+ *   unaffected) and the child's pool starts empty and works normally: nothing in the child
+ *   waits for a lock another parent thread held at the fork. This holds however the child
+ *   was made (fork(), _Fork(), a raw clone()) where the kernel supports MADV_WIPEONFORK
+ *   (Linux 4.14+), and for fork() everywhere. No system call is added to any call for this.
+ *
+ * More: docs/design.md (behaviour, clock, locking), docs/health.md, docs/watcher.md.
  */
 
 #ifndef CONNPOOL_H
 #define CONNPOOL_H
 
-/* Generated by cbindgen from src/ffi/capi.rs (see build.rs). Do not edit by hand. */
+/* Generated by cbindgen from src/capi/ (see build.rs). Do not edit by hand. */
 
 #include <errno.h>
 #include <stddef.h>
@@ -60,12 +85,12 @@
 #define CONNPOOL_VERSION_PATCH 0
 
 /**
- * release kept the fd idle; the pool owns it.
+ * connpool_release*(): the pool kept the fd idle; it owns it.
  */
 #define CONNPOOL_POOLED 0
 
 /**
- * release did not keep the fd; the pool closed it.
+ * connpool_release*(): the pool did not keep the fd and closed it.
  */
 #define CONNPOOL_CLOSED 1
 
@@ -77,8 +102,8 @@
 /**
  * connpool_config.flags: before handing out an idle connection, check it with one
  * non-blocking recv(MSG_PEEK) and close it instead if the peer closed or reset it or sent
- * bytes nobody asked for. On by default (connpool_config_init, connpool_new,
- * connpool_new_default); costs one system call per acquire of an idle connection.
+ * bytes nobody asked for. On by default; costs one system call per acquire of an idle
+ * connection.
  */
 #define CONNPOOL_CHECK_LIVENESS (1 << 0)
 
@@ -86,8 +111,8 @@
  * connpool_config.flags: watch idle connections, so that they can be closed the moment
  * the backend closes them or their deadline passes, without waiting for an acquire of their
  * key: connpool_watch_fd() gives an fd for the caller's event loop, connpool_reap() does
- * the closing. Off by default: it adds two epoll_ctl() calls to each acquire and release
- * pair (EPOLL_CTL_MOD: a handed-out fd stays in the set, disarmed, until its release).
+ * the closing. Off by default: it adds an epoll_ctl() call to each acquire and to each
+ * release.
  */
 #define CONNPOOL_WATCH (1 << 1)
 
@@ -101,12 +126,11 @@
  * connpool_config.flags, with CONNPOOL_CHECK_LIVENESS (no effect without it): skip the
  * check for a connection idle for less than CONNPOOL_SKIP_RECENT_MS, as curl does (it
  * checks a connection at most once a second). Off by default. It saves the check's system
- * call exactly where a busy proxy makes it most often (connections reused within
- * milliseconds) at the price of a window: a backend that closes a connection within
- * CONNPOOL_SKIP_RECENT_MS of its release (a restart, a crash; not an idle timeout, which
- * closes connections idle for much longer) gets it handed out dead. Use it only if
- * your proxy retries an idempotent request that fails on a reused connection before any
- * response byte (see connpool_acquire_info()).
+ * call where a busy proxy makes it most often (connections reused within milliseconds), at
+ * the price of a window: a backend that closes a connection within CONNPOOL_SKIP_RECENT_MS
+ * of its release (a restart, a crash; not an idle timeout) gets it handed out dead. Use it
+ * only if your proxy retries an idempotent request that fails on a reused connection
+ * before any response byte (see connpool_acquire_info()).
  */
 #define CONNPOOL_CHECK_SKIP_RECENT (1 << 3)
 
@@ -118,20 +142,19 @@
 
 /**
  * A pool of idle connections. Opaque: create it with connpool_new_with_config(),
- * connpool_new() or connpool_new_default() and destroy it with connpool_free(). Every
- * function taking a pool may be called from any thread, concurrently, except
- * connpool_free(), which must be the last call on that pool.
+ * connpool_new() or connpool_new_default() and destroy it with connpool_free().
  */
 typedef struct connpool connpool;
 
 /**
  * Pool configuration. Fill it with connpool_config_init() (which sets struct_size and
  * every default), change the fields you need, and pass it to connpool_new_with_config().
+ * The struct may grow at the end in later versions (struct_size tells them apart): never
+ * fill it field by field without connpool_config_init().
  */
 typedef struct connpool_config {
   /**
-   * sizeof(connpool_config), set by connpool_config_init(): lets the struct grow in
-   * later versions without breaking callers built against this one.
+   * The size of the caller's struct, set by connpool_config_init().
    */
   size_t struct_size;
   /**
@@ -147,7 +170,7 @@ typedef struct connpool_config {
   uint32_t max_idle_total;
   /**
    * Idle connections older than this are closed, never handed out (default 60000;
-   * 0: no idle timeout).
+   * 0: no idle timeout). Expiry errs early, never late: see docs/design.md.
    */
   uint64_t idle_timeout_ms;
   /**
@@ -173,15 +196,16 @@ typedef struct connpool_config {
  * What connpool_acquire_info() reports about the connection it hands out, so that a proxy
  * can tell a reused connection from a fresh one (and retry an idempotent request that
  * failed on a reused connection before any response byte, as nginx, Go and curl do).
+ * Set struct_size = sizeof(connpool_conn_info) before the call.
  */
 typedef struct connpool_conn_info {
   /**
-   * Set to sizeof(connpool_conn_info) before the call.
+   * The size of the caller's struct, set by the caller.
    */
   size_t struct_size;
   /**
-   * How long the connection was idle in the pool, in milliseconds. Stamped with a coarse
-   * clock: it may be over-reported by a tick (more on a loaded VM), never under-reported.
+   * How long the connection was idle in the pool, in milliseconds. It may be
+   * over-reported by a clock tick, never under-reported.
    */
   uint64_t idle_ms;
   /**
@@ -197,11 +221,12 @@ typedef struct connpool_conn_info {
 
 /**
  * A pool's gauges and counters, filled by connpool_stats_get(). Counters only grow; each
- * connection the pool closes is counted under exactly one reason.
+ * connection the pool closes is counted under exactly one reason. Set struct_size =
+ * sizeof(connpool_stats) before the call.
  */
 typedef struct connpool_stats {
   /**
-   * Set to sizeof(connpool_stats) before the call.
+   * The size of the caller's struct, set by the caller.
    */
   size_t struct_size;
   /**
@@ -260,146 +285,107 @@ extern "C" {
 #endif // __cplusplus
 
 /**
- * Fills cfg with the defaults: struct_size = sizeof(connpool_config),
- * max_idle_per_key 8, max_idle_total 0 (no cap), idle_timeout_ms 60000,
- * max_lifetime_ms 0 (none), max_uses 0 (none), flags CONNPOOL_CHECK_LIVENESS.
- * NULL is a no-op.
+ * Creates a pool from *cfg (filled by connpool_config_init(), then changed); NULL cfg
+ * gives the defaults.
  *
- * Requires: cfg is NULL or points to a writable connpool_config.
- */
-void connpool_config_init(struct connpool_config *cfg);
-
-/**
- * Creates a pool from cfg; NULL cfg gives the defaults (see connpool_config_init()).
- *
- * Returns NULL with errno set when the pool cannot be made: EMFILE, ENFILE or ENOMEM when
- * CONNPOOL_WATCH or CONNPOOL_REAPER_THREAD needs fds (an epoll fd, a timerfd, an eventfd)
- * or a thread that cannot be had (EAGAIN), and EINVAL when the configuration is invalid:
- * - struct_size is not sizeof(connpool_config) as this header declares it (a caller built
- *   against a newer header whose struct is larger gets EINVAL from an older library,
- *   rather than settings silently ignored);
- * - max_idle_per_key is 0;
- * - flags has a bit this library does not know.
- *
- * Huge values (UINT32_MAX, UINT64_MAX) are accepted and mean "no practical limit".
- *
- * Time is read from CLOCK_MONOTONIC_COARSE (cheap, but up to one tick of 1 to 4 ms
- * behind), and expiry errs early: a connection may expire up to one tick before its
- * timeout, never after (within 250 ms of a deadline CLOCK_MONOTONIC is read as well, since
- * a loaded VM may update the coarse clock late; then a deadline stamped by a late reading
- * falls that much early). When the shorter of idle_timeout_ms and
- * max_lifetime_ms is under 16 ticks (64 ms at 250 Hz), CLOCK_MONOTONIC is read throughout.
- *
- * Requires: cfg is NULL or points to a readable connpool_config (at least struct_size
- * readable bytes).
+ * Returns the pool, or NULL with errno set:
+ * - EINVAL: the configuration is invalid: struct_size below the 0.1 size (40) or larger
+ *   with non-zero bytes this library does not know, max_idle_per_key 0, or an unknown
+ *   flag. Huge values (UINT32_MAX, UINT64_MAX) are accepted and mean "no practical limit".
+ * - EMFILE, ENFILE, ENOMEM: CONNPOOL_WATCH or CONNPOOL_REAPER_THREAD needs fds (an epoll
+ *   fd, a timerfd, an eventfd) that cannot be had; EAGAIN: the reaper thread cannot be
+ *   started.
  */
 struct connpool *connpool_new_with_config(const struct connpool_config *cfg);
 
 /**
- * Creates a pool that keeps at most max_idle_per_key idle connections per key and
- * closes connections idle for idle_timeout_ms milliseconds (0: no idle timeout), with the
- * liveness check on. The same as connpool_new_with_config() with those two fields set and
- * the other defaults.
+ * Creates a pool with the defaults of connpool_config_init() but for two fields: at most
+ * max_idle_per_key idle connections per key, closed after idle_timeout_ms milliseconds
+ * idle (0: no idle timeout).
  *
- * Returns NULL with errno = EINVAL when max_idle_per_key is 0 (a pool that keeps nothing
- * is almost always an unset value). Huge values (SIZE_MAX, UINT64_MAX) are accepted and
- * mean "no practical limit". Out of memory aborts the process, as Rust's allocator does.
+ * Returns the pool, or NULL with errno = EINVAL when max_idle_per_key is 0 (a pool that
+ * keeps nothing is almost always an unset value). Huge values are accepted.
  */
 struct connpool *connpool_new(size_t max_idle_per_key, uint64_t idle_timeout_ms);
 
 /**
  * Creates a pool with the defaults of connpool_config_init(): 8 idle connections per key,
- * a 60 000 ms idle timeout and the liveness check on.
+ * a 60 000 ms idle timeout and the liveness check on. Returns NULL only if a panic (a bug)
+ * was caught.
  */
 struct connpool *connpool_new_default(void);
 
 /**
- * Destroys the pool and closes every idle fd it holds. NULL is a no-op.
- *
- * Fds the caller acquired and still holds stay open and stay the caller's. No other call
- * on this pool may be running or made afterwards (use-after-free).
- *
- * Requires: pool is NULL or a live pool not used after this call.
+ * Destroys the pool: stops and joins its reaper thread, if any, and closes every idle
+ * connection (fds the caller holds are not affected). It must be the last call on the
+ * pool, made when no other call on it is running. NULL is a no-op.
  */
 void connpool_free(struct connpool *pool);
 
 /**
- * Takes an idle connection for key, the most recently released one first (LIFO).
+ * The library version, "MAJOR.MINOR.PATCH": a static string, never freed. Compare it with
+ * CONNPOOL_VERSION to detect a header/library mismatch.
+ */
+const char *connpool_version(void);
+
+/**
+ * Takes an idle connection for key: the most recently released one that has not expired
+ * and, with CONNPOOL_CHECK_LIVENESS (the default), passes the liveness check. A candidate
+ * that fails the check (its backend closed or reset it, or sent bytes nobody asked for) is
+ * closed and the next one is tried. A connection that passed can still be closed by its
+ * backend a moment later (a race no check can close): retry an idempotent request that
+ * fails on a reused connection before any response byte.
  *
  * Returns:
- * - an fd >= 0: an idle connection for key, now owned by the caller, who must either
- *   give it back with connpool_release() or close() it.
- * - -ENOENT: no usable idle connection for key (connect a new one).
- * - -EINVAL: pool or key is NULL, or key is empty or longer than CONNPOOL_MAX_KEY_LEN.
- *
- * Every call on a key (acquire, release, idle_count_key, purge) first closes that key's
- * expired connections. With CONNPOOL_CHECK_LIVENESS (the default), each candidate is
- * checked with one non-blocking recv(MSG_PEEK) before it is handed out, outside any lock:
- * a connection whose peer closed it (FIN), reset it (RST) or wrote bytes nobody asked for,
- * or whose fd is not a usable socket, is closed and the next one for key is tried. A
- * connection that passed can still be closed by the server a moment later (a race no
- * check can close): a proxy should retry an idempotent request that fails on a reused
- * connection before any response byte (connpool_acquire_info() tells reused from fresh).
- *
- * Requires: pool is NULL or a live pool; key is NULL or a NUL-terminated string.
+ * - an fd >= 0: the caller owns it, and gives it back with connpool_release*() or
+ *   close()s it.
+ * - -ENOENT: no usable idle connection for key (connect a new one). No fd changed hands.
+ * - -EINVAL: bad pool or key (see the pointer rules).
  */
 int connpool_acquire(struct connpool *pool, const char *key);
 
 /**
  * As connpool_acquire(), and on success also fills *info (when info is not NULL) with what
- * is known of the connection: how long it was idle, how old it is and how many requests
- * it has served.
+ * is known of the connection: how long it was idle, how old it is, how many requests it
+ * has served.
  *
- * Returns what connpool_acquire() returns, and -EINVAL, with nothing acquired, when
- * info->struct_size is smaller than sizeof(connpool_conn_info). A larger struct_size (a
- * caller built against a newer header) is accepted: the fields this library knows are
- * filled, the rest left untouched. On failure *info is left untouched.
- *
- * Requires: pool is NULL or a live pool; key is NULL or a NUL-terminated string; info is
- * NULL or points to a writable connpool_conn_info.
+ * Returns what connpool_acquire() returns, and -EINVAL (nothing acquired) when
+ * info->struct_size is smaller than the 0.1 struct (32 bytes). A larger struct_size is
+ * accepted: the fields this library knows are filled, nothing beyond. On failure *info is
+ * left untouched.
  */
 int connpool_acquire_info(struct connpool *pool, const char *key, struct connpool_conn_info *info);
 
 /**
- * Gives fd back to the pool as an idle connection of key.
+ * Gives fd back to the pool as an idle connection of key. Release only a connection that
+ * is idle and reusable: the response was read completely and the connection is
+ * keep-alive. The pool does not probe fd on release (that would cost a system call per
+ * release); it is checked when next acquired.
  *
- * Consumes fd whenever fd >= 0, whatever it returns (with one exception, -EALREADY, where
- * the pool owned fd already): after the call the caller no longer owns it and must not use
- * or close it. It is either kept by the pool or closed.
+ * The fd is the pool's from the moment of the call, whatever the result, with two
+ * exceptions (fd < 0, -EALREADY): never use or close it again.
  *
  * Returns:
- * - CONNPOOL_POOLED: the fd is idle in the pool, which owns it.
- * - CONNPOOL_CLOSED: the pool closed fd: the key already held max_idle_per_key idle
- *   connections, or the connection reached max_uses or max_lifetime_ms, or the global cap
+ * - CONNPOOL_POOLED: kept idle; the pool owns it.
+ * - CONNPOOL_CLOSED: the pool closed it: the key already held max_idle_per_key idle
+ *   connections, the connection reached max_uses or max_lifetime_ms, or the global cap
  *   could not be kept (every place taken by releases in progress).
- * - -EALREADY: fd is already idle in a pool (this one or another): a double release, a
- *   caller bug. Nothing changed and nothing was closed; the fd stays the pool's.
- * - -EINVAL: pool or key is NULL, or key is invalid (checked first); fd was closed if >= 0.
- * - -EBADF: fd < 0; nothing was closed.
- *
- * Only release a connection that is idle and reusable: the response was read completely
- * and the connection is keep-alive. The pool does not probe fd on release (that would
- * cost a system call per release); it is checked when next acquired. So any fd is
- * accepted: a pipe, a regular file or a listening socket fails the liveness check at the
- * next acquire of its key and is closed (with CONNPOOL_CHECK_LIVENESS off it is handed
- * back as given); a UDP socket has nothing to read, passes the check and is handed back. Releasing an fd
- * number the caller had already closed returns CONNPOOL_POOLED and the stale number is
- * later closed (close errors are ignored) or, without the liveness check, handed out;
- * if the number was meanwhile reused by another open file, the pool will close or hand
- * out that file, exactly as a double close() would.
+ * - -EALREADY: a pool already owns fd (it is idle in this pool or another): a double
+ *   release, a caller bug. Nothing changed and nothing was closed; fd stays the pool's.
+ *   Checked first, whatever else is wrong with the call.
+ * - -EINVAL: bad pool or key; fd was closed.
+ * - -EBADF: fd < 0; nothing happened.
  *
  * Lifetime and uses follow a connection from its acquire to its release by fd number.
  * The pool cannot tell that connection from a new socket that got the same number after
  * the caller closed the old one; it then counts the new socket as the old connection
  * (older and more used than it is, so retired early, never kept too long). The history is
  * kept per pool: a connection acquired from one pool and released into another starts
- * afresh there (so a fresh pool is never affected by another pool's past).
- *
- * Requires: pool is NULL or a live pool; key is NULL or a NUL-terminated string.
+ * afresh there. Releasing an fd number the caller had already closed is a caller bug the
+ * pool cannot see: it returns CONNPOOL_POOLED and later closes (or hands out) whatever
+ * file has that number then, exactly as a double close() would.
  */
-int connpool_release(struct connpool *pool,
-                     const char *key,
-                     int fd);
+int connpool_release(struct connpool *pool, const char *key, int fd);
 
 /**
  * As connpool_release(), for a connection whose server announced how long it keeps idle
@@ -407,10 +393,7 @@ int connpool_release(struct connpool *pool,
  * expires after min(keepalive_timeout_ms, idle timeout) idle, so the pool does not hand
  * out a connection the server is about to close. Pass a little less than the server's
  * value to allow for the network delay. 0 means the server will not keep it: the fd is
- * closed and CONNPOOL_CLOSED returned. Same ownership rules and return codes as
- * connpool_release().
- *
- * Requires: pool is NULL or a live pool; key is NULL or a NUL-terminated string.
+ * closed and CONNPOOL_CLOSED returned. Same results and ownership as connpool_release().
  */
 int connpool_release_hint(struct connpool *pool,
                           const char *key,
@@ -418,103 +401,108 @@ int connpool_release_hint(struct connpool *pool,
                           uint64_t keepalive_timeout_ms);
 
 /**
- * Fills *out with the pool's gauges and counters (see connpool_stats), read under every
- * internal lock at once, so the gauges and the counters of everything done under those
- * locks agree (call it from a timer or on demand, not per request). Counters are exact once
- * calls have returned; while acquires run, their outcome (hit, or dead by the liveness
- * check, which runs outside the locks) is counted a moment after the connection left
- * `idle`.
+ * Fills *cfg with the defaults: max_idle_per_key 8, max_idle_total 0 (no cap),
+ * idle_timeout_ms 60000, max_lifetime_ms 0 (none), max_uses 0 (none), flags
+ * CONNPOOL_CHECK_LIVENESS, and struct_size. NULL is a no-op.
  *
- * Returns 0, or -EINVAL when pool or out is NULL or out->struct_size is smaller than
- * sizeof(connpool_stats) (then *out is untouched). A larger struct_size is accepted: the
- * fields this library knows are filled, the rest left untouched.
+ * In C and C++ this name is a macro (defined at the end of this header) that calls
+ * connpool_config_init_sized(cfg, sizeof *cfg), so that a program built against this
+ * header fills exactly its own struct. The exported function of this name (for dlsym()
+ * and for programs built against 0.1) writes the 0.1 layout of the struct only (40 bytes,
+ * struct_size = 40); later fields then take their defaults.
+ */
+void connpool_config_init(struct connpool_config *cfg);
+
+/**
+ * Fills the caller's struct of `size` bytes (pass sizeof *cfg) with the defaults and sets
+ * struct_size = size. Bytes beyond the fields this library knows (a caller built against a
+ * newer header) are zeroed, which connpool_new_with_config() accepts.
  *
- * Requires: pool is NULL or a live pool; out is NULL or points to a writable
- * connpool_stats.
+ * Returns 0, or -EINVAL (nothing written) when cfg is NULL or size is smaller than the
+ * first released struct (40 bytes).
+ */
+int connpool_config_init_sized(struct connpool_config *cfg, size_t size);
+
+/**
+ * Fills *out with the pool's gauges and counters, read under every internal lock at once,
+ * so the gauges and the counters of everything done under those locks agree (call it from
+ * a timer or on demand, not per request). Counters are exact once calls have returned;
+ * while acquires run, their outcome (hit, or dead by the liveness check, which runs
+ * outside the locks) is counted a moment after the connection left `idle`.
+ *
+ * Returns 0, or -EINVAL (nothing written) for a bad pool, a NULL out or an
+ * out->struct_size below the 0.1 struct (96 bytes). A larger struct_size is accepted: the
+ * fields this library knows are filled, nothing beyond.
  */
 int connpool_stats_get(const struct connpool *pool, struct connpool_stats *out);
 
 /**
  * Idle connections held over all keys, expired ones not yet closed included (call
- * connpool_prune() first to close those); 0 for NULL. It sums per-shard counters
- * without locking, so while other threads acquire and release it is approximate (a
- * connection moving between keys may be counted twice or not at all), though never above
- * max_idle_total; it is exact when no call is running. connpool_stats_get() gives an
- * exact snapshot at a higher cost.
- *
- * Requires: pool is NULL or a live pool.
+ * connpool_prune() first to close those); 0 for a bad pool. It sums per-shard counters
+ * without locking, so while other threads acquire and release it is approximate (never
+ * above max_idle_total); it is exact when no call is running. connpool_stats_get() gives
+ * an exact snapshot at a higher cost.
  */
 size_t connpool_idle_count(const struct connpool *pool);
 
 /**
- * Idle connections held for key; 0 for a NULL pool or an invalid key. Like every call
- * on a key, it first closes the key's expired connections, so they are not counted.
- *
- * Requires: pool is NULL or a live pool; key is NULL or a NUL-terminated string.
+ * Idle connections held for key that have not expired; 0 for a bad pool or key. Expired
+ * ones are not counted (nor closed: the next acquire, release or prune closes them).
  */
 size_t connpool_idle_count_key(const struct connpool *pool, const char *key);
 
 /**
  * Closes every idle connection of key, or of every key when key is NULL (e.g. when a
- * backend went down or its address changed). Returns how many were closed; 0 for a NULL
+ * backend went down or its address changed). Returns how many were closed; 0 for a bad
  * pool or an invalid key. Connections the caller holds are not affected.
- *
- * Requires: pool is NULL or a live pool; key is NULL or a NUL-terminated string.
  */
 size_t connpool_purge(struct connpool *pool, const char *key);
 
 /**
  * Closes every expired idle connection now, over all keys, and, with
- * CONNPOOL_CHECK_LIVENESS, every idle connection that fails the liveness check (peer
- * closed, reset, stray bytes); returns how many were closed. Optional: both are also
- * closed by the next acquire of their key. Call it from a timer to release fds of keys
- * that are no longer used and of backends that closed their end. It costs one
- * non-blocking recv() per idle connection (made under the key's internal lock, one key at a
- * time, so calls on other keys are not held up). 0 for NULL.
- *
- * Requires: pool is NULL or a live pool.
+ * CONNPOOL_CHECK_LIVENESS, every idle connection that fails the liveness check; returns
+ * how many were closed (0 for a bad pool). Optional: both are also closed by the next
+ * acquire of their key. Call it from a timer to give back the fds of keys no longer used
+ * and of backends that closed their end. It costs one non-blocking recv() per idle
+ * connection, made under the key's internal lock, one key at a time.
  */
 size_t connpool_prune(struct connpool *pool);
 
 /**
- * The idle watcher's fd, for the caller's event loop (epoll, poll, libevent, libuv...):
- * it becomes readable when at least one idle connection has an event (the backend closed
- * or reset it, or sent bytes) or when the earliest idle deadline (idle timeout, lifetime,
- * keep-alive hint) has passed. Then call connpool_reap(). Add it for reading only; it is
- * level-triggered and stays readable until connpool_reap() has done the work.
+ * The idle watcher's fd (with CONNPOOL_WATCH or CONNPOOL_REAPER_THREAD), for the caller's
+ * event loop (epoll, poll, libevent, libuv...): it becomes readable when at least one idle
+ * connection has an event (its backend closed or reset it, or sent bytes) or when the
+ * earliest idle deadline has passed; then call connpool_reap(). Add it for reading only;
+ * it is level-triggered and stays readable until connpool_reap() has done the work.
  *
- * Returns the fd (>= 0), owned by the pool and valid until connpool_free(): never close it
- * or read from it. In a child process after fork() the inherited watch fd is closed: call
- * connpool_watch_fd() again there (the child's pool makes its own, and its own reaper
- * thread with CONNPOOL_REAPER_THREAD). -EINVAL when pool is NULL or was made without CONNPOOL_WATCH (or
- * CONNPOOL_REAPER_THREAD, which uses it itself: reaping from both is harmless but
- * pointless).
- *
- * Requires: pool is NULL or a live pool.
+ * Returns the fd (>= 0), owned by the pool and valid until connpool_free(): never close
+ * it or read from it. In a child process after fork() the inherited watch fd is closed:
+ * call connpool_watch_fd() again there (the child's pool makes its own). Errors:
+ * - -EINVAL: bad pool, or a pool made without CONNPOOL_WATCH.
+ * - -EMFILE, -ENFILE, -ENOMEM: in a fork child, the child's watcher could not be made
+ *   (no fd left).
  */
 int connpool_watch_fd(struct connpool *pool);
 
 /**
- * Never blocks: closes every idle connection that the watch fd reported (counted as dead
- * in connpool_stats) and, if the earliest deadline passed, every expired one (counted as
+ * Never blocks: closes every idle connection that the watch fd reported (counted dead in
+ * connpool_stats) and, if the earliest deadline passed, every expired one (counted
  * expired), and re-arms the watch fd so it is not readable again until there is new work.
- * Returns how many it closed; 0 for NULL or a pool without CONNPOOL_WATCH. Safe to call
- * at any time and from any thread, concurrently with every other call: an fd is never
- * closed after it was handed to a caller, and never handed out after it was chosen for
- * closing.
- *
- * Requires: pool is NULL or a live pool.
+ * Returns how many it closed; 0 for a bad pool or a pool without CONNPOOL_WATCH. Safe at
+ * any time, from any thread, concurrently with every other call: an fd is never closed
+ * after it was handed to a caller, nor handed out after it was chosen for closing.
  */
 size_t connpool_reap(struct connpool *pool);
-
-/**
- * The library version, "MAJOR.MINOR.PATCH": a static string, never freed.
- * Compare it with CONNPOOL_VERSION to detect a header/library mismatch.
- */
-const char *connpool_version(void);
 
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus
 
 #endif  /* CONNPOOL_H */
+
+/* connpool_config_init(cfg) fills exactly the caller's struct, whatever this header's
+ * version: the exported function of that name writes the 0.1 layout only (for dlsym() and
+ * for programs built against 0.1). Call (connpool_config_init)(cfg) to reach it directly. */
+#ifndef connpool_config_init
+#define connpool_config_init(cfg) connpool_config_init_sized((cfg), sizeof *(cfg))
+#endif

@@ -1,7 +1,7 @@
 //! The clock the pool reads. Injectable so that tests can move time without sleeping.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 /// A monotonic clock in nanoseconds.
 pub trait Clock: Send + Sync + 'static {
@@ -60,20 +60,28 @@ impl Clock for MonotonicClock {
     #[inline]
     fn now_ns(&self) -> u64 {
         if self.precise {
-            crate::ffi::sys::precise_now_ns()
+            crate::sys::precise_now_ns()
         } else {
-            crate::ffi::sys::coarse_now_ns()
+            crate::sys::coarse_now_ns()
         }
     }
     fn precise_now_ns(&self) -> u64 {
-        crate::ffi::sys::precise_now_ns()
+        crate::sys::precise_now_ns()
     }
     fn lag_ns(&self) -> u64 {
-        static TICK: OnceLock<u64> = OnceLock::new();
+        // An atomic, not a OnceLock: a fork child may inherit a Once half-run by another
+        // parent thread and wait on it forever. 0: not read yet.
+        static TICK: AtomicU64 = AtomicU64::new(0);
         if self.precise {
-            0
-        } else {
-            *TICK.get_or_init(crate::ffi::sys::coarse_resolution_ns)
+            return 0;
+        }
+        match TICK.load(Ordering::Relaxed) {
+            0 => {
+                let tick = crate::sys::coarse_resolution_ns().max(1);
+                TICK.store(tick, Ordering::Relaxed);
+                tick
+            }
+            tick => tick,
         }
     }
 }

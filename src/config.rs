@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::error::Error;
+
 /// Pool limits and checks. `Config::default()` is 8 idle connections per key, a 60 s idle
 /// timeout, the liveness check on and no other limit.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,29 +58,18 @@ impl Default for Config {
 }
 
 impl Config {
-    /// Why this configuration cannot make a pool, if it cannot.
-    pub fn validate(&self) -> Result<(), InvalidConfig> {
+    /// Why this configuration cannot make a pool ([`Error::InvalidConfig`]), if it cannot.
+    pub fn validate(&self) -> Result<(), Error> {
+        let invalid = |why| Err(Error::InvalidConfig(why));
         if self.max_idle_per_key == 0 {
-            return Err(InvalidConfig("max_idle_per_key must be at least 1"));
+            return invalid("max_idle_per_key must be at least 1");
         }
         if self.max_idle_total == Some(0) {
-            return Err(InvalidConfig("max_idle_total must be at least 1 (or None)"));
+            return invalid("max_idle_total must be at least 1 (or None)");
         }
         if self.max_uses == Some(0) {
-            return Err(InvalidConfig("max_uses must be at least 1 (or None)"));
+            return invalid("max_uses must be at least 1 (or None)");
         }
         Ok(())
     }
 }
-
-/// The configuration cannot make a useful pool; the message says why.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct InvalidConfig(pub &'static str);
-
-impl std::fmt::Display for InvalidConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.0)
-    }
-}
-
-impl std::error::Error for InvalidConfig {}

@@ -1,6 +1,6 @@
 //! Keys: opaque byte strings (conventionally `"host:port"`), and the hash that places them.
 
-use std::hash::{BuildHasher, Hasher};
+use std::hash::BuildHasher;
 
 /// The longest key accepted, in bytes (without the C string's NUL).
 pub const MAX_KEY_LEN: usize = 1024;
@@ -43,62 +43,69 @@ impl<'a> TryFrom<&'a str> for Key<'a> {
     }
 }
 
-/// Builds [`KeyHasher`]s with a per-pool random seed. Keys come from the proxy's own backend
-/// list, not from clients, so a fast multiplicative hash (FxHash's step, ~2 ns for a
-/// `"host:port"`) is enough; the seed and the final mix still keep crafted collisions and
-/// weak low bits out of the table.
+/// The key hash, keyed by four secret words drawn per pool, so that nobody who does not
+/// know them can choose keys that collide: keys may come from the network (a forward proxy
+/// keys by the request's host, a TLS proxy by SNI), and colliding keys would share one
+/// shard and one probe chain. It is foldhash's construction: every word of the key is
+/// combined with a secret before a folded 64x64->128-bit multiply, so no input makes a
+/// multiplier zero or cancels out regardless of the secrets (the flaw of an unkeyed
+/// operand, or of an xor-rotate-multiply word step whose differences cancel).
 #[derive(Debug, Clone)]
-pub(crate) struct KeyHashBuilder {
-    seed: u64,
+pub(crate) struct KeyHasher {
+    s: [u64; 4],
 }
 
-impl KeyHashBuilder {
+impl KeyHasher {
     pub(crate) fn new() -> Self {
         // RandomState is seeded from the OS once per thread and varies per instance.
-        let seed = std::collections::hash_map::RandomState::new().hash_one(0x5eed_u64);
-        KeyHashBuilder { seed }
+        let r = std::collections::hash_map::RandomState::new();
+        KeyHasher {
+            s: [0u64, 1, 2, 3].map(|i| r.hash_one(0x5eed_0000_u64 + i) | 1),
+        }
     }
 
-    /// The hash of a key. Keys of up to 16 bytes (the usual `"host:port"`) take one folded
-    /// 64x64->128-bit multiply of two overlapping words (foldhash's construction), longer ones
-    /// the FxHash word step over every word finished with fmix64. For a given length the
-    /// words determine every byte (the last word is loaded overlapping the one before), so
-    /// there is no byte-by-byte tail and no copy into a buffer.
+    /// The hash of a key. Keys of up to 16 bytes (the usual `"host:port"`) take two folded
+    /// multiplies of two overlapping words; longer ones one more per 16 bytes, chained (the
+    /// order of the blocks matters). For a given length the words determine every byte (the
+    /// last ones are loaded overlapping the ones before), so there is no byte-by-byte tail
+    /// and no copy into a buffer; the length is mixed in at the end.
     #[inline]
     pub(crate) fn hash_key(&self, k: &[u8]) -> u64 {
+        let [s0, s1, s2, s3] = self.s;
         let n = k.len();
-        if n <= 16 {
+        let acc = if n <= 16 {
             let (a, b) = if n >= 8 {
                 (word8(k), word8(&k[n - 8..]))
             } else if n >= 4 {
                 (u64::from(word4(k)), u64::from(word4(&k[n - 4..])))
             } else if n > 0 {
-                let w = u64::from(k[0]) | u64::from(k[n / 2]) << 8 | u64::from(k[n - 1]) << 16;
-                (w, 0)
+                (
+                    u64::from(k[0]),
+                    u64::from(k[n / 2]) << 8 | u64::from(k[n - 1]),
+                )
             } else {
                 (0, 0)
             };
-            let h = fold(a ^ self.seed, b ^ P1 ^ (n as u64));
-            return fold(h ^ P2, self.seed ^ P3);
-        }
-        let mut h = KeyHasher(self.seed);
-        h.add(n as u64);
+            fold(a ^ s0, b ^ s1)
+        } else {
+            self.hash_long(k)
+        };
+        fold(acc ^ s2, (n as u64) ^ s3)
+    }
+
+    #[inline(never)]
+    fn hash_long(&self, k: &[u8]) -> u64 {
+        let [s0, s1, _, s3] = self.s;
+        let n = k.len();
+        let mut acc = s0;
         let mut i = 0;
-        while i + 8 <= n {
-            h.add(word8(&k[i..]));
-            i += 8;
+        while i + 16 < n {
+            acc = fold(word8(&k[i..]) ^ acc, word8(&k[i + 8..]) ^ s1);
+            i += 16;
         }
-        if i < n {
-            h.add(word8(&k[n - 8..]));
-        }
-        h.finish()
+        fold(word8(&k[n - 16..]) ^ acc, word8(&k[n - 8..]) ^ s3)
     }
 }
-
-// Digits of pi (foldhash's constants): any odd, dense constants would do.
-const P1: u64 = 0x243f_6a88_85a3_08d3;
-const P2: u64 = 0x1319_8a2e_0370_7344;
-const P3: u64 = 0xa409_3822_299f_31d1;
 
 /// The folded multiply: the high and low halves of the 128-bit product, xored.
 #[inline(always)]
@@ -134,56 +141,6 @@ pub(crate) fn key_eq(a: &[u8], b: &[u8]) -> bool {
     }
 }
 
-impl BuildHasher for KeyHashBuilder {
-    type Hasher = KeyHasher;
-    fn build_hasher(&self) -> KeyHasher {
-        KeyHasher(self.seed)
-    }
-}
-
-/// FxHash's word step over 8-byte chunks, finished with murmur3's fmix64 so that every bit of
-/// the result is usable (hashbrown reads the top 7 and the low bits; shards use the middle).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct KeyHasher(u64);
-
-const K: u64 = 0xf135_7aea_2e62_a9c5;
-
-impl KeyHasher {
-    #[inline]
-    fn add(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(26) ^ word).wrapping_mul(K);
-    }
-}
-
-impl Hasher for KeyHasher {
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            self.add(u64::from_le_bytes(c.try_into().unwrap()));
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut buf = [0u8; 8];
-            buf[..rest.len()].copy_from_slice(rest);
-            self.add(u64::from_le_bytes(buf));
-        }
-    }
-    #[inline]
-    fn write_usize(&mut self, n: usize) {
-        self.add(n as u64);
-    }
-    #[inline]
-    fn finish(&self) -> u64 {
-        let mut h = self.0;
-        h ^= h >> 33;
-        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-        h ^= h >> 33;
-        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-        h ^ (h >> 33)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,7 +155,7 @@ mod tests {
 
     #[test]
     fn hash_separates_similar_keys() {
-        let b = KeyHashBuilder::new();
+        let b = KeyHasher::new();
         let h = |k: &[u8]| b.hash_key(k);
         assert_ne!(h(b"a:1"), h(b"a:2"));
         assert_ne!(h(b"abcdefgh"), h(b"abcdefgh\0"));
@@ -220,7 +177,7 @@ mod tests {
     /// control tags (top 7 bits) and buckets (low bits).
     #[test]
     fn typical_keys_spread_evenly() {
-        let b = KeyHashBuilder::new();
+        let b = KeyHasher::new();
         let mut shards = [0u32; 64];
         let mut tags = [0u32; 128];
         let mut low = [0u32; 64];
@@ -263,5 +220,42 @@ mod tests {
                 assert_eq!(key_eq(a, b), a == b, "{a:?} {b:?}");
             }
         }
+    }
+
+    /// The two seed-independent collision families of the previous hash: 16-byte keys whose
+    /// last word was chosen to zero an unkeyed multiplier, and long keys with cancelling bit
+    /// flips in consecutive words. Keyed, they spread like random keys.
+    #[test]
+    fn crafted_families_do_not_collide() {
+        let h = KeyHasher::new();
+        let mut zero_mul = std::collections::HashSet::new();
+        let p1: u64 = 0x243f_6a88_85a3_08d3;
+        for i in 0..4096u64 {
+            let mut k = i.to_le_bytes().to_vec();
+            k.extend_from_slice(&(p1 ^ 16).to_le_bytes());
+            zero_mul.insert(h.hash_key(&k));
+        }
+        assert_eq!(zero_mul.len(), 4096);
+        let mut flips = std::collections::HashSet::new();
+        for mask in 0..4096u32 {
+            let mut words = [0x6b65_795f_6b65_795fu64; 15];
+            for i in 0..12 {
+                if mask >> i & 1 == 1 {
+                    words[i] ^= 1 << 63;
+                    words[i + 1] ^= 1 << 25;
+                }
+            }
+            let k: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+            flips.insert(h.hash_key(&k));
+        }
+        assert_eq!(flips.len(), 4096);
+    }
+
+    /// Keys equal as words but of different lengths (a word, and the same word twice) differ.
+    #[test]
+    fn the_length_is_mixed_in() {
+        let h = KeyHasher::new();
+        assert_ne!(h.hash_key(b"abcdefgh"), h.hash_key(b"abcdefghabcdefgh"));
+        assert_ne!(h.hash_key(b"abcd"), h.hash_key(b"abcdabcd"));
     }
 }

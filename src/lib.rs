@@ -1,35 +1,40 @@
-//! libconnpool: a pool of idle backend socket fds, keyed by `"host:port"`, with a C ABI.
+//! libconnpool: a pool of idle backend connections (socket fds keyed by `"host:port"`), with
+//! a C ABI.
 //!
-//! Layout:
-//! - [`pool`]: the safe core ([`Pool`]) over [`std::os::fd::OwnedFd`]; the locking design is
-//!   documented there, in one place. `shard`: one lock shard's table of idle stacks.
-//! - `fds`: the process-wide record of who owns each fd number (double releases, lifetime
-//!   and uses of lent connections, fork).
-//! - [`config`] and [`stats`]: limits in, counters out.
-//! - `watch`: the idle watcher (an epoll set and a timerfd) behind `Pool::reap`.
-//! - [`key`]: key validation and the key hash.
-//! - [`clock`]: the clock the pool reads (injectable, so tests never sleep).
-//! - `lock`: the shard lock, which checks in debug builds that no fd is closed under it.
-//! - `ffi`: the only `unsafe` code: [`capi`], the exported `extern "C"` functions (the fd
-//!   ownership contract for C callers is written in the header cbindgen generates from it,
-//!   `include/connpool.h`), and `ffi::sys`, the few libc calls the core needs.
+//! Layers, each pointing only down:
+//! - `capi`: the exported `extern "C"` functions, one file per thing they serve, each run
+//!   through one panic boundary. The fd ownership contract for C callers is written once, in
+//!   the header cbindgen generates from this module, `include/connpool.h`.
+//! - [`pool`]: the safe core ([`Pool`]); the locking design is written down there, once.
+//!   Under it: `shard` (a lock shard's table of keys and its guard), `closer` (closing after
+//!   unlocking), `watch` (the idle watcher), `fd_table` (who owns each fd number),
+//!   `process` (fork detection), [`key`], [`clock`], [`config`], [`stats`], [`Error`].
+//! - `cell`: the shared-memory primitives (the futex lock, lock-free cells).
+//! - `sys`: the libc and kernel calls, which depend on nothing else in the crate.
+//!
+//! `unsafe` is allowed only in `capi`, `cell` and `sys`.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod capi;
+mod cell;
 pub mod clock;
+mod closer;
 pub mod config;
-mod fds;
-mod ffi;
+mod conn;
+mod error;
+mod fd_table;
 pub mod key;
-mod lock;
 pub mod pool;
+mod process;
 mod shard;
 pub mod stats;
+mod sys;
 mod watch;
 
 pub use clock::{Clock, ManualClock, MonotonicClock};
-pub use config::{Config, InvalidConfig};
-pub use ffi::capi;
+pub use config::Config;
+pub use error::Error;
 pub use key::{InvalidKey, Key, MAX_KEY_LEN};
 pub use pool::{ConnInfo, Pool, Released};
-pub use stats::Stats;
+pub use stats::{CloseReason, Stats};

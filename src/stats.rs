@@ -1,6 +1,25 @@
-//! Pool counters.
+//! Pool counters, and why the pool closes a connection.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Why the pool closed a connection it owned: one reason per closing counter of [`Stats`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// Released into a key that already held `max_idle_per_key` (or no place under the
+    /// global cap could be made).
+    Full,
+    /// Idle, closed to keep the global cap (`max_idle_total`).
+    Evicted,
+    /// Its idle timeout, keep-alive hint or lifetime passed.
+    Expired,
+    /// Found closed, reset or desynchronised by its backend (the liveness check, the idle
+    /// watcher).
+    Dead,
+    /// Released at `max_uses`.
+    Retired,
+    /// Idle, closed by purge or by dropping the pool.
+    Purged,
+}
 
 /// A snapshot of a pool's gauges and counters (see `Pool::stats`). Counters only grow, and
 /// each close of an idle or released connection is counted under exactly one reason.
@@ -36,46 +55,56 @@ pub(crate) struct Counters {
     pub hits: u64,
     pub misses: u64,
     pub pooled: u64,
-    pub closed_full: u64,
-    pub evicted: u64,
-    pub expired: u64,
-    pub dead: u64,
-    pub purged: u64,
+    pub closed: [u64; REASONS],
 }
 
-/// Counters for events that happen outside any lock (rare ones: a failed liveness check, a
-/// retired connection).
+/// Counters for events that happen outside any lock (a failed liveness check, a release
+/// closed before it reached a shard).
 #[derive(Debug, Default)]
 pub(crate) struct AtomicCounters {
-    pub closed_full: AtomicU64,
-    pub expired: AtomicU64,
-    pub dead: AtomicU64,
-    pub retired: AtomicU64,
+    closed: [AtomicU64; REASONS],
+}
+
+const REASONS: usize = 6;
+
+impl CloseReason {
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl Counters {
+    #[inline]
+    pub fn closed(&mut self, why: CloseReason, n: usize) {
+        self.closed[why.index()] += n as u64;
+    }
 }
 
 impl AtomicCounters {
-    pub fn bump(counter: &AtomicU64, n: u64) {
-        counter.fetch_add(n, Ordering::Relaxed);
+    pub fn closed(&self, why: CloseReason, n: usize) {
+        self.closed[why.index()].fetch_add(n as u64, Ordering::Relaxed);
     }
 }
 
 impl Stats {
+    fn add_closed(&mut self, closed: [u64; REASONS]) {
+        let [full, evicted, expired, dead, retired, purged] = closed;
+        self.closed_full += full;
+        self.evicted += evicted;
+        self.expired += expired;
+        self.dead += dead;
+        self.retired += retired;
+        self.purged += purged;
+    }
+
     pub(crate) fn add(&mut self, c: &Counters) {
         self.hits += c.hits;
         self.misses += c.misses;
         self.pooled += c.pooled;
-        self.closed_full += c.closed_full;
-        self.evicted += c.evicted;
-        self.expired += c.expired;
-        self.dead += c.dead;
-        self.purged += c.purged;
+        self.add_closed(c.closed);
     }
 
     pub(crate) fn add_atomic(&mut self, c: &AtomicCounters) {
-        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        self.closed_full += get(&c.closed_full);
-        self.expired += get(&c.expired);
-        self.dead += get(&c.dead);
-        self.retired += get(&c.retired);
+        self.add_closed(c.closed.each_ref().map(|a| a.load(Ordering::Relaxed)));
     }
 }

@@ -27,9 +27,11 @@
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
-use crate::fds;
-use crate::ffi::sys;
-use crate::shard::NEVER;
+use crate::cell::Lock;
+use crate::closer::close_fd;
+use crate::conn::NEVER;
+use crate::fd_table;
+use crate::sys;
 
 /// The epoll data of the timerfd; idle fds carry a token (see [`Watcher::watch`]).
 const TIMER: u64 = u64::MAX;
@@ -56,7 +58,7 @@ pub struct Watcher {
     epoll: Option<OwnedFd>,
     timer: Option<OwnedFd>,
     /// The deadline the timer is armed for ([`NEVER`]: disarmed).
-    armed: parking_lot::Mutex<u64>,
+    armed: Lock<u64>,
     /// Registrations made so far (the high bits of tokens).
     registrations: std::sync::atomic::AtomicU64,
 }
@@ -67,12 +69,12 @@ impl Watcher {
         let timer = sys::timerfd_create()?;
         sys::epoll_arm(epoll.as_fd(), timer.as_fd(), TIMER, false)?;
         // The pool owns both: a fork child closes its copies like those of idle fds.
-        fds::claim(epoll.as_raw_fd(), pool_id);
-        fds::claim(timer.as_raw_fd(), pool_id);
+        fd_table::claim(epoll.as_raw_fd(), pool_id);
+        fd_table::claim(timer.as_raw_fd(), pool_id);
         Ok(Watcher {
             epoll: Some(epoll),
             timer: Some(timer),
-            armed: parking_lot::Mutex::new(NEVER),
+            armed: Lock::new(NEVER),
             registrations: std::sync::atomic::AtomicU64::new(0),
         })
     }
@@ -90,7 +92,7 @@ impl Watcher {
         self.epoll().as_raw_fd()
     }
 
-    /// The epoll fd, for `Doomed` lists that must unwatch before they close.
+    /// The epoll fd, for close lists that must unwatch before they close.
     pub fn epoll_fd(&self) -> BorrowedFd<'_> {
         self.epoll()
     }
@@ -167,9 +169,9 @@ impl Watcher {
 
 impl Drop for Watcher {
     fn drop(&mut self) {
-        // Through sys::close, which forgets them in the fd table.
+        // Through close_fd, which forgets them in the fd table.
         for fd in [self.epoll.take(), self.timer.take()].into_iter().flatten() {
-            sys::close(fd);
+            close_fd(fd);
         }
     }
 }

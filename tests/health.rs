@@ -605,8 +605,9 @@ fn every_removal_gives_its_place_back() {
         Released::Pooled
     );
     clock.advance_ms(2);
-    assert_eq!(pool.idle_count_key(key("x:1")), 0);
-    two_fit(&mut fresh, "idle_count_key expiry");
+    assert_eq!(pool.idle_count_key(key("x:1")), 0, "expired: not counted");
+    assert!(pool.acquire(key("x:1")).is_none());
+    two_fit(&mut fresh, "expiry on acquire");
 
     assert_eq!(
         pool.release_hint(key("y:1"), connect(&l).client, Duration::from_millis(1)),

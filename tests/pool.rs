@@ -10,7 +10,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use connpool::{Clock, Config, InvalidConfig, Key, ManualClock, Pool, Released};
+use connpool::{Clock, Config, Error, Key, ManualClock, Pool, Released};
 
 mod common;
 use common::{closed, connect, key, listener, open, Conn};
@@ -142,7 +142,7 @@ fn expired_connections_are_closed_by_any_touch_of_their_key() {
 }
 
 #[test]
-fn counting_a_key_closes_its_expired_connections() {
+fn counting_a_key_skips_its_expired_connections_and_changes_nothing() {
     let l = listener();
     let (pool, clock) = manual_pool(8, 100);
     let a = connect(&l);
@@ -155,8 +155,11 @@ fn counting_a_key_closes_its_expired_connections() {
         2,
         "the total counts expired ones until touched"
     );
-    assert_eq!(pool.idle_count_key(key("c:1")), 0);
-    assert!(closed(&a.backend));
+    assert_eq!(pool.idle_count_key(key("c:1")), 0, "expired: not counted");
+    assert!(open(&a.backend), "counting closes nothing");
+    assert_eq!(pool.idle_count(), 2);
+    assert!(pool.acquire(key("c:1")).is_none());
+    assert!(closed(&a.backend), "the next acquire closes it");
     assert!(open(&b.backend), "another key is not touched");
     assert_eq!(pool.idle_count(), 1);
 }
@@ -267,7 +270,7 @@ fn zero_idle_per_key_is_invalid() {
         idle_timeout: None,
         ..Config::default()
     };
-    assert!(matches!(Pool::new(cfg), Err(InvalidConfig(_))));
+    assert!(matches!(Pool::new(cfg), Err(Error::InvalidConfig(_))));
     let huge = Config {
         max_idle_per_key: usize::MAX,
         idle_timeout: Some(Duration::from_millis(u64::MAX)),

@@ -28,14 +28,17 @@
 #![no_main]
 #![deny(unsafe_op_in_unsafe_fn)]
 
-use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-use connpool::{Clock, Config, ConnInfo, Key, ManualClock, Pool, Released, Stats};
+use connpool::{Clock, Config, ConnInfo, Key, ManualClock, Pool, Released};
 use libfuzzer_sys::fuzz_target;
+
+#[path = "../../tests/reference/mod.rs"]
+mod reference;
+use reference::{Closed, Limits, Model};
 
 /// Operations per input at most: keeps each run short and the fds bounded.
 const MAX_OPS: usize = 256;
@@ -102,66 +105,38 @@ fn decode(code: u8, arg: u8) -> Op {
     }
 }
 
-/// The model's limits, in clock nanoseconds (`u64::MAX`: none).
-#[derive(Debug)]
-struct Limits {
-    per_key: usize,
-    total: Option<usize>,
-    idle_ns: u64,
-    lifetime_ns: u64,
-    max_uses: u32,
-    check: bool,
-    /// `Config::skip_check_if_idle_under` (0: none).
-    skip_ns: u64,
-}
-
 fn decode_config(b: &[u8; CONFIG_LEN]) -> (Config, Limits) {
-    // 0: none; 255: Some(zero), which means none too; else that many units.
-    let dur = |v: u8, unit_ms: u64| match v {
-        0 => None,
-        255 => Some(Duration::ZERO),
-        v => Some(Duration::from_millis(u64::from(v) * unit_ms)),
+    // 0: none; 255: zero, which means none too; else that many units.
+    let ns = |v: u8, unit_ms: u64| match v {
+        0 | 255 => u64::MAX,
+        v => u64::from(v) * unit_ms * MS,
     };
-    let config = Config {
-        max_idle_per_key: 1 + usize::from(b[0] % 4),
-        max_idle_total: match b[1] % 8 {
+    let lim = Limits {
+        per_key: 1 + usize::from(b[0] % 4),
+        total: match b[1] % 8 {
             0 => None,
             n => Some(usize::from(n)),
         },
-        idle_timeout: dur(b[2], 1),
-        max_lifetime: dur(b[3], 4),
-        max_uses: match b[4] % 8 {
-            0 => None,
-            n => Some(u32::from(n)),
-        },
-        check_liveness: b[5] & 1 == 1,
-        skip_check_if_idle_under: match b[5] >> 1 {
-            0 => None,
-            ms => Some(Duration::from_millis(u64::from(ms))),
-        },
-        ..Config::default()
+        idle_ns: ns(b[2], 1),
+        lifetime_ns: ns(b[3], 4),
+        max_uses: u32::from(b[4] % 8),
+        check: b[5] & 1 == 1,
+        skip_ns: u64::from(b[5] >> 1) * MS,
     };
-    let ns = |d: Option<Duration>| match d {
-        Some(d) if !d.is_zero() => d.as_nanos() as u64,
-        _ => u64::MAX,
-    };
-    let lim = Limits {
-        per_key: config.max_idle_per_key,
-        total: config.max_idle_total,
-        idle_ns: ns(config.idle_timeout),
-        lifetime_ns: ns(config.max_lifetime),
-        max_uses: config.max_uses.unwrap_or(0),
-        check: config.check_liveness,
-        skip_ns: config
-            .skip_check_if_idle_under
-            .map_or(0, |d| d.as_nanos() as u64),
-    };
+    let mut config = lim.config();
+    // A zero duration means none too: keep decoding it, so that path stays covered.
+    if b[2] == 255 {
+        config.idle_timeout = Some(Duration::ZERO);
+    }
+    if b[3] == 255 {
+        config.max_lifetime = Some(Duration::ZERO);
+    }
     (config, lim)
 }
 
-/// A connection as the model knows it.
+/// The harness's side of a connection.
 #[derive(Debug)]
-struct Conn {
+struct Sock {
     /// The caller's end's fd number (the one the pool is given) and its socket's inode.
     fd: RawFd,
     ino: u64,
@@ -170,19 +145,13 @@ struct Conn {
     peer_ino: u64,
     /// The backend wrote a byte nobody read.
     stray: bool,
-    born: u64,
-    uses: u32,
-    released: u64,
-    deadline: u64,
-    /// Release order (with a global cap only, as the pool).
-    seq: u64,
 }
 
-impl Conn {
-    fn alive(&self) -> bool {
-        self.peer.is_some() && !self.stray
-    }
+fn alive(s: &Sock) -> bool {
+    s.peer.is_some() && !s.stray
 }
+
+type Conn = reference::Conn<Sock>;
 
 fn errno() -> i32 {
     std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
@@ -221,42 +190,10 @@ fn looks_alive(fd: RawFd) -> bool {
     n == -1 && matches!(errno(), libc::EAGAIN)
 }
 
-/// The reference model: per-key LIFO stacks of connections and the counters.
-#[derive(Default)]
-struct Model {
-    keys: [Vec<Conn>; KEYS.len()],
-    stats: Stats,
-    /// Releases the pool closed because the connection had already expired (counted in
-    /// `expired` but never pooled).
-    expired_on_release: u64,
-    /// Releases other than double releases.
-    releases: u64,
-    seq: u64,
-    /// The pool's record of fd numbers it lent and the caller closed: (born, uses). A new
-    /// socket that gets such a number continues that history (see src/fds.rs).
-    stale: HashMap<RawFd, (u64, u32)>,
-}
-
-impl Model {
-    fn idle(&self) -> usize {
-        self.keys.iter().map(Vec::len).sum()
-    }
-
-    /// Removes and returns the key's connections expired at `now` (counted expired).
-    fn expire(&mut self, k: usize, now: u64) -> Vec<Conn> {
-        let stack = &mut self.keys[k];
-        let (gone, kept): (Vec<Conn>, Vec<Conn>) = stack.drain(..).partition(|c| c.deadline <= now);
-        *stack = kept;
-        self.stats.expired += gone.len() as u64;
-        gone
-    }
-}
-
 struct Run {
     pool: Option<Pool<ManualClock>>,
     clock: ManualClock,
-    lim: Limits,
-    model: Model,
+    model: Model<Sock>,
     /// Connections the caller holds.
     held: Vec<(OwnedFd, Conn)>,
     ops: Vec<Op>,
@@ -279,7 +216,7 @@ impl Run {
             panic!(
                 "divergence: {}\nlimits: {:?}\nlast operations (the failure is in the last one, or in dropping the pool after it):\n{}",
                 what(),
-                self.lim,
+                self.model.lim,
                 tail.join("\n")
             );
         }
@@ -289,31 +226,36 @@ impl Run {
         self.clock.now_ns()
     }
 
-    /// Whether acquire checks `c` at `now` (prune checks every connection).
-    fn checks(&self, c: &Conn, now: u64) -> bool {
-        self.lim.check && now - c.released >= self.lim.skip_ns
+    /// The pool closed these connections: their numbers are closed and their backends
+    /// read EOF.
+    #[track_caller]
+    fn closed_all(&self, closed: Closed<Sock>) {
+        for (c, why) in closed {
+            self.closed(c, &format!("{why:?}"));
+        }
     }
 
     /// The pool closed this connection: its number is closed and its backend reads EOF.
     #[track_caller]
     fn closed(&self, c: Conn, why: &str) {
-        self.check(is_closed(c.fd), || {
-            format!("fd {} should be closed ({why}) but is open", c.fd)
+        let s = &c.t;
+        self.check(is_closed(s.fd), || {
+            format!("fd {} should be closed ({why}) but is open", s.fd)
         });
-        if let Some(peer) = &c.peer {
+        if let Some(peer) = &s.peer {
             peer.set_nonblocking(true).unwrap();
             let r = (&*peer).read(&mut [0u8; 1]);
             // EOF; or, when the backend's stray byte was never read, a reset (AF_UNIX
             // resets the peer of a socket closed with unread data).
             let eof = match &r {
                 Ok(0) => true,
-                Err(e) => c.stray && e.kind() == std::io::ErrorKind::ConnectionReset,
+                Err(e) => s.stray && e.kind() == std::io::ErrorKind::ConnectionReset,
                 Ok(_) => false,
             };
             self.check(eof, || {
                 format!(
                     "fd {} closed ({why}) but its peer reads {r:?}, not EOF",
-                    c.fd
+                    s.fd
                 )
             });
         }
@@ -332,17 +274,18 @@ impl Run {
             .map(|c| (c, "idle"))
             .chain(held.map(|c| (c, "held")))
         {
-            let got = inode(c.fd);
-            self.check(got == Ok(c.ino), || {
-                format!("{whose} fd {}: inode {got:?}, want {}", c.fd, c.ino)
+            let s = &c.t;
+            let got = inode(s.fd);
+            self.check(got == Ok(s.ino), || {
+                format!("{whose} fd {}: inode {got:?}, want {}", s.fd, s.ino)
             });
-            if let Some(p) = &c.peer {
+            if let Some(p) = &s.peer {
                 let got = inode(p.as_raw_fd());
-                self.check(got == Ok(c.peer_ino), || {
+                self.check(got == Ok(s.peer_ino), || {
                     format!(
                         "backend end {} of fd {}: inode {got:?}",
                         p.as_raw_fd(),
-                        c.fd
+                        s.fd
                     )
                 });
             }
@@ -351,9 +294,7 @@ impl Run {
 
     fn compare_stats(&self) {
         let s = self.pool().stats();
-        let mut m = self.model.stats;
-        m.idle = self.model.idle() as u64;
-        m.keys = self.model.keys.iter().filter(|s| !s.is_empty()).count() as u64;
+        let m = self.model.stats();
         self.check(s == m, || format!("stats\n  pool  {s:?}\n  model {m:?}"));
         let e = self.model.expired_on_release;
         self.check(
@@ -374,37 +315,25 @@ impl Run {
         } else {
             self.pool().acquire(key).map(|fd| (fd, None))
         };
-        for c in self.model.expire(k, now) {
-            self.closed(c, "expired, on acquire");
-        }
-        let mut expect = None;
-        while let Some(c) = self.model.keys[k].pop() {
-            // Checked unless the skip window is set and it was idle for less.
-            if self.checks(&c, now) && !c.alive() {
-                self.model.stats.dead += 1;
-                self.closed(c, "dead, on acquire");
-                continue;
-            }
-            expect = Some(c);
-            break;
-        }
+        let mut closed = Vec::new();
+        let expect = self.model.acquire(k, now, alive, &mut closed);
+        self.closed_all(closed);
         match (got, expect) {
-            (None, None) => self.model.stats.misses += 1,
+            (None, None) => {}
             (Some((fd, info)), Some(c)) => {
-                self.model.stats.hits += 1;
                 let raw = fd.as_raw_fd();
-                self.check(raw == c.fd && inode(raw) == Ok(c.ino), || {
+                self.check(raw == c.t.fd && inode(raw) == Ok(c.t.ino), || {
                     format!(
                         "acquire {k}: fd {raw} (inode {:?}), model's top is fd {} (inode {})",
                         inode(raw),
-                        c.fd,
-                        c.ino
+                        c.t.fd,
+                        c.t.ino
                     )
                 });
                 self.check(!self.held.iter().any(|(h, _)| h.as_raw_fd() == raw), || {
                     format!("acquire {k}: fd {raw} is already held by the caller")
                 });
-                if self.checks(&c, now) {
+                if self.model.checks(&c, now) {
                     self.check(looks_alive(raw), || {
                         format!("acquire {k}: fd {raw} handed out dead with the check on")
                     });
@@ -425,7 +354,7 @@ impl Run {
                 format!(
                     "acquire {k}: pool gave {:?}, model expects {:?}",
                     got.map(|(fd, _)| fd.as_raw_fd()),
-                    expect.map(|c| c.fd)
+                    expect.map(|c| c.t.fd)
                 )
             }),
         }
@@ -440,27 +369,21 @@ impl Run {
         let (a, b) = UnixStream::pair().expect("socketpair");
         let fd: OwnedFd = a.into();
         let raw = fd.as_raw_fd();
-        let (born, uses) = self.model.stale.remove(&raw).unwrap_or((now, 0));
-        let conn = Conn {
+        let sock = Sock {
             fd: raw,
             ino: inode(raw).unwrap(),
             peer_ino: inode(b.as_raw_fd()).unwrap(),
             peer: Some(b),
             stray: false,
-            born,
-            uses,
-            released: 0,
-            deadline: 0,
-            seq: 0,
         };
-        (fd, conn)
+        (fd, self.model.connect(raw, now, sock))
     }
 
     /// `held`: the index of a held connection to release, else a new one. `hint_ms`: a
     /// keep-alive hint.
     fn release(&mut self, k: usize, held: Option<usize>, hint_ms: Option<u8>) {
         let now = self.now();
-        let (fd, mut c) = match held {
+        let (fd, c) = match held {
             Some(i) if !self.held.is_empty() => self.held.remove(i % self.held.len()),
             _ => self.connect(now),
         };
@@ -470,70 +393,20 @@ impl Run {
             None => self.pool().release(key, fd),
             Some(h) => self.pool().release_hint(key, fd, Duration::from_nanos(h)),
         };
-        self.model.releases += 1;
-        c.uses += 1;
-        c.released = now;
-        let lim = &self.lim;
-        let idle = lim.idle_ns.min(hint_ns.unwrap_or(u64::MAX));
-        c.deadline = now
-            .saturating_add(idle)
-            .min(c.born.saturating_add(lim.lifetime_ns));
-        let expect = if lim.max_uses != 0 && c.uses >= lim.max_uses {
-            self.model.stats.retired += 1;
-            self.closed(c, "retired at max_uses");
-            Released::Closed
-        } else if c.deadline <= now {
-            self.model.stats.expired += 1;
-            self.model.expired_on_release += 1;
-            self.closed(c, "expired at release");
-            Released::Closed
-        } else {
-            // The key's expired connections go first (before the cap is judged).
-            for x in self.model.expire(k, now) {
-                self.closed(x, "expired, on release");
-            }
-            let full = self.model.keys[k].len() >= self.lim.per_key;
-            if let (Some(cap), false) = (self.lim.total, full) {
-                if self.model.idle() >= cap {
-                    // Evict the least recently released idle connection of any key.
-                    let vk = (0..KEYS.len())
-                        .filter(|&i| !self.model.keys[i].is_empty())
-                        .min_by_key(|&i| self.model.keys[i][0].seq)
-                        .expect("at the cap, something is idle");
-                    let v = self.model.keys[vk].remove(0);
-                    self.model.stats.evicted += 1;
-                    self.closed(v, "evicted for the global cap");
-                }
-                self.model.seq += 1;
-                c.seq = self.model.seq;
-            }
-            if full {
-                self.model.stats.closed_full += 1;
-                self.closed(c, "key full");
-                Released::Closed
-            } else {
-                self.model.keys[k].push(c);
-                self.model.stats.pooled += 1;
-                Released::Pooled
-            }
-        };
+        let mut closed = Vec::new();
+        let expect = self.model.release(k, c, now, hint_ns, &mut closed);
+        self.closed_all(closed);
         self.check(got == expect, || {
             format!("release {k} hint {hint_ms:?}: pool {got:?}, model {expect:?}")
         });
     }
 
     fn double_release(&mut self, k: usize, arg: u8) {
-        let all: Vec<(RawFd, u64)> = self
-            .model
-            .keys
-            .iter()
-            .flatten()
-            .map(|c| (c.fd, c.ino))
-            .collect();
+        let all: Vec<RawFd> = self.model.keys.iter().flatten().map(|c| c.t.fd).collect();
         if all.is_empty() {
             return;
         }
-        let (raw, _) = all[usize::from(arg) % all.len()];
+        let raw = all[usize::from(arg) % all.len()];
         // SAFETY: a second claim on an fd the pool owns, on purpose: the pool must see the
         // number is its own, forget this OwnedFd and close nothing (Released::AlreadyPooled).
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
@@ -547,53 +420,25 @@ impl Run {
     fn prune(&mut self) {
         let now = self.now();
         let n = self.pool().prune();
-        let mut want = 0;
-        for k in 0..KEYS.len() {
-            for c in self.model.expire(k, now) {
-                self.closed(c, "expired, by prune");
-                want += 1;
-            }
-            if self.lim.check {
-                let (dead, kept): (Vec<Conn>, Vec<Conn>) =
-                    self.model.keys[k].drain(..).partition(|c| !c.alive());
-                self.model.keys[k] = kept;
-                self.model.stats.dead += dead.len() as u64;
-                want += dead.len();
-                for c in dead {
-                    self.closed(c, "dead, by prune");
-                }
-            }
-        }
+        let mut closed = Vec::new();
+        self.model.prune(now, alive, &mut closed);
+        let want = closed.len();
+        self.closed_all(closed);
         self.check(n == want, || format!("prune closed {n}, model {want}"));
     }
 
     fn purge(&mut self, k: Option<usize>) {
         let n = self.pool().purge(k.map(|k| Key::new(KEYS[k]).unwrap()));
-        let gone: Vec<Conn> = match k {
-            Some(k) => std::mem::take(&mut self.model.keys[k]),
-            None => self
-                .model
-                .keys
-                .iter_mut()
-                .flat_map(std::mem::take)
-                .collect(),
-        };
-        self.model.stats.purged += gone.len() as u64;
-        self.check(n == gone.len(), || {
-            format!("purge {k:?}: {n}, model {}", gone.len())
-        });
-        for c in gone {
-            self.closed(c, "purged");
-        }
+        let mut closed = Vec::new();
+        self.model.purge(k, &mut closed);
+        let want = closed.len();
+        self.closed_all(closed);
+        self.check(n == want, || format!("purge {k:?}: {n}, model {want}"));
     }
 
     fn idle_count_key(&mut self, k: usize) {
-        let now = self.now();
         let n = self.pool().idle_count_key(Key::new(KEYS[k]).unwrap());
-        for c in self.model.expire(k, now) {
-            self.closed(c, "expired, by idle_count_key");
-        }
-        let want = self.model.keys[k].len();
+        let want = self.model.count_key(k, self.now());
         self.check(n == want, || {
             format!("idle_count_key {k}: {n}, model {want}")
         });
@@ -606,10 +451,10 @@ impl Run {
     }
 
     /// Connections whose backend end is still open, idle or held.
-    fn peers(&mut self) -> Vec<&mut Conn> {
-        let idle = self.model.keys.iter_mut().flatten();
-        let held = self.held.iter_mut().map(|(_, c)| c);
-        idle.chain(held).filter(|c| c.peer.is_some()).collect()
+    fn peers(&mut self) -> Vec<&mut Sock> {
+        let idle = self.model.keys.iter_mut().flatten().map(|c| &mut c.t);
+        let held = self.held.iter_mut().map(|(_, c)| &mut c.t);
+        idle.chain(held).filter(|s| s.peer.is_some()).collect()
     }
 
     fn peer_close(&mut self, arg: u8) {
@@ -624,11 +469,11 @@ impl Run {
         let mut all = self.peers();
         if !all.is_empty() {
             let n = all.len();
-            let c = &mut all[usize::from(arg) % n];
-            let peer = c.peer.as_ref().unwrap();
+            let s = &mut all[usize::from(arg) % n];
+            let peer = s.peer.as_ref().unwrap();
             match (&*peer).write(b"!") {
-                Ok(1) => c.stray = true,
-                r => panic!("backend write on fd {}: {r:?}", c.fd),
+                Ok(1) => s.stray = true,
+                r => panic!("backend write on fd {}: {r:?}", s.fd),
             }
         }
     }
@@ -638,8 +483,7 @@ impl Run {
             return;
         }
         let (fd, c) = self.held.remove(i % self.held.len());
-        // The pool keeps the history of the number it lent (see src/fds.rs).
-        self.model.stale.insert(fd.as_raw_fd(), (c.born, c.uses));
+        self.model.caller_closed(fd.as_raw_fd(), &c);
         drop(fd);
     }
 
@@ -671,7 +515,7 @@ impl Run {
     /// Dropping the pool closes every idle fd (and nothing the caller holds).
     fn finish(mut self) {
         drop(self.pool.take());
-        for c in std::mem::take(&mut self.model.keys).into_iter().flatten() {
+        for c in self.model.drain() {
             self.closed(c, "idle when the pool was dropped");
         }
         self.sweep(); // the caller's fds and their backends are untouched
@@ -695,8 +539,7 @@ fuzz_target!(|data: &[u8]| {
     let mut run = Run {
         pool: Some(pool),
         clock,
-        lim,
-        model: Model::default(),
+        model: Model::new(lim, KEYS.len()),
         held: Vec::new(),
         ops: Vec::new(),
     };

@@ -19,19 +19,21 @@
 //!   it is (and retired early), never as younger or fresher. Records are tagged with the
 //!   pool's id, so one pool never inherits another pool's stale records.
 //! - **fork()**: the child closes every `POOLED` fd of every pool without taking a lock
-//!   (`ffi::fork`), since the parent still uses those connections.
+//!   (`crate::process`), since the parent still uses those connections.
 //!
-//! The table covers fd numbers below 2^30, more than Linux allows (`fs.nr_open` is at most
-//! 2^30 - 64). Memory: a 2 MiB directory of pointers (zero pages until touched) and a 64 KiB
-//! chunk per 4096 fd numbers in use.
+//! The table covers every fd number Linux can give (up to 2^31 - 1; `fs.nr_open` allows up
+//! to 2^31 - 64 on 64-bit kernels). Memory: a 4 MiB directory of pointers (zero pages
+//! until touched) and a 64 KiB chunk per 4096 fd numbers ever used, kept for the life of
+//! the process (also after `connpool_free`): 16 MiB once numbers reach 1,000,000. Chunks
+//! are never freed because readers hold no lock (a fork child reads them too).
 
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::ffi::cell::Chunks;
+use crate::cell::ChunkDir;
 
 const CHUNK: usize = 4096;
-const MAX_FD: usize = 1 << 30;
+const MAX_FD: usize = 1 << 31;
 const DIR: usize = MAX_FD / CHUNK;
 
 const EMPTY: u64 = 0;
@@ -51,7 +53,7 @@ struct Slot {
 
 type Chunk = [Slot; CHUNK];
 
-static TABLE: Chunks<Chunk, DIR> = Chunks::new();
+static TABLE: ChunkDir<Chunk, DIR> = ChunkDir::new();
 
 /// What a release found in the slot of the fd number it was given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,7 +93,7 @@ fn slot_or_alloc(fd: RawFd) -> Option<&'static Slot> {
 #[inline]
 pub fn claim(fd: RawFd, pool_id: u32) -> Claim {
     let Some(slot) = slot_or_alloc(fd) else {
-        return Claim::Fresh; // beyond any fd Linux can have: untracked
+        return Claim::Fresh; // negative: never reached (callers refuse fd < 0)
     };
     let prev = slot.state.swap(POOLED, Ordering::AcqRel);
     match prev & STATE_MASK {
@@ -109,6 +111,13 @@ pub fn claim(fd: RawFd, pool_id: u32) -> Claim {
         }
         _ => Claim::Fresh,
     }
+}
+
+/// Whether a pool owns `fd` now (idle, or being released or closed by the pool): a caller
+/// passing it to the pool again is passing what is not theirs.
+#[inline]
+pub fn is_pooled(fd: RawFd) -> bool {
+    slot(fd).is_some_and(|s| s.state.load(Ordering::Acquire) & STATE_MASK == POOLED)
 }
 
 /// The pool hands `fd` to a caller: remember its history for the release that brings it back.
@@ -178,7 +187,13 @@ mod tests {
             "another pool's record is ignored"
         );
         forget(A);
-        assert_eq!(claim(MAX_FD as RawFd, 7), Claim::Fresh, "untracked");
         assert_eq!(claim(-1, 7), Claim::Fresh);
+        // The highest number Linux can give is tracked like any other.
+        let top = i32::MAX;
+        assert_eq!(claim(top, 7), Claim::Fresh);
+        assert!(is_pooled(top));
+        assert_eq!(claim(top, 7), Claim::AlreadyPooled);
+        forget(top);
+        assert!(!is_pooled(top));
     }
 }

@@ -1,0 +1,162 @@
+//! Configuration: connpool_config, its defaults and the flags.
+
+use std::ffi::c_int;
+use std::time::Duration;
+
+use super::boundary;
+use super::sized::{read_sized, write_sized};
+use crate::config::Config;
+
+/// connpool_config.flags: before handing out an idle connection, check it with one
+/// non-blocking recv(MSG_PEEK) and close it instead if the peer closed or reset it or sent
+/// bytes nobody asked for. On by default; costs one system call per acquire of an idle
+/// connection.
+pub const CONNPOOL_CHECK_LIVENESS: u32 = 1 << 0;
+/// connpool_config.flags: watch idle connections, so that they can be closed the moment
+/// the backend closes them or their deadline passes, without waiting for an acquire of their
+/// key: connpool_watch_fd() gives an fd for the caller's event loop, connpool_reap() does
+/// the closing. Off by default: it adds an epoll_ctl() call to each acquire and to each
+/// release.
+pub const CONNPOOL_WATCH: u32 = 1 << 1;
+/// connpool_config.flags: run one background thread that waits on the watch fd and reaps
+/// (implies CONNPOOL_WATCH). connpool_free() stops and joins it.
+pub const CONNPOOL_REAPER_THREAD: u32 = 1 << 2;
+/// connpool_config.flags, with CONNPOOL_CHECK_LIVENESS (no effect without it): skip the
+/// check for a connection idle for less than CONNPOOL_SKIP_RECENT_MS, as curl does (it
+/// checks a connection at most once a second). Off by default. It saves the check's system
+/// call where a busy proxy makes it most often (connections reused within milliseconds), at
+/// the price of a window: a backend that closes a connection within CONNPOOL_SKIP_RECENT_MS
+/// of its release (a restart, a crash; not an idle timeout) gets it handed out dead. Use it
+/// only if your proxy retries an idempotent request that fails on a reused connection
+/// before any response byte (see connpool_acquire_info()).
+pub const CONNPOOL_CHECK_SKIP_RECENT: u32 = 1 << 3;
+/// The window of CONNPOOL_CHECK_SKIP_RECENT, in milliseconds. It is judged conservatively:
+/// a connection is checked unless it was certainly idle for less.
+pub const CONNPOOL_SKIP_RECENT_MS: u64 = 100;
+const KNOWN_FLAGS: u32 =
+    CONNPOOL_CHECK_LIVENESS | CONNPOOL_WATCH | CONNPOOL_REAPER_THREAD | CONNPOOL_CHECK_SKIP_RECENT;
+
+/// Pool configuration. Fill it with connpool_config_init() (which sets struct_size and
+/// every default), change the fields you need, and pass it to connpool_new_with_config().
+/// The struct may grow at the end in later versions (struct_size tells them apart): never
+/// fill it field by field without connpool_config_init().
+#[allow(non_camel_case_types)]
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct connpool_config {
+    /// The size of the caller's struct, set by connpool_config_init().
+    pub struct_size: usize,
+    /// Idle connections kept per key (default 8); a release into a full key closes the
+    /// released fd. Must be at least 1.
+    pub max_idle_per_key: u32,
+    /// Idle connections kept over all keys (default 0: no global cap). A release that would
+    /// exceed it closes the least recently released idle connection of any key and keeps the
+    /// new one. The cap is never exceeded, also under concurrent releases.
+    pub max_idle_total: u32,
+    /// Idle connections older than this are closed, never handed out (default 60000;
+    /// 0: no idle timeout). Expiry errs early, never late: see docs/design.md.
+    pub idle_timeout_ms: u64,
+    /// A connection is never handed out nor kept once this long has passed since its first
+    /// release to the pool (default 0: no limit).
+    pub max_lifetime_ms: u64,
+    /// The release that brings a connection to this many uses closes it and returns
+    /// CONNPOOL_CLOSED (default 0: no limit). A connection has served 1 request at its first
+    /// release and one more per acquire and release: with 3, its third release closes it.
+    pub max_uses: u32,
+    /// A combination of CONNPOOL_CHECK_LIVENESS, CONNPOOL_CHECK_SKIP_RECENT, CONNPOOL_WATCH
+    /// and CONNPOOL_REAPER_THREAD (default CONNPOOL_CHECK_LIVENESS alone). Unknown bits make
+    /// connpool_new_with_config() fail with EINVAL.
+    pub flags: u32,
+}
+
+/// The size of connpool_config in 0.1, the first release: the smallest struct_size accepted.
+pub(super) const CONFIG_FIRST_SIZE: usize = 40;
+const _: () = assert!(std::mem::offset_of!(connpool_config, flags) + 4 == CONFIG_FIRST_SIZE);
+
+/// The defaults, with struct_size = sizeof.
+fn defaults() -> connpool_config {
+    let d = Config::default();
+    connpool_config {
+        struct_size: size_of::<connpool_config>(),
+        max_idle_per_key: d.max_idle_per_key as u32,
+        max_idle_total: 0,
+        idle_timeout_ms: d.idle_timeout.map_or(0, |t| t.as_millis() as u64),
+        max_lifetime_ms: 0,
+        max_uses: 0,
+        flags: CONNPOOL_CHECK_LIVENESS,
+    }
+}
+
+/// The caller's configuration as a Rust one; None if it is invalid (struct_size, flags,
+/// values).
+///
+/// Safety: `cfg` is valid for reads of its struct_size bytes.
+pub(super) unsafe fn config_arg(cfg: *const connpool_config) -> Option<Config> {
+    let c = read_sized(cfg, CONFIG_FIRST_SIZE, defaults())?;
+    if c.flags & !KNOWN_FLAGS != 0 {
+        return None;
+    }
+    let millis = |ms: u64| (ms != 0).then(|| Duration::from_millis(ms));
+    let config = Config {
+        max_idle_per_key: c.max_idle_per_key as usize,
+        max_idle_total: (c.max_idle_total != 0).then_some(c.max_idle_total as usize),
+        idle_timeout: millis(c.idle_timeout_ms),
+        max_lifetime: millis(c.max_lifetime_ms),
+        max_uses: (c.max_uses != 0).then_some(c.max_uses),
+        check_liveness: c.flags & CONNPOOL_CHECK_LIVENESS != 0,
+        skip_check_if_idle_under: (c.flags & CONNPOOL_CHECK_SKIP_RECENT != 0)
+            .then(|| Duration::from_millis(CONNPOOL_SKIP_RECENT_MS)),
+        watch: c.flags & CONNPOOL_WATCH != 0,
+        reaper_thread: c.flags & CONNPOOL_REAPER_THREAD != 0,
+    };
+    config.validate().ok().map(|()| config)
+}
+
+/// Fills *cfg with the defaults: max_idle_per_key 8, max_idle_total 0 (no cap),
+/// idle_timeout_ms 60000, max_lifetime_ms 0 (none), max_uses 0 (none), flags
+/// CONNPOOL_CHECK_LIVENESS, and struct_size. NULL is a no-op.
+///
+/// In C and C++ this name is a macro (defined at the end of this header) that calls
+/// connpool_config_init_sized(cfg, sizeof *cfg), so that a program built against this
+/// header fills exactly its own struct. The exported function of this name (for dlsym()
+/// and for programs built against 0.1) writes the 0.1 layout of the struct only (40 bytes,
+/// struct_size = 40); later fields then take their defaults.
+#[no_mangle]
+pub unsafe extern "C" fn connpool_config_init(cfg: *mut connpool_config) {
+    boundary!((), {
+        if !cfg.is_null() {
+            let d = defaults();
+            std::ptr::copy_nonoverlapping(
+                (&d as *const connpool_config).cast::<u8>(),
+                cfg.cast::<u8>(),
+                CONFIG_FIRST_SIZE,
+            );
+            (*cfg).struct_size = CONFIG_FIRST_SIZE;
+        }
+    })
+}
+
+/// Fills the caller's struct of `size` bytes (pass sizeof *cfg) with the defaults and sets
+/// struct_size = size. Bytes beyond the fields this library knows (a caller built against a
+/// newer header) are zeroed, which connpool_new_with_config() accepts.
+///
+/// Returns 0, or -EINVAL (nothing written) when cfg is NULL or size is smaller than the
+/// first released struct (40 bytes).
+#[no_mangle]
+pub unsafe extern "C" fn connpool_config_init_sized(
+    cfg: *mut connpool_config,
+    size: usize,
+) -> c_int {
+    boundary!(-super::PANIC_ERRNO, {
+        if cfg.is_null() || size < CONFIG_FIRST_SIZE {
+            return -libc::EINVAL;
+        }
+        let known = size_of::<connpool_config>();
+        if size > known {
+            std::ptr::write_bytes(cfg.cast::<u8>().add(known), 0, size - known);
+        }
+        (*cfg).struct_size = size;
+        write_sized(cfg, CONFIG_FIRST_SIZE, &defaults());
+        0
+    })
+}

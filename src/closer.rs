@@ -1,0 +1,88 @@
+//! Closing the pool's connections: never under a lock, always unwatched first, always
+//! forgotten by the fd table before the number can be reused, and the places they held
+//! under the global cap given back.
+
+use std::os::fd::{AsRawFd, BorrowedFd, IntoRawFd, OwnedFd};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::cell::assert_unlocked;
+use crate::conn::Conn;
+use crate::fd_table;
+use crate::stats::CloseReason;
+use crate::sys;
+
+/// Closes an fd the pool owns now. Every fd the pool closes goes through here. Not
+/// `drop(fd)`: std aborts debug builds when an `OwnedFd` turns out to be closed already
+/// (EBADF), and a C caller that releases an fd number it had already closed must get a
+/// documented answer, not a crash of its process.
+pub(crate) fn close_fd(fd: OwnedFd) {
+    assert_unlocked();
+    let raw = fd.into_raw_fd();
+    fd_table::forget(raw);
+    sys::close_raw(raw);
+}
+
+/// Connections to close once the lock is released, and cap places to give back: done when
+/// the list is dropped, so a list made before a guard (and so dropped after it) can only
+/// close after unlocking.
+#[derive(Debug)]
+pub(crate) struct CloseList<'a> {
+    conns: Vec<(Conn, CloseReason)>,
+    /// With the idle watcher: its epoll set, which every closed fd leaves first.
+    epoll: Option<BorrowedFd<'a>>,
+    /// With a global cap: the count of places taken.
+    cap: Option<&'a AtomicUsize>,
+    places: usize,
+}
+
+impl<'a> CloseList<'a> {
+    pub fn new(epoll: Option<BorrowedFd<'a>>, cap: Option<&'a AtomicUsize>) -> Self {
+        CloseList {
+            conns: Vec::new(),
+            epoll,
+            cap,
+            places: 0,
+        }
+    }
+
+    /// Closes `conn`, which held no place under the cap (any more).
+    pub fn close(&mut self, conn: Conn, why: CloseReason) {
+        self.conns.push((conn, why));
+    }
+
+    /// Closes an idle connection, giving its place back.
+    pub fn close_idle(&mut self, conn: Conn, why: CloseReason) {
+        self.places += 1;
+        self.close(conn, why);
+    }
+
+    /// Gives back `n` places (idle connections handed out, reservations not used).
+    pub fn give_back(&mut self, n: usize) {
+        self.places += n;
+    }
+}
+
+impl Drop for CloseList<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        if let (Some(cap), n @ 1..) = (self.cap, self.places) {
+            cap.fetch_sub(n, Ordering::AcqRel);
+        }
+        // Empty on almost every call: keep that path to one test.
+        if !self.conns.is_empty() {
+            self.close_all();
+        }
+    }
+}
+
+impl CloseList<'_> {
+    #[cold]
+    fn close_all(&mut self) {
+        for (conn, _why) in self.conns.drain(..) {
+            if let Some(epoll) = self.epoll {
+                sys::epoll_del(epoll, conn.fd.as_raw_fd());
+            }
+            close_fd(conn.fd);
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! Acquire: the hot path that hands an idle connection to the caller.
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::time::Duration;
+
+use super::{inject_panic, ConnInfo, Pool};
+use crate::clock::Clock;
+use crate::conn::Conn;
+use crate::fd_table;
+use crate::key::Key;
+use crate::stats::CloseReason;
+use crate::sys::{self, Peek};
+
+impl<C: Clock> Pool<C> {
+    /// Takes the most recently released live connection of `key`, now owned by the caller.
+    pub fn acquire(&self, key: Key<'_>) -> Option<OwnedFd> {
+        self.take(key).map(|(c, _)| c.fd)
+    }
+
+    /// As [`Pool::acquire`], with what is known of the connection. The key's expired
+    /// connections are closed first; with the liveness check on, each candidate is checked
+    /// (outside the lock) and closed if dead, and the next one is tried.
+    pub fn acquire_info(&self, key: Key<'_>) -> Option<(OwnedFd, ConnInfo)> {
+        self.take(key).map(|(c, reading)| {
+            // The exact time (a coarse reading may lag, see `Pool::exact_near`); the stamps
+            // may lag too, which can only make a connection look idler and older, never
+            // fresher.
+            let reading = reading.max(self.clock.precise_now_ns());
+            let info = ConnInfo {
+                idle: Duration::from_nanos(reading.saturating_sub(c.released)),
+                age: Duration::from_nanos(reading.saturating_sub(c.born)),
+                uses: c.uses,
+            };
+            (c.fd, info)
+        })
+    }
+
+    /// The acquire itself: the connection handed out (now the caller's) and the clock
+    /// reading it was taken at.
+    #[inline]
+    fn take(&self, key: Key<'_>) -> Option<(Conn, u64)> {
+        let key = key.as_bytes();
+        let st = self.state();
+        let (reading, now) = self.now();
+        let (hash, shard, _) = self.shard(st, key);
+        loop {
+            let (got, checked) = {
+                let mut closes = self.close_list(st);
+                let mut guard = shard.lock();
+                inject_panic(key);
+                let got = guard.take(
+                    hash,
+                    key,
+                    |earliest| self.exact_near(now, earliest),
+                    &mut closes,
+                );
+                // A hit is counted once the connection is known to be handed out: here if it
+                // is not checked, after the check otherwise (so hits never go down).
+                let checked = got.as_ref().is_some_and(|c| self.must_check(c, reading));
+                if got.is_some() && !checked {
+                    guard.count_hit();
+                }
+                (got, checked)
+                // the guard unlocks, then the close list closes
+            };
+            let c = got?;
+            // Disarmed first: a dead one would keep the watch fd readable while nothing
+            // in the pool can be reaped for it.
+            if let Some(w) = st.watcher() {
+                w.disarm(c.fd.as_raw_fd());
+            }
+            if !checked || sys::peek(c.fd.as_fd()) == Peek::Empty {
+                if checked {
+                    shard.count_checked_hit();
+                }
+                fd_table::lend(c.fd.as_raw_fd(), self.id, c.born, c.uses);
+                return Some((c, reading));
+            }
+            // Dead: close it and try the next one.
+            self.close_now(st, c, CloseReason::Dead);
+        }
+    }
+
+    /// Whether acquire checks `c` before handing it out: with the check on, unless the
+    /// skip window is set and `c` was certainly idle for less (its idle time read from a
+    /// coarse clock may be up to one tick short).
+    #[inline]
+    fn must_check(&self, c: &Conn, reading: u64) -> bool {
+        self.limits.check_liveness
+            && reading
+                .saturating_sub(c.released)
+                .saturating_add(self.lag_ns)
+                >= self.limits.skip_check_ns
+    }
+}

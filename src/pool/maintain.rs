@@ -1,0 +1,192 @@
+//! Maintenance: counts, stats, purge, prune, and the idle watcher's reap.
+
+use std::os::fd::{AsFd, RawFd};
+
+use super::{Generation, Pool};
+use crate::clock::Clock;
+use crate::error::Error;
+use crate::key::Key;
+use crate::stats::Stats;
+use crate::sys::{self, Peek};
+use crate::watch::{Ready, Watcher};
+
+/// At most this many batches of watcher events per [`Pool::reap`] (64 events each): a reap
+/// stays bounded even while backends close connections faster than it closes them.
+const MAX_REAP_BATCHES: usize = 1024;
+
+impl<C: Clock> Pool<C> {
+    /// Idle connections held, over all keys, expired ones not yet closed included (call
+    /// [`Pool::prune`] first to drop those). Lock-free; under concurrent calls it is a sum
+    /// of per-shard snapshots taken at slightly different instants (use [`Pool::stats`] for
+    /// a consistent one), never above the global cap.
+    pub fn idle_count(&self) -> usize {
+        let sum = self.state().shards.iter().map(|s| s.idle_gauge()).sum();
+        match self.limits.max_idle_total {
+            0 => sum,
+            // A sum above the cap can only come from reading shards at different instants.
+            cap => sum.min(cap),
+        }
+    }
+
+    /// Idle connections held for `key` that have not expired. Changes nothing (expired
+    /// connections are closed by the next acquire, release or prune).
+    pub fn idle_count_key(&self, key: Key<'_>) -> usize {
+        let key = key.as_bytes();
+        let st = self.state();
+        let (_, now) = self.now();
+        let (hash, shard, _) = self.shard(st, key);
+        let mut guard = shard.lock();
+        guard.unexpired(hash, key, |earliest| self.exact_near(now, earliest))
+    }
+
+    /// Closes every idle connection of `key`, or of every key for `None`; returns how many.
+    pub fn purge(&self, key: Option<Key<'_>>) -> usize {
+        let st = self.state();
+        match key {
+            None => st
+                .shards
+                .iter()
+                .map(|shard| {
+                    let mut closes = self.close_list(st);
+                    let mut guard = shard.lock();
+                    guard.purge_all(&mut closes)
+                })
+                .sum(),
+            Some(key) => {
+                let key = key.as_bytes();
+                let (hash, shard, _) = self.shard(st, key);
+                let mut closes = self.close_list(st);
+                let mut guard = shard.lock();
+                guard.purge_key(hash, key, &mut closes)
+            }
+        }
+    }
+
+    /// Closes every expired idle connection now, over all keys, and, with the liveness check
+    /// on, every idle connection that fails it; returns how many were closed.
+    ///
+    /// The liveness check of prune runs under the lock, one key at a time: taking
+    /// connections out to check them would hide them from a concurrent purge and from the
+    /// global cap, and checking numbers after unlocking would peek at fds the pool may no
+    /// longer own. recv(MSG_PEEK | MSG_DONTWAIT) never blocks, and a key holds at most
+    /// max_idle_per_key connections, so each hold stays short; close() still runs after
+    /// unlocking.
+    pub fn prune(&self) -> usize {
+        let st = self.state();
+        // Maintenance, not the hot path: judged by the exact clock (see `Pool::exact_near`).
+        let now = self.exact_near(self.now().1, 0);
+        let mut total = 0;
+        for shard in st.shards.iter() {
+            let hashes = {
+                let mut closes = self.close_list(st);
+                let mut guard = shard.lock();
+                total += guard.expire_all(now, &mut closes).0;
+                if self.limits.check_liveness {
+                    guard.hashes()
+                } else {
+                    Vec::new()
+                }
+            };
+            for hash in hashes {
+                let mut closes = self.close_list(st);
+                let mut guard = shard.lock();
+                total += guard.remove_dead(
+                    hash,
+                    |c| sys::peek(c.fd.as_fd()) == Peek::Empty,
+                    &mut closes,
+                );
+            }
+        }
+        total
+    }
+
+    /// The pool's gauges and counters: a consistent snapshot, exact also while other threads
+    /// call the pool. It holds every shard lock at once (taken in shard order, and no other
+    /// call holds two, so this cannot deadlock) for the time it takes to add them up.
+    pub fn stats(&self) -> Stats {
+        let st = self.state();
+        let mut s = Stats::default();
+        let guards: Vec<_> = st.shards.iter().map(|shard| shard.lock()).collect();
+        for g in &guards {
+            g.add_to(&mut s);
+        }
+        s.add_atomic(&st.outside);
+        drop(guards);
+        s
+    }
+
+    /// The idle watcher's fd (an epoll fd owned by the pool): readable when an idle
+    /// connection has an event or the earliest idle deadline has passed.
+    /// [`Error::NoWatcher`] without `Config::watch`; [`Error::Os`] if it could not be made
+    /// (in a fork child out of fds).
+    pub fn watch_fd(&self) -> Result<RawFd, Error> {
+        self.state().watch.as_ref().map(Watcher::fd).map_err(|e| *e)
+    }
+
+    /// Never blocks: closes every idle connection the watcher reported (peer closed, reset,
+    /// stray bytes: counted dead) and, when the timer fired, every expired one (counted
+    /// expired); re-arms the watcher. Returns how many were closed; 0 without a watcher.
+    pub fn reap(&self) -> usize {
+        let st = self.state();
+        let Some(w) = st.watcher() else {
+            return 0;
+        };
+        let mut closed = 0;
+        let mut timer = false;
+        // One batch at a time: each closed fd leaves the set, so the next batch holds new
+        // events. A full batch that closed nothing (fds being handed out or stored right
+        // now) stops the loop: level-triggering reports them again once they settle.
+        for _ in 0..MAX_REAP_BATCHES {
+            let batch = w.ready_batch();
+            let full = batch.len() == Watcher::BATCH;
+            let mut progress = 0;
+            for ready in batch {
+                match ready {
+                    Ready::Timer => timer = true,
+                    Ready::Fd { token, shard } => progress += self.reap_fd(st, shard, token),
+                }
+            }
+            closed += progress;
+            if !full || progress == 0 {
+                break;
+            }
+        }
+        if timer {
+            w.begin_rescan();
+            let (n, next) = self.expire_all(st);
+            closed += n;
+            w.finish_rescan(next);
+        }
+        closed
+    }
+
+    /// Closes the idle fd registered with `token` in shard `shard` if it is still there (it
+    /// may have been handed out or closed since the event, and its number reused). Returns 1
+    /// if it was.
+    pub(super) fn reap_fd(&self, st: &Generation, shard: usize, token: u64) -> usize {
+        let Some(shard) = st.shards.get(shard) else {
+            return 0;
+        };
+        let mut closes = self.close_list(st);
+        let mut guard = shard.lock();
+        guard.remove_token(token, &mut closes)
+    }
+
+    /// Closes every expired idle connection; returns how many, and the earliest deadline
+    /// left (a lower bound, exact for every key that had something to expire). Judged by the
+    /// precise clock, the one the watcher's timer fires by: a coarse reading may still be a
+    /// tick short of the deadline the timer just reached.
+    fn expire_all(&self, st: &Generation) -> (usize, u64) {
+        let now = self.clock.precise_now_ns().max(self.now().1);
+        let mut total = 0;
+        let mut next = crate::conn::NEVER;
+        for shard in st.shards.iter() {
+            let mut closes = self.close_list(st);
+            let mut guard = shard.lock();
+            let (n, earliest) = guard.expire_all(now, &mut closes);
+            total += n;
+            next = next.min(earliest);
+        }
+        (total, next)
+    }
+}

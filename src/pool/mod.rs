@@ -1,0 +1,369 @@
+//! The pool core: safe Rust over [`OwnedFd`].
+//!
+//! # Ownership
+//! An idle connection is a `Conn` (its [`OwnedFd`] and the caller's state) inside a shard's
+//! table; [`Pool::acquire`] moves it out to the caller and [`Pool::release`] moves it in (or
+//! closes it). There is no other copy of an fd in the pool, so an fd cannot be handed to two
+//! owners or closed twice by construction. The process-wide table in `crate::fd_table`
+//! records, per fd number, whether a pool owns it (to refuse a double release and to close a
+//! fork child's copies) and the history of fds lent to callers (for lifetime and uses).
+//!
+//! # Locking design (the one place it is written down)
+//! - The keys are split over [`SHARDS`] shards by a keyed hash. Each shard is one lock
+//!   (`crate::cell::Lock`, a futex lock with no process-wide state) around a table from key
+//!   to that key's idle connections, so calls on different keys rarely meet on a lock, and
+//!   no call ever holds two shard locks (but [`Pool::stats`], below).
+//! - A lock is held only to move connections in and out of the table, through a
+//!   `ShardGuard`, which keeps the shard's counts, counters and published gauges in step
+//!   with every change. No blocking system call runs under a shard lock: the clock is read
+//!   before locking, acquire's liveness check (`recv`) runs on a connection already taken
+//!   out of the table, and every connection to close goes to a `CloseList` made before the
+//!   guard, so it is closed after the guard is released. The one system call under a lock
+//!   is prune's non-blocking `recv(MSG_PEEK | MSG_DONTWAIT)`, one key at a time (see
+//!   [`Pool::prune`]). `close()` of a TCP socket can block (`SO_LINGER`), so it must never
+//!   stall other callers; debug builds assert on every close that the closing thread holds
+//!   no pool lock.
+//! - Each shard publishes its idle count in an atomic written under its lock, so
+//!   [`Pool::idle_count`] reads counters without locking (a sum of per-shard snapshots).
+//! - The global cap (`max_idle_total`) is an atomic count of idle connections plus releases
+//!   in progress: a release reserves its place (compare-and-swap below the cap) before it
+//!   locks its shard, evicting the least recently released connection first if the pool is
+//!   full, so the cap is never exceeded even for an instant. Eviction locks one shard at a
+//!   time, picking the shard by an atomic lower bound of its oldest sequence number. A close
+//!   list gives the places of the connections it closes back when it is dropped.
+//! - The fd table and the per-generation state pointer are lock-free (`crate::cell`),
+//!   because a fork() child must use them while parent-thread locks may be held forever; a
+//!   child replaces the whole per-generation state (shards, counters, watcher) with a fresh
+//!   one and never touches the old one (`fork.rs`).
+//! - Counters are plain integers under the shard lock; the few events that happen outside
+//!   any lock (a failed liveness check, a release closed before it reached a shard) use
+//!   atomics. [`Pool::stats`] is the one call that holds several shard locks: all of them,
+//!   in shard order, for a consistent snapshot (no other call holds two, so the order cannot
+//!   deadlock).
+//! - Shards are cache-line aligned so two cores working on different shards do not share a
+//!   line.
+
+mod acquire;
+mod cap;
+mod fork;
+mod maintain;
+mod reaper;
+mod release;
+
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use crate::cell::{Lock, SwapCell};
+use crate::clock::{Clock, MonotonicClock};
+use crate::closer::CloseList;
+use crate::config::Config;
+use crate::conn::NEVER;
+use crate::error::Error;
+use crate::key::KeyHasher;
+use crate::process;
+use crate::shard::Shard;
+use crate::stats::AtomicCounters;
+use crate::watch::Watcher;
+
+use reaper::Reaper;
+
+/// Number of lock shards (a power of two). 64 keeps contention between unrelated keys rare on
+/// machines with tens of cores while costing 8 KiB per pool.
+pub const SHARDS: usize = 64;
+
+/// How close to a deadline a coarse clock reading is checked against the precise clock
+/// (see [`Pool::exact_near`]): far more than the coarse clock was ever seen to lag.
+const LATE_SLACK_NS: u64 = 250_000_000;
+
+/// What [`Pool::release`] did with the fd.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Released {
+    /// The fd is idle in the pool, which owns it.
+    Pooled,
+    /// The pool did not keep the fd and has closed it (key full, lifetime or uses reached,
+    /// zero keep-alive hint).
+    Closed,
+    /// The pool already owned this fd number (it is idle in this or another pool): a double
+    /// release. Nothing was changed and nothing was closed; the `OwnedFd` passed in was
+    /// forgotten, since it was a second claim on an fd the pool owns.
+    AlreadyPooled,
+}
+
+/// What [`Pool::acquire_info`] knows about the connection it hands out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnInfo {
+    /// How long it was idle in the pool.
+    pub idle: Duration,
+    /// How long ago it was first released to the pool.
+    pub age: Duration,
+    /// Requests it has served (1 after its first release).
+    pub uses: u32,
+}
+
+/// The limits in clock units, as the hot path reads them.
+#[derive(Debug)]
+struct Limits {
+    max_idle_per_key: usize,
+    /// 0: no global cap.
+    max_idle_total: usize,
+    /// [`NEVER`]: none.
+    idle_timeout_ns: u64,
+    /// [`NEVER`]: none.
+    lifetime_ns: u64,
+    /// 0: none.
+    max_uses: u32,
+    check_liveness: bool,
+    /// With `check_liveness`: connections idle for less are not checked (0: all are).
+    skip_check_ns: u64,
+    watch: bool,
+    reaper_thread: bool,
+}
+
+impl Limits {
+    fn new(config: &Config) -> Self {
+        Limits {
+            max_idle_per_key: config.max_idle_per_key,
+            max_idle_total: config.max_idle_total.unwrap_or(0),
+            idle_timeout_ns: nanos(config.idle_timeout),
+            lifetime_ns: nanos(config.max_lifetime),
+            max_uses: config.max_uses.unwrap_or(0),
+            check_liveness: config.check_liveness,
+            skip_check_ns: config
+                .skip_check_if_idle_under
+                .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(NEVER)),
+            watch: config.watch || config.reaper_thread,
+            reaper_thread: config.reaper_thread,
+        }
+    }
+}
+
+/// Everything a fork() child must replace: the shards (whose locks another parent thread may
+/// have held at the fork), the counters, the watcher and the reaper.
+#[derive(Debug)]
+struct Generation {
+    /// The process generation (`crate::process`) this state belongs to.
+    process: u64,
+    shards: Box<[Shard]>,
+    /// With a global cap: idle connections plus reserved places of releases in progress.
+    total: AtomicUsize,
+    /// With a global cap: the next release sequence number.
+    seq: AtomicU64,
+    outside: AtomicCounters,
+    /// With `watch`: the epoll set and timer (an error if they could not be made, e.g. in a
+    /// fork child out of fds).
+    watch: Result<Watcher, Error>,
+    reaper: Lock<Option<Reaper>>,
+}
+
+impl Generation {
+    fn new(process: u64, limits: &Limits, pool_id: u32) -> Self {
+        let watch = if limits.watch {
+            Watcher::new(pool_id).map_err(Error::last_os)
+        } else {
+            Err(Error::NoWatcher)
+        };
+        Generation {
+            process,
+            shards: (0..SHARDS).map(|_| Shard::default()).collect(),
+            total: AtomicUsize::new(0),
+            seq: AtomicU64::new(0),
+            outside: AtomicCounters::default(),
+            watch,
+            reaper: Lock::new(None),
+        }
+    }
+
+    fn watcher(&self) -> Option<&Watcher> {
+        self.watch.as_ref().ok()
+    }
+}
+
+/// Pool ids tag the records of lent fds (see `crate::fd_table`); 0 is never used.
+static NEXT_ID: AtomicU32 = AtomicU32::new(1);
+
+/// A pool of idle connections (socket fds) keyed by byte strings. `Sync`: share it by
+/// reference between threads.
+#[derive(Debug)]
+pub struct Pool<C: Clock = MonotonicClock> {
+    limits: Limits,
+    hasher: KeyHasher,
+    clock: C,
+    /// `clock.lag_ns()`, read once.
+    lag_ns: u64,
+    id: u32,
+    current: SwapCell<Generation>,
+    /// In a fork child: generation + 1 of the thread replacing `current`; 0 when none.
+    resetting: AtomicU64,
+    /// This pool, for the reaper thread (empty unless made by `Pool::new_shared`).
+    me: Weak<Self>,
+}
+
+impl std::fmt::Debug for SwapCell<Generation> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.get().fmt(f)
+    }
+}
+
+/// A duration in nanoseconds; [`NEVER`] for none (zero means none too).
+fn nanos(d: Option<Duration>) -> u64 {
+    match d {
+        Some(d) if !d.is_zero() => u64::try_from(d.as_nanos()).unwrap_or(NEVER),
+        _ => NEVER,
+    }
+}
+
+/// The cheapest system clock that is exact enough for the configuration's timeouts.
+fn system_clock(config: &Config) -> MonotonicClock {
+    MonotonicClock::for_timeout(nanos(config.idle_timeout).min(nanos(config.max_lifetime)))
+}
+
+impl Pool<MonotonicClock> {
+    /// A pool on the system's monotonic clock: the coarse one, unless the shortest timeout is
+    /// short enough for its tick to matter (see [`MonotonicClock::for_timeout`]).
+    pub fn new(config: Config) -> Result<Self, Error> {
+        let clock = system_clock(&config);
+        Pool::with_clock(config, clock)
+    }
+
+    /// A shared pool on the system's monotonic clock; the only kind that can run a reaper
+    /// thread (`Config::reaper_thread`), which holds a weak reference to it.
+    pub fn new_shared(config: Config) -> Result<Arc<Self>, Error> {
+        let clock = system_clock(&config);
+        let (limits, first, id) = Self::parts(&config)?;
+        let pool = Arc::new_cyclic(|me| Pool::assemble(limits, first, id, clock, me.clone()));
+        if pool.limits.reaper_thread {
+            pool.start_reaper(pool.state())?;
+        }
+        Ok(pool)
+    }
+}
+
+impl<C: Clock> Pool<C> {
+    /// A pool that reads time from `clock` (tests inject a [`crate::ManualClock`]).
+    pub fn with_clock(config: Config, clock: C) -> Result<Self, Error> {
+        if config.reaper_thread {
+            return Err(Error::InvalidConfig("reaper_thread needs Pool::new_shared"));
+        }
+        let (limits, first, id) = Self::parts(&config)?;
+        Ok(Self::assemble(limits, first, id, clock, Weak::new()))
+    }
+
+    /// The limits, the first generation and the pool id.
+    fn parts(config: &Config) -> Result<(Limits, Generation, u32), Error> {
+        config.validate()?;
+        process::register();
+        let limits = Limits::new(config);
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed).max(1);
+        let first = Generation::new(process::generation(), &limits, id);
+        if let (true, Err(e)) = (limits.watch, &first.watch) {
+            return Err(*e);
+        }
+        Ok((limits, first, id))
+    }
+
+    fn assemble(limits: Limits, first: Generation, id: u32, clock: C, me: Weak<Self>) -> Self {
+        Pool {
+            limits,
+            hasher: KeyHasher::new(),
+            lag_ns: clock.lag_ns(),
+            clock,
+            id,
+            current: SwapCell::new(first),
+            resetting: AtomicU64::new(0),
+            me,
+        }
+    }
+
+    /// The current generation; in a new process, on the first call, a fresh empty one.
+    #[inline]
+    fn state(&self) -> &Generation {
+        let st = self.current.get();
+        if st.process == process::generation() {
+            st
+        } else {
+            self.after_fork()
+        }
+    }
+
+    /// The key's hash (computed once per call), its shard and the shard's index.
+    #[inline]
+    fn shard<'g>(&self, st: &'g Generation, key: &[u8]) -> (u64, &'g Shard, usize) {
+        let h = self.hasher.hash_key(key);
+        // Middle bits: hashbrown uses the low bits and the top 7 within each shard's table.
+        let i = (h >> 32) as usize & (SHARDS - 1);
+        (h, &st.shards[i], i)
+    }
+
+    /// A list of connections to close after unlocking (unwatched first, cap places given
+    /// back).
+    fn close_list<'g>(&self, st: &'g Generation) -> CloseList<'g> {
+        CloseList::new(
+            st.watcher().map(Watcher::epoll_fd),
+            (self.limits.max_idle_total != 0).then_some(&st.total),
+        )
+    }
+
+    /// Closes an fd the pool owns now, outside any lock, unwatching it first.
+    fn close_now(&self, st: &Generation, conn: crate::conn::Conn, why: crate::CloseReason) {
+        st.outside.closed(why, 1);
+        self.close_list(st).close(conn, why);
+    }
+
+    /// Returns (reading, the latest the real time may be): deadlines are set from the first
+    /// and compared with the second, so a coarse clock makes connections expire up to one
+    /// tick early, never late (near a deadline, see [`Pool::exact_near`]).
+    #[inline]
+    fn now(&self) -> (u64, u64) {
+        let t = self.clock.now_ns();
+        (t, t.saturating_add(self.lag_ns))
+    }
+
+    /// `now` from [`Pool::now`], made exact when a deadline as early as `earliest` is near.
+    /// The coarse clock is normally at most one tick (its resolution) behind, but on a VM
+    /// whose timekeeping vCPU is descheduled it is updated late (see docs/design.md); the
+    /// precise clock counts from the hardware counter and is not. Reading it only within
+    /// [`LATE_SLACK_NS`] of a deadline keeps it off the hot path.
+    #[inline]
+    fn exact_near(&self, now: u64, earliest: u64) -> u64 {
+        if self.lag_ns == 0 || earliest > now.saturating_add(LATE_SLACK_NS) {
+            now
+        } else {
+            now.max(self.clock.precise_now_ns())
+        }
+    }
+}
+
+impl<C: Clock> Drop for Pool<C> {
+    /// Stops the reaper thread, then closes every idle connection (through the same path as
+    /// purge).
+    fn drop(&mut self) {
+        self.stop_reaper();
+        self.purge(None);
+    }
+}
+
+/// Test feature `panic-inject`: a panic inside a shard lock for one magic key, to prove that
+/// the C boundary stops it, the lock is released and the pool stays usable.
+#[inline(always)]
+fn inject_panic(key: &[u8]) {
+    #[cfg(feature = "panic-inject")]
+    if key == b"connpool-test-panic" {
+        panic!("injected panic (test feature panic-inject)");
+    }
+    let _ = key;
+}
+
+/// Clears an fd's entry in the fd table when dropped during a panic.
+struct ForgetOnUnwind(std::os::fd::RawFd);
+
+impl Drop for ForgetOnUnwind {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            crate::fd_table::forget(self.0);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

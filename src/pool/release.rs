@@ -1,0 +1,113 @@
+//! Release: the caller gives a connection to the pool, which keeps it or closes it.
+
+use std::os::fd::{AsFd, AsRawFd, IntoRawFd, OwnedFd};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use super::{inject_panic, ForgetOnUnwind, Pool, Released};
+use crate::clock::Clock;
+use crate::conn::{Conn, NEVER};
+use crate::fd_table::{self, Claim};
+use crate::key::Key;
+use crate::stats::CloseReason;
+
+impl<C: Clock> Pool<C> {
+    /// Gives `fd` to the pool as an idle connection of `key`. The pool owns it either way:
+    /// it is kept ([`Released::Pooled`]) or closed ([`Released::Closed`]), unless the pool
+    /// already owned that fd number ([`Released::AlreadyPooled`]).
+    pub fn release(&self, key: Key<'_>, fd: OwnedFd) -> Released {
+        self.release_conn(key, fd, 0, NEVER)
+    }
+
+    /// As [`Pool::release`], for a connection whose server announced it keeps idle
+    /// connections `keepalive` long (`Keep-Alive: timeout=N`): it expires after the shorter of
+    /// that and the idle timeout. A zero hint closes it at once.
+    pub fn release_hint(&self, key: Key<'_>, fd: OwnedFd, keepalive: Duration) -> Released {
+        let hint = u64::try_from(keepalive.as_nanos()).unwrap_or(NEVER);
+        self.release_conn(key, fd, 0, hint)
+    }
+
+    /// The release itself, with the caller's state `ctx` and a keep-alive hint in ns
+    /// ([`NEVER`]: none).
+    pub(crate) fn release_conn(
+        &self,
+        key: Key<'_>,
+        fd: OwnedFd,
+        ctx: usize,
+        hint_ns: u64,
+    ) -> Released {
+        let key = key.as_bytes();
+        let st = self.state();
+        let (born, uses) = match fd_table::claim(fd.as_raw_fd(), self.id) {
+            Claim::AlreadyPooled => {
+                let _ = fd.into_raw_fd(); // the pool's fd already: not ours to close
+                return Released::AlreadyPooled;
+            }
+            Claim::Fresh => (None, 1),
+            Claim::Lent { born, uses } => (Some(born), uses.saturating_add(1)),
+        };
+        let lent = born.is_some();
+        // If a bug panics before the fd is stored or closed, unwinding closes it (OwnedFd's
+        // drop): forget the claim too, or the number would stay marked as the pool's.
+        let _unclaim = ForgetOnUnwind(fd.as_raw_fd());
+        let lim = &self.limits;
+        let (reading, now) = self.now();
+        let born = born.unwrap_or(reading);
+        let mut conn = Conn {
+            fd,
+            ctx,
+            deadline: 0,
+            released: reading,
+            born,
+            uses,
+            seq: 0,
+            token: 0,
+        };
+        if lim.max_uses != 0 && uses >= lim.max_uses {
+            self.close_now(st, conn, CloseReason::Retired);
+            return Released::Closed;
+        }
+        let idle_ns = lim.idle_timeout_ns.min(hint_ns);
+        conn.deadline = reading
+            .saturating_add(idle_ns)
+            .min(born.saturating_add(lim.lifetime_ns));
+        if conn.deadline <= self.exact_near(now, conn.deadline) {
+            self.close_now(st, conn, CloseReason::Expired);
+            return Released::Closed;
+        }
+        let (hash, shard, index) = self.shard(st, key);
+        if lim.max_idle_total != 0 {
+            // At the cap a release evicts to make room; one into a full key keeps nothing,
+            // so it must not evict anything: check the key first (and again under the lock).
+            if !self.reserve(st, shard, hash, key, now) {
+                self.close_now(st, conn, CloseReason::Full);
+                return Released::Closed;
+            }
+            conn.seq = st.seq.fetch_add(1, Ordering::Relaxed) + 1;
+        }
+        let watcher = st.watcher();
+        // Watched before it is findable: see crate::watch.
+        conn.token = watcher.map_or(0, |w| w.watch(conn.fd.as_fd(), index, lent));
+        let deadline = conn.deadline;
+        let pooled = {
+            let mut closes = self.close_list(st);
+            let mut guard = shard.lock();
+            inject_panic(key);
+            guard.put(
+                hash,
+                key,
+                conn,
+                lim.max_idle_per_key,
+                |earliest| self.exact_near(now, earliest),
+                &mut closes,
+            )
+        };
+        if !pooled {
+            return Released::Closed;
+        }
+        if let Some(w) = watcher {
+            w.lower_timer(deadline);
+        }
+        Released::Pooled
+    }
+}

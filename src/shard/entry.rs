@@ -1,0 +1,120 @@
+//! One key's entry in a shard: its idle connections, most recently released last (reuse is
+//! LIFO, eviction takes the front). Only the shard guard changes an entry (its methods are
+//! private to `crate::shard`), so the shard's counts stay in step with every change.
+
+use crate::conn::{Conn, NEVER};
+
+#[derive(Debug)]
+pub(crate) struct Entry {
+    /// The key's hash, kept so the table can grow without hashing keys again.
+    pub hash: u64,
+    pub key: Box<[u8]>,
+    conns: Vec<Conn>,
+    /// No deadline in `conns` is earlier than this (a lower bound: it may be stale-low after
+    /// pops, which only costs a scan that then recomputes it).
+    earliest: u64,
+}
+
+impl Entry {
+    pub(super) fn new(hash: u64, key: &[u8]) -> Self {
+        Entry {
+            hash,
+            key: key.into(),
+            conns: Vec::new(),
+            earliest: NEVER,
+        }
+    }
+
+    /// Idle connections held.
+    pub fn len(&self) -> usize {
+        self.conns.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.conns.is_empty()
+    }
+
+    /// A lower bound of the earliest deadline here.
+    pub fn earliest(&self) -> u64 {
+        self.earliest
+    }
+
+    /// Connections that have not expired at `now`, without changing anything.
+    pub fn unexpired(&self, now: u64) -> usize {
+        if self.earliest > now {
+            return self.conns.len();
+        }
+        self.conns.iter().filter(|c| c.deadline > now).count()
+    }
+
+    /// Moves every connection expired at `now` to `out`; returns how many.
+    #[inline]
+    pub(super) fn expire(&mut self, now: u64, out: impl FnMut(Conn)) -> usize {
+        if self.earliest > now {
+            return 0;
+        }
+        self.expire_scan(now, out)
+    }
+
+    #[cold]
+    fn expire_scan(&mut self, now: u64, out: impl FnMut(Conn)) -> usize {
+        let n = self.retain(|c| c.deadline > now, out);
+        self.earliest = self.conns.iter().map(|c| c.deadline).min().unwrap_or(NEVER);
+        n
+    }
+
+    /// Keeps the connections `keep` accepts, in order, and moves the others to `out`;
+    /// returns how many went. Stacks are short (max_idle_per_key).
+    pub(super) fn retain(
+        &mut self,
+        mut keep: impl FnMut(&Conn) -> bool,
+        mut out: impl FnMut(Conn),
+    ) -> usize {
+        let before = self.conns.len();
+        let mut kept = Vec::with_capacity(before);
+        for c in self.conns.drain(..) {
+            if keep(&c) {
+                kept.push(c);
+            } else {
+                out(c);
+            }
+        }
+        self.conns = kept;
+        before - self.conns.len()
+    }
+
+    #[inline]
+    pub(super) fn pop(&mut self) -> Option<Conn> {
+        self.conns.pop()
+    }
+
+    #[inline]
+    pub(super) fn push(&mut self, c: Conn) {
+        self.earliest = self.earliest.min(c.deadline);
+        self.conns.push(c);
+    }
+
+    /// The release sequence number of the least recently released connection.
+    pub(super) fn oldest_seq(&self) -> Option<u64> {
+        self.conns.first().map(|c| c.seq)
+    }
+
+    pub(super) fn pop_oldest(&mut self) -> Option<Conn> {
+        (!self.conns.is_empty()).then(|| self.conns.remove(0))
+    }
+
+    /// Whether a connection here carries the watcher token `token`.
+    pub(super) fn has_token(&self, token: u64) -> bool {
+        self.conns.iter().any(|c| c.token == token)
+    }
+
+    pub(super) fn take_token(&mut self, token: u64) -> Option<Conn> {
+        let i = self.conns.iter().position(|c| c.token == token)?;
+        Some(self.conns.remove(i))
+    }
+
+    pub(super) fn drain(&mut self) -> std::vec::Drain<'_, Conn> {
+        self.earliest = NEVER;
+        self.conns.drain(..)
+    }
+}

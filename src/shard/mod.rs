@@ -1,0 +1,409 @@
+//! A lock shard: a table from key to that key's [`Entry`], behind one [`Lock`]. Every change
+//! to a shard goes through a [`ShardGuard`], whose methods keep the idle count, the set of
+//! empty entries, the counters and the published gauges in step with the entries, and hand
+//! every connection they remove to a [`CloseList`] (closed after unlocking). The locking
+//! rules are in `crate::pool`.
+
+mod entry;
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use hashbrown::hash_table::{Entry as Slot, HashTable};
+
+use crate::cell::{Guard, Lock};
+use crate::closer::CloseList;
+use crate::conn::{Conn, NEVER};
+use crate::key::key_eq;
+use crate::stats::{CloseReason, Counters, Stats};
+
+pub(crate) use entry::Entry;
+
+/// A shard's table is shrunk once it is less than a quarter full, down to this capacity.
+const MIN_TABLE_CAPACITY: usize = 16;
+
+/// Empty entries are swept once there are more than this many and they outnumber the
+/// non-empty ones (so memory stays within twice what the live keys need, plus this).
+const EMPTY_SLACK: usize = 16;
+
+#[derive(Debug, Default)]
+struct ShardState {
+    /// One entry per key, found by the hash computed once per call. A key whose last idle
+    /// connection is taken keeps its (empty) entry, so the usual acquire-then-release of a
+    /// busy key neither removes nor re-inserts it; empty entries are swept in bulk.
+    table: HashTable<Entry>,
+    /// Entries in `table` with no idle connection.
+    empty: usize,
+    /// Idle connections in `table`.
+    idle: usize,
+    counters: Counters,
+}
+
+#[derive(Debug)]
+#[repr(align(128))] // two cores working on different shards share no cache line
+pub(crate) struct Shard {
+    state: Lock<ShardState>,
+    /// `state.idle`, published under the lock for lock-free readers.
+    idle: AtomicUsize,
+    /// With a global cap: no idle connection here has a smaller release sequence number (a
+    /// lower bound, written under the lock; eviction makes it exact).
+    oldest: AtomicU64,
+    /// With the liveness check: acquires that returned a connection, counted after the check
+    /// (outside the lock; this cache line is the lock's, so the add is cheap).
+    checked_hits: AtomicU64,
+}
+
+impl Default for Shard {
+    fn default() -> Self {
+        Shard {
+            state: Lock::new(ShardState::default()),
+            idle: AtomicUsize::new(0),
+            oldest: AtomicU64::new(NEVER),
+            checked_hits: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Shard {
+    #[inline]
+    pub fn lock(&self) -> ShardGuard<'_> {
+        ShardGuard {
+            shard: self,
+            st: self.state.lock(),
+        }
+    }
+
+    /// Idle connections here (the published gauge; no lock).
+    pub fn idle_gauge(&self) -> usize {
+        self.idle.load(Ordering::Relaxed)
+    }
+
+    /// The lower bound of the oldest release sequence number here (no lock).
+    pub fn oldest_bound(&self) -> u64 {
+        self.oldest.load(Ordering::Relaxed)
+    }
+
+    /// A connection handed out after passing the liveness check.
+    pub fn count_checked_hit(&self) {
+        self.checked_hits.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The shard's lock, held: the only way to read or change its entries.
+pub(crate) struct ShardGuard<'a> {
+    shard: &'a Shard,
+    st: Guard<'a, ShardState>,
+}
+
+impl Drop for ShardGuard<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        self.shard.idle.store(self.st.idle, Ordering::Relaxed);
+    }
+}
+
+impl ShardGuard<'_> {
+    fn find(&mut self, hash: u64, key: &[u8]) -> Option<&mut Entry> {
+        self.st.table.find_mut(hash, |e| key_eq(&e.key, key))
+    }
+
+    /// Acquire: closes the key's expired connections (judged at `now(earliest)`), then takes
+    /// its most recently released one, if any (its cap place is given back). A miss is
+    /// counted here; a hit by the caller ([`ShardGuard::count_hit`]) once it knows.
+    #[inline]
+    pub fn take(
+        &mut self,
+        hash: u64,
+        key: &[u8],
+        now: impl FnOnce(u64) -> u64,
+        closes: &mut CloseList,
+    ) -> Option<Conn> {
+        let st = &mut *self.st;
+        let mut emptied = false;
+        let got = st
+            .table
+            .find_mut(hash, |e| key_eq(&e.key, key))
+            .and_then(|e| {
+                let was_empty = e.is_empty();
+                let expired = e.expire(now(e.earliest()), |c| {
+                    closes.close_idle(c, CloseReason::Expired)
+                });
+                let got = e.pop();
+                st.counters.closed(CloseReason::Expired, expired);
+                st.idle -= expired + usize::from(got.is_some());
+                // An emptied entry stays for the next release (see sweep_empty).
+                emptied = !was_empty && e.is_empty();
+                st.empty += usize::from(emptied);
+                got
+            });
+        match got {
+            Some(_) => closes.give_back(1),
+            None => st.counters.misses += 1,
+        }
+        if emptied {
+            self.sweep_empty();
+        }
+        got
+    }
+
+    #[inline]
+    pub fn count_hit(&mut self) {
+        self.st.counters.hits += 1;
+    }
+
+    /// Release: stores `conn` as the key's most recently released connection after closing
+    /// the key's expired ones, unless the key already holds `max` (then `conn` is closed,
+    /// counted full, and false returned). `conn` holds a place under the cap, if there is
+    /// one, which a close gives back.
+    #[inline]
+    pub fn put(
+        &mut self,
+        hash: u64,
+        key: &[u8],
+        conn: Conn,
+        max: usize,
+        now: impl FnOnce(u64) -> u64,
+        closes: &mut CloseList,
+    ) -> bool {
+        let st = &mut *self.st;
+        let (e, was_empty) = match st.table.entry(hash, |e| key_eq(&e.key, key), |e| e.hash) {
+            Slot::Occupied(o) => {
+                let e = o.into_mut();
+                let empty = e.is_empty();
+                (e, empty)
+            }
+            Slot::Vacant(v) => (v.insert(Entry::new(hash, key)).into_mut(), false),
+        };
+        let expired = e.expire(now(e.earliest()), |c| {
+            closes.close_idle(c, CloseReason::Expired)
+        });
+        st.counters.closed(CloseReason::Expired, expired);
+        st.idle -= expired;
+        if e.len() >= max {
+            closes.close_idle(conn, CloseReason::Full);
+            st.counters.closed(CloseReason::Full, 1);
+            if !was_empty && e.is_empty() {
+                st.empty += 1;
+                self.sweep_empty();
+            }
+            return false;
+        }
+        if conn.seq != 0 {
+            self.shard.oldest.fetch_min(conn.seq, Ordering::Relaxed);
+        }
+        e.push(conn);
+        if was_empty {
+            st.empty -= 1;
+        }
+        st.idle += 1;
+        st.counters.pooled += 1;
+        true
+    }
+
+    /// How many unexpired idle connections `key` holds, after closing its expired ones.
+    pub fn live_count(
+        &mut self,
+        hash: u64,
+        key: &[u8],
+        now: impl FnOnce(u64) -> u64,
+        closes: &mut CloseList,
+    ) -> usize {
+        let st = &mut *self.st;
+        let Some(e) = st.table.find_mut(hash, |e| key_eq(&e.key, key)) else {
+            return 0;
+        };
+        let expired = e.expire(now(e.earliest()), |c| {
+            closes.close_idle(c, CloseReason::Expired)
+        });
+        let n = e.len();
+        st.counters.closed(CloseReason::Expired, expired);
+        st.idle -= expired;
+        if expired > 0 && n == 0 {
+            st.empty += 1;
+            self.sweep_empty();
+        }
+        n
+    }
+
+    /// How many idle connections of `key` have not expired at `now`; changes nothing.
+    pub fn unexpired(&mut self, hash: u64, key: &[u8], now: impl FnOnce(u64) -> u64) -> usize {
+        self.find(hash, key)
+            .map_or(0, |e| e.unexpired(now(e.earliest())))
+    }
+
+    /// Closes every idle connection of `key` (counted purged) and removes its entry.
+    pub fn purge_key(&mut self, hash: u64, key: &[u8], closes: &mut CloseList) -> usize {
+        let st = &mut *self.st;
+        let Ok(slot) = st.table.find_entry(hash, |e| key_eq(&e.key, key)) else {
+            return 0;
+        };
+        let (mut e, _) = slot.remove();
+        if e.is_empty() {
+            st.empty -= 1;
+        }
+        let n = e.len();
+        for c in e.drain() {
+            closes.close_idle(c, CloseReason::Purged);
+        }
+        st.idle -= n;
+        st.counters.closed(CloseReason::Purged, n);
+        self.shrink_if_sparse();
+        n
+    }
+
+    /// Closes every idle connection here (counted purged) and removes every entry.
+    pub fn purge_all(&mut self, closes: &mut CloseList) -> usize {
+        let st = &mut *self.st;
+        let n = st.idle;
+        for mut e in std::mem::take(&mut st.table) {
+            for c in e.drain() {
+                closes.close_idle(c, CloseReason::Purged);
+            }
+        }
+        st.empty = 0;
+        st.idle = 0;
+        st.counters.closed(CloseReason::Purged, n);
+        n
+    }
+
+    /// Closes every connection expired at `now` and removes every empty entry. Returns
+    /// how many it closed and the earliest deadline left (a lower bound).
+    pub fn expire_all(&mut self, now: u64, closes: &mut CloseList) -> (usize, u64) {
+        let st = &mut *self.st;
+        let mut expired = 0;
+        let mut next = NEVER;
+        st.table.retain(|e| {
+            expired += e.expire(now, |c| closes.close_idle(c, CloseReason::Expired));
+            next = next.min(e.earliest());
+            !e.is_empty()
+        });
+        st.empty = 0;
+        st.idle -= expired;
+        st.counters.closed(CloseReason::Expired, expired);
+        self.shrink_if_sparse();
+        (expired, next)
+    }
+
+    /// The hashes of the keys that hold idle connections (for a scan one key at a time).
+    pub fn hashes(&self) -> Vec<u64> {
+        let mut h: Vec<u64> = self.st.table.iter().map(|e| e.hash).collect();
+        h.sort_unstable();
+        h.dedup();
+        h
+    }
+
+    /// Closes (counted dead) every idle connection of the key(s) with `hash` that `alive`
+    /// rejects; returns how many.
+    pub fn remove_dead(
+        &mut self,
+        hash: u64,
+        mut alive: impl FnMut(&Conn) -> bool,
+        closes: &mut CloseList,
+    ) -> usize {
+        let st = &mut *self.st;
+        let mut dead = 0;
+        for e in st.table.iter_hash_mut(hash) {
+            if e.is_empty() {
+                continue;
+            }
+            dead += e.retain(&mut alive, |c| closes.close_idle(c, CloseReason::Dead));
+            st.empty += usize::from(e.is_empty());
+        }
+        st.idle -= dead;
+        st.counters.closed(CloseReason::Dead, dead);
+        self.sweep_empty();
+        dead
+    }
+
+    /// Closes (counted dead) the idle connection registered with watcher token `token`, if
+    /// it is still here; returns 1 if it was.
+    pub fn remove_token(&mut self, token: u64, closes: &mut CloseList) -> usize {
+        let st = &mut *self.st;
+        let Some(hash) = st.table.iter().find(|e| e.has_token(token)).map(|e| e.hash) else {
+            return 0;
+        };
+        let Some(e) = st.table.iter_hash_mut(hash).find(|e| e.has_token(token)) else {
+            return 0;
+        };
+        let Some(c) = e.take_token(token) else {
+            return 0;
+        };
+        closes.close_idle(c, CloseReason::Dead);
+        st.empty += usize::from(e.is_empty());
+        st.idle -= 1;
+        st.counters.closed(CloseReason::Dead, 1);
+        self.sweep_empty();
+        1
+    }
+
+    /// The smallest release sequence number of any idle connection here ([`NEVER`]: none).
+    fn oldest_seq(&self) -> u64 {
+        self.st
+            .table
+            .iter()
+            .filter_map(Entry::oldest_seq)
+            .min()
+            .unwrap_or(NEVER)
+    }
+
+    /// With a global cap: closes (counted evicted) the least recently released idle
+    /// connection here, if `bound` (the oldest sequence number the caller read without the
+    /// lock) is still exact, or `force`. Otherwise makes the published bound exact and
+    /// returns false.
+    pub fn evict_oldest(&mut self, bound: u64, force: bool, closes: &mut CloseList) -> bool {
+        let oldest = self.oldest_seq();
+        if oldest == NEVER || (oldest != bound && !force) {
+            self.shard.oldest.store(oldest, Ordering::Relaxed);
+            return false;
+        }
+        let st = &mut *self.st;
+        let Some(e) = st.table.iter_mut().find(|e| e.oldest_seq() == Some(oldest)) else {
+            return false;
+        };
+        let Some(victim) = e.pop_oldest() else {
+            return false;
+        };
+        closes.close_idle(victim, CloseReason::Evicted);
+        st.empty += usize::from(e.is_empty());
+        st.idle -= 1;
+        st.counters.closed(CloseReason::Evicted, 1);
+        let next = self.oldest_seq();
+        self.shard.oldest.store(next, Ordering::Relaxed);
+        self.sweep_empty();
+        true
+    }
+
+    /// Adds this shard's gauges and counters to `s`.
+    pub fn add_to(&self, s: &mut Stats) {
+        s.idle += self.st.idle as u64;
+        s.keys += (self.st.table.len() - self.st.empty) as u64;
+        s.add(&self.st.counters);
+        s.hits += self.shard.checked_hits.load(Ordering::Relaxed);
+    }
+
+    /// Entries in the table, empty ones included (for tests of memory bounds).
+    #[cfg(test)]
+    pub fn entries(&self) -> usize {
+        self.st.table.len()
+    }
+
+    /// Sweeps the empty entries when they are many.
+    fn sweep_empty(&mut self) {
+        let st = &mut *self.st;
+        if st.empty > EMPTY_SLACK && st.empty * 2 > st.table.len() {
+            st.table.retain(|e| !e.is_empty());
+            st.empty = 0;
+            self.shrink_if_sparse();
+        }
+    }
+
+    /// hashbrown tables never shrink by themselves: without this, memory would follow the
+    /// peak number of keys, not the keys that hold idle connections now. Shrinking at a
+    /// quarter to half leaves room for the table to double before it grows again.
+    fn shrink_if_sparse(&mut self) {
+        let table = &mut self.st.table;
+        let (len, cap) = (table.len(), table.capacity());
+        if cap > MIN_TABLE_CAPACITY && len < cap / 4 {
+            table.shrink_to(len * 2, |e| e.hash);
+        }
+    }
+}
