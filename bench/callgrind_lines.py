@@ -11,8 +11,8 @@ Why not callgrind_annotate: with LTO nearly all of libconnpool is inlined into
 connpool_acquire and connpool_release, and callgrind books each instruction to the innermost
 inlined line only (often a core::ptr or core::slice helper). Here every instruction address
 of a Rust library is mapped with `addr2line -i` to its whole inline chain, and booked to the
-innermost frame that is the crate's own code or a dependency's (src/*.rs, hashbrown,
-parking_lot), not Rust's standard library. Calls from the library into libc (strnlen,
+innermost frame that is the crate's own code or a dependency's (src/**.rs, hashbrown), not
+Rust's standard library. Calls from the library into libc (strnlen,
 memcmp, memcpy, clock_gettime) are booked, inclusive, to the instruction that calls them.
 (callgrind_annotate 3.19 also books a dump taken after CALLGRIND_ZERO_STATS entirely to
 __libc_start_main.)"""
@@ -22,8 +22,13 @@ import sys
 from collections import defaultdict
 
 CLOCK_FNS = ("now_ns", "clock_ns", "coarse_now_ns", "precise_now_ns")
-POOL_FILES = ("src/pool.rs", "src/shard.rs", "src/stats.rs", "src/util.rs", "src/config.rs",
-              "src/ffi/sys.rs")
+POOL_FILES = ("src/stats.rs", "src/config.rs", "src/closer.rs", "src/conn.rs")
+
+
+def under(f, *dirs):
+    """Whether source file f is in one of the crate's directories (e.g. "src/pool/")."""
+    return any(("/" + d) in f for d in dirs)
+
 
 # (category, test on (object, frame function, frame file, libc callee, files of the whole
 # inline chain, frame line)); first match wins. addr2line names an inlined function by its
@@ -33,32 +38,32 @@ CATEGORIES = [
     ("idle watcher: watch.rs (its timer lock included) + epoll_ctl/timerfd wrappers",
      lambda o, fn, f, c, ch, ln: any(x.endswith("src/watch.rs") for x in ch) or "epoll" in c
      or "timerfd" in c or "epoll_" in fn or "timerfd_" in fn),
-    ("liveness check: recv(MSG_PEEK) wrapper (sys.rs is_alive; the syscall is not counted)",
-     lambda o, fn, f, c, ch, ln: "is_alive" in fn or "recv" in c),
-    ("key length scan: strnlen (capi.rs key_arg)", lambda o, fn, f, c, ch, ln: "strlen" in c or "strnlen" in c),
+    ("liveness check: recv(MSG_PEEK) wrapper (sys/io.rs peek; the syscall is not counted)",
+     lambda o, fn, f, c, ch, ln: name_of(fn) == "peek" or "recv" in c or "syscall" in c),
+    ("key length scan: strnlen (capi key_arg)", lambda o, fn, f, c, ch, ln: "strlen" in c or "strnlen" in c),
     ("clock read: clock_gettime(COARSE) + conversion",
      lambda o, fn, f, c, ch, ln: "clock_gettime" in c or fn in CLOCK_FNS or f.endswith("src/clock.rs")
-     or ln in item_lines(f, r"fn (clock_ns|precise_now_ns|coarse_now_ns)\b")),
-    ("entry bookkeeping: new, emptied or swept entries (new_stack, note_emptied, retain, shrink)",
+     or f.endswith("src/sys/time.rs")),
+    ("entry bookkeeping: new, emptied or swept entries (Entry::new, sweep_empty, retain, shrink)",
      lambda o, fn, f, c, ch, ln: name_of(fn) in ENTRY_FNS or "VacantEntry" in fn),
-    ("shard lock + unlock: parking_lot, lock.rs", lambda o, fn, f, c, ch, ln: any(
-        s in f for s in ("parking_lot", "lock_api", "src/lock.rs"))),
+    ("shard lock + unlock: cell/lock.rs", lambda o, fn, f, c, ch, ln: f.endswith("src/cell/lock.rs")),
     ("table probe + key compare: hashbrown find/entry, key_eq",
      lambda o, fn, f, c, ch, ln: "hashbrown" in f or "memcmp" in c or "bcmp" in c or "key_eq" in fn),
-    ("key hash: key.rs hash_key (up to 16 bytes: folded multiplies of two overlapping words)",
+    ("key hash: key.rs hash_key (keyed folded multiplies)",
      lambda o, fn, f, c, ch, ln: f.endswith("src/key.rs")),
-    ("fd registry + fork generation (fds.rs, cell.rs, fork.rs)",
-     lambda o, fn, f, c, ch, ln: f.endswith(("src/fds.rs", "src/ffi/cell.rs", "src/ffi/fork.rs"))),
-    ("C ABI: argument checks, catch_unwind, fd conversion (capi.rs)",
-     lambda o, fn, f, c, ch, ln: f.endswith("src/ffi/capi.rs") or "panic" in f),
-    ("pool logic: shard pick + probe setup (shard_index: h >> 32, h2 tag, spilled invariants)",
-     lambda o, fn, f, c, ch, ln: f.endswith("src/pool.rs") and name_of(fn) in ("shard_index", "shard")),
-    ("pool logic: idle stack push/pop/expire test, shard gauge (shard.rs)",
-     lambda o, fn, f, c, ch, ln: f.endswith("src/shard.rs")),
-    ("pool logic: close-after-unlock list (Doomed, sys.rs)",
-     lambda o, fn, f, c, ch, ln: f.endswith("src/ffi/sys.rs") and ln in item_lines(f, r"\bDoomed\b")),
-    ("pool logic: acquire/release bodies (pool.rs take, release_inner: deadlines, counters...)",
-     lambda o, fn, f, c, ch, ln: f.endswith(POOL_FILES)),
+    ("fd table + process generation (fd_table.rs, cell/, process.rs, sys/fork.rs)",
+     lambda o, fn, f, c, ch, ln: f.endswith(("src/fd_table.rs", "src/process.rs", "src/sys/fork.rs"))
+     or under(f, "src/cell/")),
+    ("C ABI: argument checks, catch_unwind, fd conversion (capi/)",
+     lambda o, fn, f, c, ch, ln: under(f, "src/capi/") or "panic" in f),
+    ("pool logic: shard pick + probe setup (shard: h >> 32, h2 tag, spilled invariants)",
+     lambda o, fn, f, c, ch, ln: under(f, "src/pool/") and name_of(fn) == "shard"),
+    ("pool logic: entries and shard guard (shard/: push/pop/expire test, counters, gauge)",
+     lambda o, fn, f, c, ch, ln: under(f, "src/shard/")),
+    ("pool logic: close-after-unlock list (closer.rs)",
+     lambda o, fn, f, c, ch, ln: f.endswith("src/closer.rs")),
+    ("pool logic: acquire/release bodies (pool/: take, release_conn: deadlines, counters...)",
+     lambda o, fn, f, c, ch, ln: under(f, "src/pool/") or f.endswith(POOL_FILES)),
     ("Rust std, not attributable to the crate", lambda o, fn, f, c, ch, ln: "/rustc/" in f),
     ("other", lambda o, fn, f, c, ch, ln: True),
 ]
@@ -66,8 +71,8 @@ CATEGORIES = [
 RUST_STD = re.compile(r"^/rustc/")
 
 # Functions that create, empty, sweep or resize key entries (not the probe of an existing one).
-ENTRY_FNS = ("recycle", "new_stack", "note_emptied", "shrink_if_sparse", "shrink_to", "retain",
-             "remove", "insert", "reserve_rehash", "resize")
+ENTRY_FNS = ("sweep_empty", "shrink_if_sparse", "shrink_to", "retain", "remove", "insert",
+             "reserve_rehash", "resize")
 
 
 _items = {}

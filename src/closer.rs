@@ -2,7 +2,7 @@
 //! forgotten by the fd table before the number can be reused, and the places they held
 //! under the global cap given back.
 
-use std::os::fd::{AsRawFd, BorrowedFd, IntoRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::cell::assert_unlocked;
@@ -22,29 +22,45 @@ pub(crate) fn close_fd(fd: OwnedFd) {
     sys::close_raw(raw);
 }
 
+/// What closing needs to know of a pool generation, made once with it.
+#[derive(Debug)]
+pub(crate) struct Closing {
+    /// With the idle watcher: its epoll fd, which every closed fd leaves first.
+    epoll: Option<RawFd>,
+    /// With a global cap: idle connections plus places reserved by releases in progress.
+    pub total: Option<AtomicUsize>,
+}
+
+impl Closing {
+    pub fn new(epoll: Option<RawFd>, capped: bool) -> Self {
+        Closing {
+            epoll,
+            total: capped.then(|| AtomicUsize::new(0)),
+        }
+    }
+
+    /// A list of connections to close after unlocking.
+    #[inline]
+    pub fn list(&self) -> CloseList<'_> {
+        CloseList {
+            conns: Vec::new(),
+            places: 0,
+            closing: self,
+        }
+    }
+}
+
 /// Connections to close once the lock is released, and cap places to give back: done when
 /// the list is dropped, so a list made before a guard (and so dropped after it) can only
 /// close after unlocking.
 #[derive(Debug)]
 pub(crate) struct CloseList<'a> {
     conns: Vec<(Conn, CloseReason)>,
-    /// With the idle watcher: its epoll set, which every closed fd leaves first.
-    epoll: Option<BorrowedFd<'a>>,
-    /// With a global cap: the count of places taken.
-    cap: Option<&'a AtomicUsize>,
     places: usize,
+    closing: &'a Closing,
 }
 
-impl<'a> CloseList<'a> {
-    pub fn new(epoll: Option<BorrowedFd<'a>>, cap: Option<&'a AtomicUsize>) -> Self {
-        CloseList {
-            conns: Vec::new(),
-            epoll,
-            cap,
-            places: 0,
-        }
-    }
-
+impl CloseList<'_> {
     /// Closes `conn`, which held no place under the cap (any more).
     pub fn close(&mut self, conn: Conn, why: CloseReason) {
         self.conns.push((conn, why));
@@ -57,6 +73,7 @@ impl<'a> CloseList<'a> {
     }
 
     /// Gives back `n` places (idle connections handed out, reservations not used).
+    #[inline]
     pub fn give_back(&mut self, n: usize) {
         self.places += n;
     }
@@ -65,8 +82,8 @@ impl<'a> CloseList<'a> {
 impl Drop for CloseList<'_> {
     #[inline]
     fn drop(&mut self) {
-        if let (Some(cap), n @ 1..) = (self.cap, self.places) {
-            cap.fetch_sub(n, Ordering::AcqRel);
+        if let (n @ 1.., Some(total)) = (self.places, &self.closing.total) {
+            total.fetch_sub(n, Ordering::AcqRel);
         }
         // Empty on almost every call: keep that path to one test.
         if !self.conns.is_empty() {
@@ -79,8 +96,8 @@ impl CloseList<'_> {
     #[cold]
     fn close_all(&mut self) {
         for (conn, _why) in self.conns.drain(..) {
-            if let Some(epoll) = self.epoll {
-                sys::epoll_del(epoll, conn.fd.as_raw_fd());
+            if let Some(epoll) = self.closing.epoll {
+                sys::epoll_del_raw(epoll, conn.fd.as_raw_fd());
             }
             close_fd(conn.fd);
         }

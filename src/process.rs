@@ -42,6 +42,12 @@ pub fn register() {
     generation();
 }
 
+/// Whether `g` is this process's generation (one load: the hot path's fork check).
+#[inline]
+pub fn is_current(g: u64) -> bool {
+    ForkMarker::get().word().load(Ordering::Acquire) == g
+}
+
 /// The generation of this process: never 0, different in every child.
 #[inline]
 pub fn generation() -> u64 {

@@ -92,11 +92,6 @@ impl Watcher {
         self.epoll().as_raw_fd()
     }
 
-    /// The epoll fd, for close lists that must unwatch before they close.
-    pub fn epoll_fd(&self) -> BorrowedFd<'_> {
-        self.epoll()
-    }
-
     /// Starts watching an fd that is about to be stored in `shard`; returns the token its
     /// events will carry, to be stored with it. Events are read in batches, so by the time
     /// one is handled its fd number may have been closed and reused by another connection:

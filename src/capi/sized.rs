@@ -4,12 +4,16 @@
 //!   accepted; smaller is -EINVAL;
 //! - an input struct (connpool_config) is read up to `min(struct_size, sizeof)`: fields
 //!   beyond the caller's size keep their defaults, and a larger struct (a newer header) is
-//!   accepted when its bytes beyond what this library knows are all zero;
+//!   accepted when its bytes beyond what this library knows are all zero (up to
+//!   [`MAX_STRUCT_SIZE`]: a larger struct_size is a lie, and reading it could crash);
 //! - an output struct (connpool_conn_info, connpool_stats) is written up to
 //!   `min(struct_size, sizeof)`, never beyond, and its `struct_size` is left as the caller
 //!   set it.
 
 use std::mem::size_of;
+
+/// The largest struct_size an input struct may claim: far beyond any version of a struct.
+pub(super) const MAX_STRUCT_SIZE: usize = 4096;
 
 /// Reads the caller's `*src` over `ours` (which holds the defaults), by the rule above.
 /// None when `struct_size` is below `first` or unknown trailing bytes are not zero.
@@ -17,7 +21,7 @@ use std::mem::size_of;
 /// Safety: `src` is valid for reads of its `struct_size` bytes (at least a `usize`).
 pub(super) unsafe fn read_sized<T: Copy>(src: *const T, first: usize, mut ours: T) -> Option<T> {
     let size = std::ptr::read(src.cast::<usize>());
-    if size < first {
+    if size < first || size > MAX_STRUCT_SIZE {
         return None;
     }
     let known = size_of::<T>();

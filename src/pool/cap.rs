@@ -27,15 +27,17 @@ impl<C: Clock> Pool<C> {
         now: u64,
     ) -> bool {
         let cap = self.limits.max_idle_total;
-        if st.total.load(Ordering::Acquire) >= cap && self.key_is_full(st, shard, hash, key, now) {
+        let Some(total) = &st.closing.total else {
+            return true; // no cap
+        };
+        if total.load(Ordering::Acquire) >= cap && self.key_is_full(st, shard, hash, key, now) {
             return false;
         }
         let mut tries = 0;
         loop {
-            let cur = st.total.load(Ordering::Acquire);
+            let cur = total.load(Ordering::Acquire);
             if cur < cap {
-                if st
-                    .total
+                if total
                     .compare_exchange_weak(cur, cur + 1, Ordering::AcqRel, Ordering::Relaxed)
                     .is_ok()
                 {

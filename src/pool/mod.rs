@@ -50,13 +50,13 @@ mod maintain;
 mod reaper;
 mod release;
 
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use crate::cell::{Lock, SwapCell};
 use crate::clock::{Clock, MonotonicClock};
-use crate::closer::CloseList;
+use crate::closer::{CloseList, Closing};
 use crate::config::Config;
 use crate::conn::NEVER;
 use crate::error::Error;
@@ -145,8 +145,8 @@ struct Generation {
     /// The process generation (`crate::process`) this state belongs to.
     process: u64,
     shards: Box<[Shard]>,
-    /// With a global cap: idle connections plus reserved places of releases in progress.
-    total: AtomicUsize,
+    /// How connections are closed; with a global cap, the count of places taken.
+    closing: Closing,
     /// With a global cap: the next release sequence number.
     seq: AtomicU64,
     outside: AtomicCounters,
@@ -163,10 +163,11 @@ impl Generation {
         } else {
             Err(Error::NoWatcher)
         };
+        let epoll = watch.as_ref().ok().map(Watcher::fd);
         Generation {
             process,
             shards: (0..SHARDS).map(|_| Shard::default()).collect(),
-            total: AtomicUsize::new(0),
+            closing: Closing::new(epoll, limits.max_idle_total != 0),
             seq: AtomicU64::new(0),
             outside: AtomicCounters::default(),
             watch,
@@ -279,7 +280,7 @@ impl<C: Clock> Pool<C> {
     #[inline]
     fn state(&self) -> &Generation {
         let st = self.current.get();
-        if st.process == process::generation() {
+        if process::is_current(st.process) {
             st
         } else {
             self.after_fork()
@@ -297,17 +298,15 @@ impl<C: Clock> Pool<C> {
 
     /// A list of connections to close after unlocking (unwatched first, cap places given
     /// back).
+    #[inline]
     fn close_list<'g>(&self, st: &'g Generation) -> CloseList<'g> {
-        CloseList::new(
-            st.watcher().map(Watcher::epoll_fd),
-            (self.limits.max_idle_total != 0).then_some(&st.total),
-        )
+        st.closing.list()
     }
 
-    /// Closes an fd the pool owns now, outside any lock, unwatching it first.
+    /// Closes a connection the pool owns now, outside any lock, unwatching it first.
     fn close_now(&self, st: &Generation, conn: crate::conn::Conn, why: crate::CloseReason) {
         st.outside.closed(why, 1);
-        self.close_list(st).close(conn, why);
+        st.closing.list().close(conn, why);
     }
 
     /// Returns (reading, the latest the real time may be): deadlines are set from the first

@@ -60,11 +60,12 @@ pub fn epoll_disarm(epoll: BorrowedFd<'_>, fd: RawFd, data: u64) {
     unsafe { libc::epoll_ctl(epoll.as_raw_fd(), libc::EPOLL_CTL_MOD, fd, &mut ev) };
 }
 
-/// Stops watching `fd` (errors ignored: it may not be watched).
-pub fn epoll_del(epoll: BorrowedFd<'_>, fd: RawFd) {
+/// Stops watching `fd` in the epoll set `epoll` (errors ignored: it may not be watched;
+/// raw numbers: the epoll fd is open for as long as anything it watches can be closed).
+pub fn epoll_del_raw(epoll: RawFd, fd: RawFd) {
     let mut ev = libc::epoll_event { events: 0, u64: 0 };
     // SAFETY: `ev` is valid (ignored by DEL on modern kernels); a bad fd is an error return.
-    unsafe { libc::epoll_ctl(epoll.as_raw_fd(), libc::EPOLL_CTL_DEL, fd, &mut ev) };
+    unsafe { libc::epoll_ctl(epoll, libc::EPOLL_CTL_DEL, fd, &mut ev) };
 }
 
 /// The data of up to `max` ready fds, without waiting (raw `epoll_pwait`: not a

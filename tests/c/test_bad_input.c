@@ -199,13 +199,14 @@ static void configs(void)
         size_t size;
         uint32_t per_key;
         uint32_t flags;
+        char unknown; /* a byte beyond the fields this library knows */
     } bad[] = {
-        {"struct_size 0", 0, 8, CONNPOOL_CHECK_LIVENESS},
-        {"struct_size too small", sizeof cfg - 1, 8, CONNPOOL_CHECK_LIVENESS},
-        {"struct_size too large", sizeof cfg + 8, 8, CONNPOOL_CHECK_LIVENESS},
-        {"struct_size SIZE_MAX", SIZE_MAX, 8, CONNPOOL_CHECK_LIVENESS},
-        {"max_idle_per_key 0", sizeof cfg, 0, CONNPOOL_CHECK_LIVENESS},
-        {"unknown flag", sizeof cfg, 8, 1u << 30},
+        {"struct_size 0", 0, 8, CONNPOOL_CHECK_LIVENESS, 0},
+        {"struct_size below the 0.1 size", 39, 8, CONNPOOL_CHECK_LIVENESS, 0},
+        {"larger, unknown bytes set", sizeof cfg + 8, 8, CONNPOOL_CHECK_LIVENESS, 1},
+        {"struct_size SIZE_MAX", SIZE_MAX, 8, CONNPOOL_CHECK_LIVENESS, 0},
+        {"max_idle_per_key 0", sizeof cfg, 0, CONNPOOL_CHECK_LIVENESS, 0},
+        {"unknown flag", sizeof cfg, 8, 1u << 30, 0},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         struct {
@@ -217,6 +218,7 @@ static void configs(void)
         buf.c.struct_size = bad[i].size;
         buf.c.max_idle_per_key = bad[i].per_key;
         buf.c.flags = bad[i].flags;
+        buf.room[0] = bad[i].unknown;
         errno = 0;
         connpool *p = connpool_new_with_config(&buf.c);
         if (p != NULL || errno != EINVAL) {

@@ -177,7 +177,8 @@ static void test_expired_release(void)
     CHECK_CLOSED(c[2]);
     CHECK_EQ(connpool_idle_count(p), 0);
 
-    /* Counting a key is a call on the key too: it closes the expired ones, uncounted. */
+    /* Counting a key skips the expired ones and changes nothing (a const call); the next
+     * acquire closes them. */
     int e, se;
     tcp_connect_pair(listener, &e, &se);
     CHECK_EQ(connpool_release(p, "k:4", e), CONNPOOL_POOLED);
@@ -185,6 +186,8 @@ static void test_expired_release(void)
     sleep_ms(WAIT_MS);
     CHECK_EQ(connpool_idle_count(p), 1); /* the total includes it until it is touched */
     CHECK_EQ(connpool_idle_count_key(p, "k:4"), 0);
+    CHECK_OPEN(e);
+    CHECK_EQ(connpool_acquire(p, "k:4"), -ENOENT);
     CHECK_CLOSED(e);
     CHECK_EQ(connpool_idle_count(p), 0);
     close(se);
