@@ -100,6 +100,11 @@
 #define CONNPOOL_MAX_KEY_LEN 1024
 
 /**
+ * connpool_release_ctx(), connpool_key_release(): no keep-alive hint.
+ */
+#define CONNPOOL_NO_HINT UINT64_MAX
+
+/**
  * connpool_config.flags: before handing out an idle connection, check it with one
  * non-blocking recv(MSG_PEEK) and close it instead if the peer closed or reset it or sent
  * bytes nobody asked for. On by default; costs one system call per acquire of an idle
@@ -141,10 +146,50 @@
 #define CONNPOOL_SKIP_RECENT_MS 100
 
 /**
+ * on_close reason: released into a key that already held max_idle_per_key connections (or
+ * no place under max_idle_total could be made), or checked and put back into a full key.
+ */
+#define CONNPOOL_CLOSE_FULL 1
+
+/**
+ * on_close reason: idle, closed to keep max_idle_total.
+ */
+#define CONNPOOL_CLOSE_EVICTED 2
+
+/**
+ * on_close reason: its idle timeout, keep-alive hint or lifetime passed (idle, or at its
+ * release).
+ */
+#define CONNPOOL_CLOSE_EXPIRED 3
+
+/**
+ * on_close reason: the check found it closed, reset or desynchronised by its backend.
+ */
+#define CONNPOOL_CLOSE_DEAD 4
+
+/**
+ * on_close reason: released at max_uses.
+ */
+#define CONNPOOL_CLOSE_RETIRED 5
+
+/**
+ * on_close reason: idle, closed by connpool_purge() or connpool_free().
+ */
+#define CONNPOOL_CLOSE_PURGED 6
+
+/**
  * A pool of idle connections. Opaque: create it with connpool_new_with_config(),
  * connpool_new() or connpool_new_default() and destroy it with connpool_free().
  */
 typedef struct connpool connpool;
+
+/**
+ * A key of one pool, resolved once with connpool_key_get(): the calls by handle skip the
+ * key's validation and hashing. Opaque; owned by the pool, valid until connpool_free()
+ * (it survives purge, prune, fork and the key having no idle connection); never free it.
+ * Since 0.2.
+ */
+typedef struct connpool_key connpool_key;
 
 /**
  * Pool configuration. Fill it with connpool_config_init() (which sets struct_size and
@@ -190,6 +235,37 @@ typedef struct connpool_config {
    * connpool_new_with_config() fail with EINVAL.
    */
   uint32_t flags;
+  /**
+   * Called exactly once for every connection the pool owned and closes (default NULL:
+   * none), with the fd still open, the ctx it was released with (NULL for
+   * connpool_release()) and one of the CONNPOOL_CLOSE_* reasons, so the caller can free
+   * its state (SSL_free()) first. It must not close the fd (the pool does, right after)
+   * nor throw. Never called for a connection the caller holds, nor for an fd the pool
+   * refused (a release's -EINVAL, -EALREADY, -EBADF). It runs under no pool lock, on the
+   * thread whose call closed the connection (or the reaper thread), with thread
+   * cancellation disabled, and may call any function of this pool but connpool_free().
+   * In a fork child the parent's connections are closed without it: they and their state
+   * are the parent's (an SSL_free() in the child could send a close_notify on the
+   * parent's stream). Since 0.2.
+   */
+  void (*on_close)(void *arg, int fd, void *ctx, int reason);
+  /**
+   * With CONNPOOL_CHECK_LIVENESS: replaces the recv(MSG_PEEK) check wherever the pool
+   * checks an idle connection (acquire, within CONNPOOL_CHECK_SKIP_RECENT's rule;
+   * connpool_prune(); connpool_reap()). It returns 0 for healthy, anything else for dead
+   * (then the connection is closed, reason CONNPOOL_CLOSE_DEAD, and acquire tries the
+   * next). Use it where unread bytes are normal: a TLS 1.3 server's session tickets, an
+   * HTTP/2 server's PING or SETTINGS (read them, e.g. with a non-blocking SSL_read(), and
+   * call only close_notify, EOF or an error dead). With it, the idle watcher watches for
+   * hang-ups and errors only, not input. It runs under no pool lock, with thread
+   * cancellation disabled, must not close the fd and may call the pool (but not
+   * connpool_free()). Default NULL. Since 0.2.
+   */
+  int (*check)(void *arg, int fd, void *ctx);
+  /**
+   * Passed to on_close and check. Default NULL. Since 0.2.
+   */
+  void *arg;
 } connpool_config;
 
 /**
@@ -217,6 +293,10 @@ typedef struct connpool_conn_info {
    * Requests it has served: 1 after its first release, one more per acquire and release.
    */
   uint32_t uses;
+  /**
+   * The ctx it was released with (NULL if none), the caller's again. Since 0.2.
+   */
+  void *ctx;
 } connpool_conn_info;
 
 /**
@@ -357,6 +437,15 @@ int connpool_acquire(struct connpool *pool, const char *key);
 int connpool_acquire_info(struct connpool *pool, const char *key, struct connpool_conn_info *info);
 
 /**
+ * As connpool_acquire(), and on success also sets *ctx (when ctx is not NULL) to the state
+ * the connection was released with (NULL if none): the connection and its state are the
+ * caller's again. On failure *ctx is left untouched. Since 0.2.
+ *
+ * Returns what connpool_acquire() returns.
+ */
+int connpool_acquire_ctx(struct connpool *pool, const char *key, void **ctx);
+
+/**
  * Gives fd back to the pool as an idle connection of key. Release only a connection that
  * is idle and reusable: the response was read completely and the connection is
  * keep-alive. The pool does not probe fd on release (that would cost a system call per
@@ -399,6 +488,48 @@ int connpool_release_hint(struct connpool *pool,
                           const char *key,
                           int fd,
                           uint64_t keepalive_timeout_ms);
+
+/**
+ * As connpool_release_hint(), with the caller's state for the connection (an SSL*, an
+ * HTTP/2 session; opaque to the pool, never dereferenced; NULL for none) and
+ * keepalive_ms = CONNPOOL_NO_HINT for no hint (0 closes at once, as in
+ * connpool_release_hint()). The state travels with the fd: from the call on it is the
+ * pool's, whatever the result, until an acquire hands it back with the fd or on_close
+ * receives it (for CONNPOOL_CLOSED: at once, before the call returns). With -EINVAL,
+ * -EALREADY and -EBADF (the pool never took the fd) ctx stays the caller's. Since 0.2.
+ */
+int connpool_release_ctx(struct connpool *pool,
+                         const char *key,
+                         int fd,
+                         void *ctx,
+                         uint64_t keepalive_ms);
+
+/**
+ * The handle of key in pool: the same handle for the same bytes, from any thread. The
+ * string calls and the handle calls on the same key see one idle set. Each handle lives
+ * until connpool_free(): make them for the keys you know (your backends), not for keys
+ * that come from the network. Since 0.2.
+ *
+ * Returns the handle, or NULL with errno EINVAL (bad pool or key).
+ */
+struct connpool_key *connpool_key_get(struct connpool *pool, const char *key);
+
+/**
+ * connpool_acquire_ctx() and connpool_acquire_info() in one, by handle: an idle
+ * connection of the handle's key; on success *ctx (when ctx is not NULL) is its state and
+ * *info (when info is not NULL) what is known of it (info->struct_size set by the caller;
+ * filling it costs a precise clock read, so pass NULL when not needed). Since 0.2.
+ *
+ * Returns an fd >= 0 (the caller's), -ENOENT (none: connect a new one), or -EINVAL (k is
+ * NULL, or info->struct_size is below the 0.1 struct's 32 bytes; nothing acquired).
+ */
+int connpool_key_acquire(struct connpool_key *k, void **ctx, struct connpool_conn_info *info);
+
+/**
+ * connpool_release_ctx() by handle: same results and ownership of fd and ctx (-EINVAL for
+ * a NULL k, with fd closed unless a pool owns it: then -EALREADY). Since 0.2.
+ */
+int connpool_key_release(struct connpool_key *k, int fd, void *ctx, uint64_t keepalive_ms);
 
 /**
  * Fills *cfg with the defaults: max_idle_per_key 8, max_idle_total 0 (no cap),

@@ -2,10 +2,11 @@
 //! forgotten by the fd table before the number can be reused, and the places they held
 //! under the global cap given back.
 
-use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::cell::assert_unlocked;
+use crate::config::{Callback, OnClose};
 use crate::conn::Conn;
 use crate::fd_table;
 use crate::stats::CloseReason;
@@ -29,13 +30,16 @@ pub(crate) struct Closing {
     epoll: Option<RawFd>,
     /// With a global cap: idle connections plus places reserved by releases in progress.
     pub total: Option<AtomicUsize>,
+    /// The caller's close callback.
+    on_close: Option<Callback<OnClose>>,
 }
 
 impl Closing {
-    pub fn new(epoll: Option<RawFd>, capped: bool) -> Self {
+    pub fn new(epoll: Option<RawFd>, capped: bool, on_close: Option<Callback<OnClose>>) -> Self {
         Closing {
             epoll,
             total: capped.then(|| AtomicUsize::new(0)),
+            on_close,
         }
     }
 
@@ -95,9 +99,13 @@ impl Drop for CloseList<'_> {
 impl CloseList<'_> {
     #[cold]
     fn close_all(&mut self) {
-        for (conn, _why) in self.conns.drain(..) {
+        for (conn, why) in self.conns.drain(..) {
             if let Some(epoll) = self.closing.epoll {
                 sys::epoll_del_raw(epoll, conn.fd.as_raw_fd());
+            }
+            if let Some(f) = &self.closing.on_close {
+                // C code: a cancellation there would unwind through these frames.
+                sys::without_cancellation(|| f(conn.fd.as_fd(), conn.ctx, why));
             }
             close_fd(conn.fd);
         }

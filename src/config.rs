@@ -1,8 +1,48 @@
 //! Pool limits and checks.
 
+use std::os::fd::BorrowedFd;
+use std::panic::RefUnwindSafe;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::Error;
+use crate::stats::CloseReason;
+
+/// The close callback's signature: the fd (still open: the pool closes it right after), the
+/// caller's state released with it, and why. (RefUnwindSafe, so that a pool stays so.)
+pub type OnClose = dyn Fn(BorrowedFd<'_>, usize, CloseReason) + Send + Sync + RefUnwindSafe;
+/// The health check's signature: the idle fd and the caller's state; true for healthy.
+pub type Check = dyn Fn(BorrowedFd<'_>, usize) -> bool + Send + Sync + RefUnwindSafe;
+
+/// A callback in a [`Config`]: shared, compared by identity.
+pub struct Callback<F: ?Sized>(pub Arc<F>);
+
+impl<F: ?Sized> Clone for Callback<F> {
+    fn clone(&self) -> Self {
+        Callback(self.0.clone())
+    }
+}
+
+impl<F: ?Sized> PartialEq for Callback<F> {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl<F: ?Sized> Eq for Callback<F> {}
+
+impl<F: ?Sized> std::fmt::Debug for Callback<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Callback")
+    }
+}
+
+impl<F: ?Sized> std::ops::Deref for Callback<F> {
+    type Target = F;
+    fn deref(&self) -> &F {
+        &self.0
+    }
+}
 
 /// Pool limits and checks. `Config::default()` is 8 idle connections per key, a 60 s idle
 /// timeout, the liveness check on and no other limit.
@@ -39,6 +79,16 @@ pub struct Config {
     /// Run a background thread that reaps whenever the watch fd is readable (implies
     /// `watch`). Only for pools made by `Pool::new_shared`.
     pub reaper_thread: bool,
+    /// Called exactly once for every connection the pool owned and closes, with the fd still
+    /// open, the state it was released with and the reason; never under a pool lock, from
+    /// the thread whose call closed it (or the reaper thread). It may call the pool (but not
+    /// drop it). Not called in a fork child for the parent's connections.
+    pub on_close: Option<Callback<OnClose>>,
+    /// Replaces the `recv(MSG_PEEK)` liveness check wherever the pool checks (acquire, prune,
+    /// the watcher's reap), with `check_liveness` on; runs outside every pool lock. With it,
+    /// the watcher watches idle connections for hang-ups and errors only: unread bytes are
+    /// the protocol's business (a TLS session ticket, an HTTP/2 PING).
+    pub check: Option<Callback<Check>>,
 }
 
 impl Default for Config {
@@ -53,6 +103,8 @@ impl Default for Config {
             skip_check_if_idle_under: None,
             watch: false,
             reaper_thread: false,
+            on_close: None,
+            check: None,
         }
     }
 }

@@ -11,7 +11,6 @@ pub(crate) struct Conn {
     pub fd: OwnedFd,
     /// The caller's state (a C `void *`), opaque: never dereferenced, handed back with the
     /// fd or to the close callback.
-    #[allow(dead_code)] // read by the close callback and acquire_ctx (next)
     pub ctx: usize,
     /// Clock time at which it expires: the earliest of its idle timeout (or keep-alive hint)
     /// and the end of its lifetime; [`NEVER`] without either.
@@ -24,6 +23,4 @@ pub(crate) struct Conn {
     pub uses: u32,
     /// Release order over the whole pool, for the global cap's eviction (0 without a cap).
     pub seq: u64,
-    /// With the idle watcher: the token of its registration (`crate::watch`), else 0.
-    pub token: u64,
 }

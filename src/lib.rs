@@ -34,7 +34,8 @@ mod watch;
 
 pub use clock::{Clock, ManualClock, MonotonicClock};
 pub use config::Config;
+pub use config::{Callback, Check, OnClose};
 pub use error::Error;
 pub use key::{InvalidKey, Key, MAX_KEY_LEN};
-pub use pool::{ConnInfo, Pool, Released};
+pub use pool::{Acquired, ConnInfo, KeyHandle, Pool, Released};
 pub use stats::{CloseReason, Stats};

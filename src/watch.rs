@@ -6,10 +6,18 @@
 //! - An fd is armed in the set before it is stored in the pool, and disarmed before it is
 //!   handed out: it stays registered while a caller holds it, so that its next release
 //!   re-arms it with one `EPOLL_CTL_MOD` instead of an `ADD` (and acquire pays a `MOD`
-//!   instead of a `DEL`): about half the system-call time per acquire and release. A
-//!   disarmed entry asks for no events; only the hang-up and error events the kernel always
-//!   reports can fire, at most once (`EPOLLONESHOT`), carrying the [`LENT`] token, which
-//!   matches nothing and is dropped by [`Watcher::ready_batch`].
+//!   instead of a `DEL`). A disarmed entry asks for no events; only the hang-up and error
+//!   events the kernel always reports can fire, at most once (`EPOLLONESHOT`), carrying the
+//!   [`LENT`] tag, which matches nothing and is dropped by [`Watcher::ready_batch`].
+//! - An fd is tagged with its key's hash: an event says "look at this key", and the reaper
+//!   checks that key's idle connections (the liveness check, or the caller's check) exactly
+//!   as prune does, closing only those that fail. So an event read in a batch whose fd was
+//!   handed out or closed since, and its number reused, closes nothing that is healthy; and
+//!   finding a key costs one table probe, not a scan.
+//! - Without a caller's check, input counts (bytes nobody asked for mean a desynchronised
+//!   stream). With one, only hang-ups and errors are watched: unread bytes are the
+//!   protocol's business (a TLS session ticket, an HTTP/2 PING), and a readable but healthy
+//!   connection would otherwise keep the watch fd readable for ever.
 //! - An fd the pool closes is removed from the set first, never left to `close()`: the kernel
 //!   keeps a closed fd in an epoll set while another process (a fork child) still holds the
 //!   same open file, and an armed stale entry could keep the watch fd readable for good. A
@@ -17,10 +25,6 @@
 //!   entry behind until the child closes it too: harmless (at most one wake-up, with
 //!   [`LENT`]); a new fd that reuses the number is a different file, so it gets an entry
 //!   of its own (the `MOD` that re-arms by number finds no entry for it and `ADD`s).
-//! - An event only says "look": the reaper closes an fd only after finding it in a shard
-//!   and taking it out under that shard's lock, exactly as acquire does. An fd already
-//!   handed out is not there any more; one being released is not there yet (the set is
-//!   level-triggered, so its event comes back once it is).
 //! - The timer: `armed` is the deadline the timerfd is set to. Releases lower it; a reap
 //!   that fired resets it to "none" before it rescans and then arms the smaller of what the
 //!   scan found and what releases set meanwhile, so no deadline is missed.
@@ -33,13 +37,11 @@ use crate::conn::NEVER;
 use crate::fd_table;
 use crate::sys;
 
-/// The epoll data of the timerfd; idle fds carry a token (see [`Watcher::watch`]).
+/// The epoll data of the timerfd; idle fds carry their key's hash (a key whose hash is
+/// this or [`LENT`], one in 2^63, is only never reaped early: its acquires still check).
 const TIMER: u64 = u64::MAX;
-/// The epoll data of a disarmed (lent) fd's entry; never a token (their high bits count
-/// from 1).
+/// The epoll data of a disarmed (lent) fd's entry.
 const LENT: u64 = 0;
-/// Low bits of a token: the shard the fd is stored in.
-const SHARD_BITS: u32 = 6;
 /// Events read per `epoll_wait`.
 const BATCH: usize = 64;
 
@@ -48,9 +50,8 @@ const BATCH: usize = 64;
 pub enum Ready {
     /// The earliest deadline has passed.
     Timer,
-    /// The idle fd registered with `token` (stored in shard `shard`) has input, a hang-up or
-    /// an error.
-    Fd { token: u64, shard: usize },
+    /// An idle fd of the key with this hash has input, a hang-up or an error.
+    Key { hash: u64 },
 }
 
 #[derive(Debug)]
@@ -59,15 +60,15 @@ pub struct Watcher {
     timer: Option<OwnedFd>,
     /// The deadline the timer is armed for ([`NEVER`]: disarmed).
     armed: Lock<u64>,
-    /// Registrations made so far (the high bits of tokens).
-    registrations: std::sync::atomic::AtomicU64,
+    /// Whether input counts (no caller's check): see the module's rules.
+    input: bool,
 }
 
 impl Watcher {
-    pub fn new(pool_id: u32) -> std::io::Result<Self> {
+    pub fn new(pool_id: u32, input: bool) -> std::io::Result<Self> {
         let epoll = sys::epoll_create()?;
         let timer = sys::timerfd_create()?;
-        sys::epoll_arm(epoll.as_fd(), timer.as_fd(), TIMER, false)?;
+        sys::epoll_arm(epoll.as_fd(), timer.as_fd(), TIMER, false, true)?;
         // The pool owns both: a fork child closes its copies like those of idle fds.
         fd_table::claim(epoll.as_raw_fd(), pool_id);
         fd_table::claim(timer.as_raw_fd(), pool_id);
@@ -75,7 +76,7 @@ impl Watcher {
             epoll: Some(epoll),
             timer: Some(timer),
             armed: Lock::new(NEVER),
-            registrations: std::sync::atomic::AtomicU64::new(0),
+            input,
         })
     }
 
@@ -92,19 +93,11 @@ impl Watcher {
         self.epoll().as_raw_fd()
     }
 
-    /// Starts watching an fd that is about to be stored in `shard`; returns the token its
-    /// events will carry, to be stored with it. Events are read in batches, so by the time
-    /// one is handled its fd number may have been closed and reused by another connection:
-    /// the token, unique per registration, tells them apart (the number cannot).
+    /// Starts watching an fd that is about to be stored under the key with hash `hash`.
     /// `lent`: this pool handed the fd out, so it is probably still registered, disarmed.
     /// A failure (an fd epoll cannot watch, like a regular file) only means no early close.
-    pub fn watch(&self, fd: BorrowedFd<'_>, shard: usize, lent: bool) -> u64 {
-        let n = self
-            .registrations
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let token = (n + 1) << SHARD_BITS | shard as u64;
-        let _ = sys::epoll_arm(self.epoll(), fd, token, lent);
-        token
+    pub fn watch(&self, fd: BorrowedFd<'_>, hash: u64, lent: bool) {
+        let _ = sys::epoll_arm(self.epoll(), fd, hash, lent, self.input);
     }
 
     /// Stops watching an fd that is handed out (it stays registered, disarmed).
@@ -116,23 +109,23 @@ impl Watcher {
     /// is reported again until its fd leaves the set, so the caller handles one batch (which
     /// removes the fds it closes) before asking for the next; asking again at once would
     /// return the same events.
-    pub fn ready_batch(&self) -> Vec<Ready> {
+    /// Also returns whether the batch was full (more may be ready).
+    pub fn ready_batch(&self) -> (Vec<Ready>, bool) {
         let mut data = Vec::with_capacity(BATCH);
         sys::epoll_ready(self.epoll(), &mut data, BATCH);
-        data.into_iter()
+        let full = data.len() == BATCH;
+        data.sort_unstable();
+        data.dedup(); // one look per key
+        let ready = data
+            .into_iter()
             .filter(|&d| d != LENT)
             .map(|d| match d {
                 TIMER => Ready::Timer,
-                token => Ready::Fd {
-                    token,
-                    shard: (token & ((1 << SHARD_BITS) - 1)) as usize,
-                },
+                hash => Ready::Key { hash },
             })
-            .collect()
+            .collect();
+        (ready, full)
     }
-
-    /// Events per [`Watcher::ready_batch`].
-    pub const BATCH: usize = BATCH;
 
     /// A release stored a connection expiring at `deadline`: fire no later than that.
     #[inline]
@@ -191,14 +184,14 @@ mod tests {
     /// shard) must not be overwritten by the rescan's own result, even "nothing due".
     #[test]
     fn a_deadline_set_during_a_rescan_is_kept() {
-        let w = Watcher::new(u32::MAX).unwrap();
+        let w = Watcher::new(u32::MAX, true).unwrap();
         let now = sys::precise_now_ns();
         w.begin_rescan();
         w.lower_timer(now + 30_000_000); // a release during the rescan
         w.finish_rescan(NEVER); // the rescan found nothing
         assert!(!readable_within(w.fd(), 0), "not due yet");
         assert!(readable_within(w.fd(), 5_000), "the deadline was lost");
-        let batch = w.ready_batch();
+        let (batch, _) = w.ready_batch();
         assert_eq!(batch, vec![Ready::Timer]);
     }
 }

@@ -1,11 +1,14 @@
 //! Configuration: connpool_config, its defaults and the flags.
 
-use std::ffi::c_int;
+use std::ffi::{c_int, c_void};
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::boundary;
 use super::sized::{read_sized, write_sized};
-use crate::config::Config;
+use crate::config::{Callback, Check, Config, OnClose};
+use crate::stats::CloseReason;
 
 /// connpool_config.flags: before handing out an idle connection, check it with one
 /// non-blocking recv(MSG_PEEK) and close it instead if the peer closed or reset it or sent
@@ -33,6 +36,33 @@ pub const CONNPOOL_CHECK_SKIP_RECENT: u32 = 1 << 3;
 /// The window of CONNPOOL_CHECK_SKIP_RECENT, in milliseconds. It is judged conservatively:
 /// a connection is checked unless it was certainly idle for less.
 pub const CONNPOOL_SKIP_RECENT_MS: u64 = 100;
+/// on_close reason: released into a key that already held max_idle_per_key connections (or
+/// no place under max_idle_total could be made), or checked and put back into a full key.
+pub const CONNPOOL_CLOSE_FULL: c_int = 1;
+/// on_close reason: idle, closed to keep max_idle_total.
+pub const CONNPOOL_CLOSE_EVICTED: c_int = 2;
+/// on_close reason: its idle timeout, keep-alive hint or lifetime passed (idle, or at its
+/// release).
+pub const CONNPOOL_CLOSE_EXPIRED: c_int = 3;
+/// on_close reason: the check found it closed, reset or desynchronised by its backend.
+pub const CONNPOOL_CLOSE_DEAD: c_int = 4;
+/// on_close reason: released at max_uses.
+pub const CONNPOOL_CLOSE_RETIRED: c_int = 5;
+/// on_close reason: idle, closed by connpool_purge() or connpool_free().
+pub const CONNPOOL_CLOSE_PURGED: c_int = 6;
+
+/// The reason code of a close.
+fn reason_code(why: CloseReason) -> c_int {
+    match why {
+        CloseReason::Full => CONNPOOL_CLOSE_FULL,
+        CloseReason::Evicted => CONNPOOL_CLOSE_EVICTED,
+        CloseReason::Expired => CONNPOOL_CLOSE_EXPIRED,
+        CloseReason::Dead => CONNPOOL_CLOSE_DEAD,
+        CloseReason::Retired => CONNPOOL_CLOSE_RETIRED,
+        CloseReason::Purged => CONNPOOL_CLOSE_PURGED,
+    }
+}
+
 const KNOWN_FLAGS: u32 =
     CONNPOOL_CHECK_LIVENESS | CONNPOOL_WATCH | CONNPOOL_REAPER_THREAD | CONNPOOL_CHECK_SKIP_RECENT;
 
@@ -67,6 +97,32 @@ pub struct connpool_config {
     /// and CONNPOOL_REAPER_THREAD (default CONNPOOL_CHECK_LIVENESS alone). Unknown bits make
     /// connpool_new_with_config() fail with EINVAL.
     pub flags: u32,
+    /// Called exactly once for every connection the pool owned and closes (default NULL:
+    /// none), with the fd still open, the ctx it was released with (NULL for
+    /// connpool_release()) and one of the CONNPOOL_CLOSE_* reasons, so the caller can free
+    /// its state (SSL_free()) first. It must not close the fd (the pool does, right after)
+    /// nor throw. Never called for a connection the caller holds, nor for an fd the pool
+    /// refused (a release's -EINVAL, -EALREADY, -EBADF). It runs under no pool lock, on the
+    /// thread whose call closed the connection (or the reaper thread), with thread
+    /// cancellation disabled, and may call any function of this pool but connpool_free().
+    /// In a fork child the parent's connections are closed without it: they and their state
+    /// are the parent's (an SSL_free() in the child could send a close_notify on the
+    /// parent's stream). Since 0.2.
+    pub on_close:
+        Option<unsafe extern "C" fn(arg: *mut c_void, fd: c_int, ctx: *mut c_void, reason: c_int)>,
+    /// With CONNPOOL_CHECK_LIVENESS: replaces the recv(MSG_PEEK) check wherever the pool
+    /// checks an idle connection (acquire, within CONNPOOL_CHECK_SKIP_RECENT's rule;
+    /// connpool_prune(); connpool_reap()). It returns 0 for healthy, anything else for dead
+    /// (then the connection is closed, reason CONNPOOL_CLOSE_DEAD, and acquire tries the
+    /// next). Use it where unread bytes are normal: a TLS 1.3 server's session tickets, an
+    /// HTTP/2 server's PING or SETTINGS (read them, e.g. with a non-blocking SSL_read(), and
+    /// call only close_notify, EOF or an error dead). With it, the idle watcher watches for
+    /// hang-ups and errors only, not input. It runs under no pool lock, with thread
+    /// cancellation disabled, must not close the fd and may call the pool (but not
+    /// connpool_free()). Default NULL. Since 0.2.
+    pub check: Option<unsafe extern "C" fn(arg: *mut c_void, fd: c_int, ctx: *mut c_void) -> c_int>,
+    /// Passed to on_close and check. Default NULL. Since 0.2.
+    pub arg: *mut c_void,
 }
 
 /// The size of connpool_config in 0.1, the first release: the smallest struct_size accepted.
@@ -84,7 +140,48 @@ fn defaults() -> connpool_config {
         max_lifetime_ms: 0,
         max_uses: 0,
         flags: CONNPOOL_CHECK_LIVENESS,
+        on_close: None,
+        check: None,
+        arg: std::ptr::null_mut(),
     }
+}
+
+/// The caller's callback argument, moved into the callbacks (the caller answers for its
+/// use from several threads, as documented).
+#[derive(Clone, Copy)]
+struct Arg(*mut c_void);
+// SAFETY: opaque to the pool, only passed back to the caller's callbacks.
+unsafe impl Send for Arg {}
+unsafe impl Sync for Arg {}
+
+impl Arg {
+    fn get(self) -> *mut c_void {
+        self.0
+    }
+}
+
+type COnClose = unsafe extern "C" fn(*mut c_void, c_int, *mut c_void, c_int);
+type CCheck = unsafe extern "C" fn(*mut c_void, c_int, *mut c_void) -> c_int;
+
+fn on_close_of(f: COnClose, arg: Arg) -> Callback<OnClose> {
+    Callback(Arc::new(move |fd: BorrowedFd<'_>, ctx: usize, why| {
+        // SAFETY: the caller's function, with the documented arguments.
+        unsafe {
+            f(
+                arg.get(),
+                fd.as_raw_fd(),
+                ctx as *mut c_void,
+                reason_code(why),
+            )
+        }
+    }))
+}
+
+fn check_of(f: CCheck, arg: Arg) -> Callback<Check> {
+    Callback(Arc::new(move |fd: BorrowedFd<'_>, ctx: usize| {
+        // SAFETY: as above.
+        unsafe { f(arg.get(), fd.as_raw_fd(), ctx as *mut c_void) == 0 }
+    }))
 }
 
 /// The caller's configuration as a Rust one; None if it is invalid (struct_size, flags,
@@ -108,6 +205,8 @@ pub(super) unsafe fn config_arg(cfg: *const connpool_config) -> Option<Config> {
             .then(|| Duration::from_millis(CONNPOOL_SKIP_RECENT_MS)),
         watch: c.flags & CONNPOOL_WATCH != 0,
         reaper_thread: c.flags & CONNPOOL_REAPER_THREAD != 0,
+        on_close: c.on_close.map(|f| on_close_of(f, Arg(c.arg))),
+        check: c.check.map(|f| check_of(f, Arg(c.arg))),
     };
     config.validate().ok().map(|()| config)
 }

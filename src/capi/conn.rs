@@ -1,16 +1,15 @@
 //! Acquire and release: connections in and out of the pool.
 
-use std::ffi::{c_char, c_int};
+use std::ffi::{c_char, c_int, c_void};
 use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
 use std::time::Duration;
 
 use super::sized::{size_ok, write_sized};
 use super::{boundary, connpool, key_arg, pool_arg, PANIC_ERRNO};
 use crate::closer::close_fd;
-use crate::conn::NEVER;
 use crate::fd_table;
 use crate::key::MAX_KEY_LEN;
-use crate::pool::{ConnInfo, Released};
+use crate::pool::{Acquired, Released};
 
 /// connpool_release*(): the pool kept the fd idle; it owns it.
 pub const CONNPOOL_POOLED: c_int = 0;
@@ -18,6 +17,8 @@ pub const CONNPOOL_POOLED: c_int = 0;
 pub const CONNPOOL_CLOSED: c_int = 1;
 /// Longest key in bytes, without the terminating NUL.
 pub const CONNPOOL_MAX_KEY_LEN: usize = 1024;
+/// connpool_release_ctx(), connpool_key_release(): no keep-alive hint.
+pub const CONNPOOL_NO_HINT: u64 = u64::MAX;
 const _: () = assert!(CONNPOOL_MAX_KEY_LEN == MAX_KEY_LEN);
 
 /// What connpool_acquire_info() reports about the connection it hands out, so that a proxy
@@ -38,11 +39,13 @@ pub struct connpool_conn_info {
     pub age_ms: u64,
     /// Requests it has served: 1 after its first release, one more per acquire and release.
     pub uses: u32,
+    /// The ctx it was released with (NULL if none), the caller's again. Since 0.2.
+    pub ctx: *mut c_void,
 }
 
 /// The size of connpool_conn_info in 0.1, the first release.
-const INFO_FIRST_SIZE: usize = 32;
-const _: () = assert!(size_of::<connpool_conn_info>() == INFO_FIRST_SIZE);
+pub(super) const INFO_FIRST_SIZE: usize = 32;
+const _: () = assert!(std::mem::offset_of!(connpool_conn_info, uses) + 8 == INFO_FIRST_SIZE);
 
 /// Takes an idle connection for key: the most recently released one that has not expired
 /// and, with CONNPOOL_CHECK_LIVENESS (the default), passes the liveness check. A candidate
@@ -90,24 +93,63 @@ pub unsafe extern "C" fn connpool_acquire_info(
         if !info.is_null() && !size_ok(info, INFO_FIRST_SIZE) {
             return -libc::EINVAL;
         }
-        let Some((fd, got)) = pool.acquire_info(key) else {
-            return -libc::ENOENT;
-        };
-        if !info.is_null() {
-            write_sized(info, INFO_FIRST_SIZE, &info_of(&got));
-        }
-        fd.into_raw_fd()
+        hand_out(pool.acquire_ctx(key), std::ptr::null_mut(), info)
     })
 }
 
-fn info_of(got: &ConnInfo) -> connpool_conn_info {
-    let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-    connpool_conn_info {
-        struct_size: size_of::<connpool_conn_info>(),
-        idle_ms: ms(got.idle),
-        age_ms: ms(got.age),
-        uses: got.uses,
+/// As connpool_acquire(), and on success also sets *ctx (when ctx is not NULL) to the state
+/// the connection was released with (NULL if none): the connection and its state are the
+/// caller's again. On failure *ctx is left untouched. Since 0.2.
+///
+/// Returns what connpool_acquire() returns.
+#[no_mangle]
+pub unsafe extern "C" fn connpool_acquire_ctx(
+    pool: *mut connpool,
+    key: *const c_char,
+    ctx: *mut *mut c_void,
+) -> c_int {
+    boundary!(-PANIC_ERRNO, {
+        let (Some(pool), Some(key)) = (pool_arg(pool), key_arg(key)) else {
+            return -libc::EINVAL;
+        };
+        match pool.acquire_fd_ctx(key) {
+            Some((fd, state)) => {
+                if !ctx.is_null() {
+                    *ctx = state as *mut c_void;
+                }
+                fd.into_raw_fd()
+            }
+            None => -libc::ENOENT,
+        }
+    })
+}
+
+/// A connection handed out: its fd, with *ctx and *info filled when not NULL.
+///
+/// Safety: ctx and info are NULL or valid for writes (info's struct_size checked).
+pub(super) unsafe fn hand_out(
+    got: Option<Acquired>,
+    ctx: *mut *mut c_void,
+    info: *mut connpool_conn_info,
+) -> c_int {
+    let Some(a) = got else {
+        return -libc::ENOENT;
+    };
+    if !ctx.is_null() {
+        *ctx = a.ctx as *mut c_void;
     }
+    if !info.is_null() {
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let c = connpool_conn_info {
+            struct_size: size_of::<connpool_conn_info>(),
+            idle_ms: ms(a.info.idle),
+            age_ms: ms(a.info.age),
+            uses: a.info.uses,
+            ctx: a.ctx as *mut c_void,
+        };
+        write_sized(info, INFO_FIRST_SIZE, &c);
+    }
+    a.fd.into_raw_fd()
 }
 
 /// Gives fd back to the pool as an idle connection of key. Release only a connection that
@@ -143,7 +185,7 @@ pub unsafe extern "C" fn connpool_release(
     key: *const c_char,
     fd: c_int,
 ) -> c_int {
-    boundary!(-PANIC_ERRNO, release(pool, key, fd, NEVER))
+    boundary!(-PANIC_ERRNO, release(pool, key, fd, 0, None))
 }
 
 /// As connpool_release(), for a connection whose server announced how long it keeps idle
@@ -160,32 +202,73 @@ pub unsafe extern "C" fn connpool_release_hint(
     keepalive_timeout_ms: u64,
 ) -> c_int {
     boundary!(-PANIC_ERRNO, {
-        let hint = u64::try_from(Duration::from_millis(keepalive_timeout_ms).as_nanos());
-        release(pool, key, fd, hint.unwrap_or(NEVER))
+        let hint = Duration::from_millis(keepalive_timeout_ms);
+        release(pool, key, fd, 0, Some(hint))
     })
 }
 
-/// Every release form. Safety: the pointer rules.
-unsafe fn release(pool: *mut connpool, key: *const c_char, fd: c_int, hint_ns: u64) -> c_int {
+/// As connpool_release_hint(), with the caller's state for the connection (an SSL*, an
+/// HTTP/2 session; opaque to the pool, never dereferenced; NULL for none) and
+/// keepalive_ms = CONNPOOL_NO_HINT for no hint (0 closes at once, as in
+/// connpool_release_hint()). The state travels with the fd: from the call on it is the
+/// pool's, whatever the result, until an acquire hands it back with the fd or on_close
+/// receives it (for CONNPOOL_CLOSED: at once, before the call returns). With -EINVAL,
+/// -EALREADY and -EBADF (the pool never took the fd) ctx stays the caller's. Since 0.2.
+#[no_mangle]
+pub unsafe extern "C" fn connpool_release_ctx(
+    pool: *mut connpool,
+    key: *const c_char,
+    fd: c_int,
+    ctx: *mut c_void,
+    keepalive_ms: u64,
+) -> c_int {
+    boundary!(
+        -PANIC_ERRNO,
+        release(pool, key, fd, ctx as usize, hint(keepalive_ms))
+    )
+}
+
+/// A C keep-alive argument: CONNPOOL_NO_HINT is none.
+pub(super) fn hint(keepalive_ms: u64) -> Option<Duration> {
+    (keepalive_ms != CONNPOOL_NO_HINT).then(|| Duration::from_millis(keepalive_ms))
+}
+
+/// Every string-key release form. Safety: the pointer rules.
+unsafe fn release(
+    pool: *mut connpool,
+    key: *const c_char,
+    fd: c_int,
+    ctx: usize,
+    hint: Option<Duration>,
+) -> c_int {
     let args = (pool_arg(pool), key_arg(key));
+    let (pool, key) = match (args, fd) {
+        ((Some(pool), Some(key)), _) => (pool, key),
+        (_, fd) => return refuse(fd),
+    };
     if fd < 0 {
-        return match args {
-            (Some(_), Some(_)) => -libc::EBADF,
-            _ => -libc::EINVAL,
-        };
+        return -libc::EBADF;
     }
-    let (Some(pool), Some(key)) = args else {
-        // Never close an fd a pool owns (a double release with a bad key): the caller's
-        // next socket would get its number while the pool still lists it.
+    released(pool.release_ctx(key, OwnedFd::from_raw_fd(fd), ctx, hint))
+}
+
+/// A release with a bad pool, key or handle: -EINVAL, with fd closed, unless a pool owns it
+/// already (a double release with a bad key): never close an fd a pool owns, or the
+/// caller's next socket would get its number while the pool still lists it.
+pub(super) fn refuse(fd: c_int) -> c_int {
+    if fd >= 0 {
         if fd_table::is_pooled(fd) {
             return -libc::EALREADY;
         }
-        close_fd(OwnedFd::from_raw_fd(fd));
-        return -libc::EINVAL;
-    };
-    // Owned from here on: the pool keeps or closes it (a panic unwinding drops it, which
-    // closes it too).
-    match pool.release_conn(key, OwnedFd::from_raw_fd(fd), 0, hint_ns) {
+        // SAFETY: the caller gave fd to the pool, which closes it on any error.
+        close_fd(unsafe { OwnedFd::from_raw_fd(fd) });
+    }
+    -libc::EINVAL
+}
+
+/// The C result of a release.
+pub(super) fn released(r: Released) -> c_int {
+    match r {
         Released::Pooled => CONNPOOL_POOLED,
         Released::Closed => CONNPOOL_CLOSED,
         Released::AlreadyPooled => -libc::EALREADY,

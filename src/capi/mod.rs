@@ -21,6 +21,8 @@ mod lifecycle;
 
 mod conn;
 
+mod key;
+
 mod config;
 
 mod stats;
@@ -33,6 +35,7 @@ mod sized;
 
 pub use config::*;
 pub use conn::*;
+pub use key::*;
 pub use lifecycle::*;
 pub use maintain::*;
 pub use stats::*;
@@ -90,6 +93,7 @@ mod tests {
         let files = [
             include_str!("config.rs"),
             include_str!("conn.rs"),
+            include_str!("key.rs"),
             include_str!("lifecycle.rs"),
             include_str!("maintain.rs"),
             include_str!("stats.rs"),

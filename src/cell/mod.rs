@@ -2,7 +2,8 @@
 //! `crate::capi`, the only places where `unsafe` is allowed:
 //! - [`Lock`]: the pool's mutex, a futex lock of our own;
 //! - [`SwapCell`]: a replaceable value whose old values are never freed;
-//! - [`ChunkDir`]: a fixed directory of lazily allocated chunks, never freed.
+//! - [`ChunkDir`]: a fixed directory of lazily allocated chunks, never freed;
+//! - [`Registry`]: an append-only set of values found by hash (the key handles).
 //!
 //! None of them keeps process-wide state or ever waits on another thread's progress except
 //! inside [`Lock::lock`], so a fork() child that replaces what its parent's threads may
@@ -11,8 +12,10 @@
 
 mod chunks;
 mod lock;
+mod registry;
 mod swap;
 
 pub(crate) use chunks::ChunkDir;
 pub(crate) use lock::{assert_unlocked, Guard, Lock};
+pub(crate) use registry::Registry;
 pub(crate) use swap::SwapCell;

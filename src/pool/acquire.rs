@@ -1,59 +1,87 @@
 //! Acquire: the hot path that hands an idle connection to the caller.
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::Duration;
 
-use super::{inject_panic, ConnInfo, Pool};
+use super::{inject_panic, ConnInfo, Generation, Pool};
 use crate::clock::Clock;
 use crate::conn::Conn;
 use crate::fd_table;
 use crate::key::Key;
 use crate::stats::CloseReason;
-use crate::sys::{self, Peek};
+
+/// A connection handed out with its state ([`Pool::acquire_ctx`], [`Pool::acquire_by`]).
+#[derive(Debug)]
+pub struct Acquired {
+    /// The connection, now the caller's.
+    pub fd: OwnedFd,
+    /// The caller's state released with it (0: none): the caller's again.
+    pub ctx: usize,
+    /// What is known of the connection.
+    pub info: ConnInfo,
+}
 
 impl<C: Clock> Pool<C> {
     /// Takes the most recently released live connection of `key`, now owned by the caller.
     pub fn acquire(&self, key: Key<'_>) -> Option<OwnedFd> {
-        self.take(key).map(|(c, _)| c.fd)
+        let st = self.state();
+        let (hash, _) = self.shard(st, key.as_bytes());
+        self.take(st, hash, key.as_bytes()).map(|(c, _)| c.fd)
     }
 
     /// As [`Pool::acquire`], with what is known of the connection. The key's expired
     /// connections are closed first; with the liveness check on, each candidate is checked
     /// (outside the lock) and closed if dead, and the next one is tried.
     pub fn acquire_info(&self, key: Key<'_>) -> Option<(OwnedFd, ConnInfo)> {
-        self.take(key).map(|(c, reading)| {
-            // The exact time (a coarse reading may lag, see `Pool::exact_near`); the stamps
-            // may lag too, which can only make a connection look idler and older, never
-            // fresher.
-            let reading = reading.max(self.clock.precise_now_ns());
-            let info = ConnInfo {
-                idle: Duration::from_nanos(reading.saturating_sub(c.released)),
-                age: Duration::from_nanos(reading.saturating_sub(c.born)),
-                uses: c.uses,
-            };
-            (c.fd, info)
-        })
+        self.acquire_ctx(key).map(|a| (a.fd, a.info))
     }
 
-    /// The acquire itself: the connection handed out (now the caller's) and the clock
-    /// reading it was taken at.
-    #[inline]
-    fn take(&self, key: Key<'_>) -> Option<(Conn, u64)> {
-        let key = key.as_bytes();
+    /// As [`Pool::acquire_info`], with the caller's state released with the connection.
+    pub fn acquire_ctx(&self, key: Key<'_>) -> Option<Acquired> {
         let st = self.state();
+        let (hash, _) = self.shard(st, key.as_bytes());
+        self.take(st, hash, key.as_bytes())
+            .map(|(c, reading)| self.acquired(c, reading))
+    }
+
+    /// As [`Pool::acquire`], with the caller's state released with the connection (0: none),
+    /// without the figures of [`Pool::acquire_ctx`] (which cost a precise clock read).
+    pub fn acquire_fd_ctx(&self, key: Key<'_>) -> Option<(OwnedFd, usize)> {
+        let st = self.state();
+        let (hash, _) = self.shard(st, key.as_bytes());
+        self.take(st, hash, key.as_bytes())
+            .map(|(c, _)| (c.fd, c.ctx))
+    }
+
+    /// The connection handed out, with what is known of it.
+    pub(super) fn acquired(&self, c: Conn, reading: u64) -> Acquired {
+        // The exact time (a coarse reading may lag, see `Pool::exact_near`); the stamps may
+        // lag too, which can only make a connection look idler and older, never fresher.
+        let reading = reading.max(self.clock.precise_now_ns());
+        let info = ConnInfo {
+            idle: Duration::from_nanos(reading.saturating_sub(c.released)),
+            age: Duration::from_nanos(reading.saturating_sub(c.born)),
+            uses: c.uses,
+        };
+        Acquired {
+            fd: c.fd,
+            ctx: c.ctx,
+            info,
+        }
+    }
+
+    /// The acquire itself, for the key `key` with hash `hash`: the connection handed out
+    /// (now the caller's) and the clock reading it was taken at.
+    #[inline]
+    pub(super) fn take(&self, st: &Generation, hash: u64, key: &[u8]) -> Option<(Conn, u64)> {
         let (reading, now) = self.now();
-        let (hash, shard, _) = self.shard(st, key);
+        let shard = self.shard_of(st, hash);
         loop {
             let (got, checked) = {
                 let mut closes = self.close_list(st);
                 let mut guard = shard.lock();
                 inject_panic(key);
-                let got = guard.take(
-                    hash,
-                    key,
-                    |earliest| self.exact_near(now, earliest),
-                    &mut closes,
-                );
+                let got = guard.take(hash, key, |e| self.exact_near(now, e), &mut closes);
                 // A hit is counted once the connection is known to be handed out: here if it
                 // is not checked, after the check otherwise (so hits never go down).
                 let checked = got.as_ref().is_some_and(|c| self.must_check(c, reading));
@@ -69,7 +97,7 @@ impl<C: Clock> Pool<C> {
             if let Some(w) = st.watcher() {
                 w.disarm(c.fd.as_raw_fd());
             }
-            if !checked || sys::peek(c.fd.as_fd()) == Peek::Empty {
+            if !checked || self.healthy(&c) {
                 if checked {
                     shard.count_checked_hit();
                 }

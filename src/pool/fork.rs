@@ -32,9 +32,12 @@ impl<C: Clock> Pool<C> {
                 .compare_exchange(r, mine, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok()
             {
-                let st = self
-                    .current
-                    .replace(Generation::new(generation, &self.limits, self.id));
+                let st = self.current.replace(Generation::new(
+                    generation,
+                    &self.limits,
+                    &self.hooks,
+                    self.id,
+                ));
                 if self.limits.reaper_thread {
                     // In a child there is no caller to report a failure to: without a
                     // thread, the watch fd still works for a caller that reaps.

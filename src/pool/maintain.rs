@@ -1,13 +1,13 @@
 //! Maintenance: counts, stats, purge, prune, and the idle watcher's reap.
 
-use std::os::fd::{AsFd, RawFd};
+use std::os::fd::RawFd;
 
 use super::{Generation, Pool};
 use crate::clock::Clock;
 use crate::error::Error;
 use crate::key::Key;
+use crate::shard::Shard;
 use crate::stats::Stats;
-use crate::sys::{self, Peek};
 use crate::watch::{Ready, Watcher};
 
 /// At most this many batches of watcher events per [`Pool::reap`] (64 events each): a reap
@@ -34,7 +34,7 @@ impl<C: Clock> Pool<C> {
         let key = key.as_bytes();
         let st = self.state();
         let (_, now) = self.now();
-        let (hash, shard, _) = self.shard(st, key);
+        let (hash, shard) = self.shard(st, key);
         let mut guard = shard.lock();
         guard.unexpired(hash, key, |earliest| self.exact_near(now, earliest))
     }
@@ -54,7 +54,7 @@ impl<C: Clock> Pool<C> {
                 .sum(),
             Some(key) => {
                 let key = key.as_bytes();
-                let (hash, shard, _) = self.shard(st, key);
+                let (hash, shard) = self.shard(st, key);
                 let mut closes = self.close_list(st);
                 let mut guard = shard.lock();
                 guard.purge_key(hash, key, &mut closes)
@@ -65,12 +65,10 @@ impl<C: Clock> Pool<C> {
     /// Closes every expired idle connection now, over all keys, and, with the liveness check
     /// on, every idle connection that fails it; returns how many were closed.
     ///
-    /// The liveness check of prune runs under the lock, one key at a time: taking
-    /// connections out to check them would hide them from a concurrent purge and from the
-    /// global cap, and checking numbers after unlocking would peek at fds the pool may no
-    /// longer own. recv(MSG_PEEK | MSG_DONTWAIT) never blocks, and a key holds at most
-    /// max_idle_per_key connections, so each hold stays short; close() still runs after
-    /// unlocking.
+    /// The check runs outside the lock, one key at a time: the key's idle connections are
+    /// taken out, checked, and the healthy ones put back where their release time places
+    /// them (a connection out for its check is missed by a concurrent acquire of its key,
+    /// for the time of a few checks; a purge meanwhile still closes it when it comes back).
     pub fn prune(&self) -> usize {
         let st = self.state();
         // Maintenance, not the hot path: judged by the exact clock (see `Pool::exact_near`).
@@ -88,16 +86,31 @@ impl<C: Clock> Pool<C> {
                 }
             };
             for hash in hashes {
-                let mut closes = self.close_list(st);
-                let mut guard = shard.lock();
-                total += guard.remove_dead(
-                    hash,
-                    |c| sys::peek(c.fd.as_fd()) == Peek::Empty,
-                    &mut closes,
-                );
+                total += self.check_key(st, shard, hash, now);
             }
         }
         total
+    }
+
+    /// Checks the idle connections of the key(s) with `hash` outside the lock, closing
+    /// those that fail (and any that expired or whose key was purged meanwhile); returns
+    /// how many it closed.
+    pub(super) fn check_key(&self, st: &Generation, shard: &Shard, hash: u64, now: u64) -> usize {
+        let outs = shard.lock().check_out(hash);
+        if outs.is_empty() {
+            return 0;
+        }
+        let verdicts: Vec<Vec<bool>> = outs
+            .iter()
+            .map(|o| o.conns.iter().map(|c| self.healthy(c)).collect())
+            .collect();
+        let mut closes = self.close_list(st);
+        let mut guard = shard.lock();
+        let max = self.limits.max_idle_per_key;
+        outs.into_iter()
+            .zip(&verdicts)
+            .map(|(o, ok)| guard.check_in(o, ok, max, now, &mut closes))
+            .sum()
     }
 
     /// The pool's gauges and counters: a consistent snapshot, exact also while other threads
@@ -123,9 +136,11 @@ impl<C: Clock> Pool<C> {
         self.state().watch.as_ref().map(Watcher::fd).map_err(|e| *e)
     }
 
-    /// Never blocks: closes every idle connection the watcher reported (peer closed, reset,
-    /// stray bytes: counted dead) and, when the timer fired, every expired one (counted
-    /// expired); re-arms the watcher. Returns how many were closed; 0 without a watcher.
+    /// Never blocks: checks the idle connections of every key the watcher reported (an
+    /// idle fd of it had a hang-up, an error or, without a caller's check, input), closing
+    /// those that fail (counted dead), and, when the timer fired, closes every expired one
+    /// (counted expired); re-arms the watcher. Returns how many were closed; 0 without a
+    /// watcher.
     pub fn reap(&self) -> usize {
         let st = self.state();
         let Some(w) = st.watcher() else {
@@ -133,17 +148,21 @@ impl<C: Clock> Pool<C> {
         };
         let mut closed = 0;
         let mut timer = false;
+        let now = self.exact_near(self.now().1, 0);
         // One batch at a time: each closed fd leaves the set, so the next batch holds new
         // events. A full batch that closed nothing (fds being handed out or stored right
-        // now) stops the loop: level-triggering reports them again once they settle.
+        // now, or healthy) stops the loop: level-triggering reports them again once they
+        // settle.
         for _ in 0..MAX_REAP_BATCHES {
-            let batch = w.ready_batch();
-            let full = batch.len() == Watcher::BATCH;
+            let (batch, full) = w.ready_batch();
             let mut progress = 0;
             for ready in batch {
                 match ready {
                     Ready::Timer => timer = true,
-                    Ready::Fd { token, shard } => progress += self.reap_fd(st, shard, token),
+                    Ready::Key { hash } => {
+                        let shard = self.shard_of(st, hash);
+                        progress += self.check_key(st, shard, hash, now);
+                    }
                 }
             }
             closed += progress;
@@ -158,18 +177,6 @@ impl<C: Clock> Pool<C> {
             w.finish_rescan(next);
         }
         closed
-    }
-
-    /// Closes the idle fd registered with `token` in shard `shard` if it is still there (it
-    /// may have been handed out or closed since the event, and its number reused). Returns 1
-    /// if it was.
-    pub(super) fn reap_fd(&self, st: &Generation, shard: usize, token: u64) -> usize {
-        let Some(shard) = st.shards.get(shard) else {
-            return 0;
-        };
-        let mut closes = self.close_list(st);
-        let mut guard = shard.lock();
-        guard.remove_token(token, &mut closes)
     }
 
     /// Closes every expired idle connection; returns how many, and the earliest deadline

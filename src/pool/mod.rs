@@ -46,24 +46,30 @@
 mod acquire;
 mod cap;
 mod fork;
+mod handle;
 mod maintain;
 mod reaper;
 mod release;
 
+pub use acquire::Acquired;
+pub use handle::KeyHandle;
+
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use crate::cell::{Lock, SwapCell};
+use crate::cell::{Lock, Registry, SwapCell};
 use crate::clock::{Clock, MonotonicClock};
 use crate::closer::{CloseList, Closing};
-use crate::config::Config;
-use crate::conn::NEVER;
+use crate::config::{Callback, Check, Config, OnClose};
+use crate::conn::{Conn, NEVER};
 use crate::error::Error;
 use crate::key::KeyHasher;
 use crate::process;
 use crate::shard::Shard;
-use crate::stats::AtomicCounters;
+use crate::stats::{AtomicCounters, CloseReason};
+use crate::sys::{self, Peek};
 use crate::watch::Watcher;
 
 use reaper::Reaper;
@@ -120,6 +126,13 @@ struct Limits {
     reaper_thread: bool,
 }
 
+/// The caller's callbacks.
+#[derive(Debug, Clone)]
+struct Hooks {
+    on_close: Option<Callback<OnClose>>,
+    check: Option<Callback<Check>>,
+}
+
 impl Limits {
     fn new(config: &Config) -> Self {
         Limits {
@@ -157,9 +170,9 @@ struct Generation {
 }
 
 impl Generation {
-    fn new(process: u64, limits: &Limits, pool_id: u32) -> Self {
+    fn new(process: u64, limits: &Limits, hooks: &Hooks, pool_id: u32) -> Self {
         let watch = if limits.watch {
-            Watcher::new(pool_id).map_err(Error::last_os)
+            Watcher::new(pool_id, hooks.check.is_none()).map_err(Error::last_os)
         } else {
             Err(Error::NoWatcher)
         };
@@ -167,7 +180,7 @@ impl Generation {
         Generation {
             process,
             shards: (0..SHARDS).map(|_| Shard::default()).collect(),
-            closing: Closing::new(epoll, limits.max_idle_total != 0),
+            closing: Closing::new(epoll, limits.max_idle_total != 0, hooks.on_close.clone()),
             seq: AtomicU64::new(0),
             outside: AtomicCounters::default(),
             watch,
@@ -180,6 +193,9 @@ impl Generation {
     }
 }
 
+/// What a pool is made of, before it is assembled.
+type Parts = (Limits, Hooks, Generation, u32);
+
 /// Pool ids tag the records of lent fds (see `crate::fd_table`); 0 is never used.
 static NEXT_ID: AtomicU32 = AtomicU32::new(1);
 
@@ -188,6 +204,7 @@ static NEXT_ID: AtomicU32 = AtomicU32::new(1);
 #[derive(Debug)]
 pub struct Pool<C: Clock = MonotonicClock> {
     limits: Limits,
+    hooks: Hooks,
     hasher: KeyHasher,
     clock: C,
     /// `clock.lag_ns()`, read once.
@@ -198,6 +215,8 @@ pub struct Pool<C: Clock = MonotonicClock> {
     resetting: AtomicU64,
     /// This pool, for the reaper thread (empty unless made by `Pool::new_shared`).
     me: Weak<Self>,
+    /// Key handles, kept until the pool is dropped (across fork() too).
+    handles: Registry<KeyHandle>,
 }
 
 impl std::fmt::Debug for SwapCell<Generation> {
@@ -231,8 +250,8 @@ impl Pool<MonotonicClock> {
     /// thread (`Config::reaper_thread`), which holds a weak reference to it.
     pub fn new_shared(config: Config) -> Result<Arc<Self>, Error> {
         let clock = system_clock(&config);
-        let (limits, first, id) = Self::parts(&config)?;
-        let pool = Arc::new_cyclic(|me| Pool::assemble(limits, first, id, clock, me.clone()));
+        let parts = Self::parts(&config)?;
+        let pool = Arc::new_cyclic(|me| Pool::assemble(parts, clock, me.clone()));
         if pool.limits.reaper_thread {
             pool.start_reaper(pool.state())?;
         }
@@ -246,26 +265,31 @@ impl<C: Clock> Pool<C> {
         if config.reaper_thread {
             return Err(Error::InvalidConfig("reaper_thread needs Pool::new_shared"));
         }
-        let (limits, first, id) = Self::parts(&config)?;
-        Ok(Self::assemble(limits, first, id, clock, Weak::new()))
+        let parts = Self::parts(&config)?;
+        Ok(Self::assemble(parts, clock, Weak::new()))
     }
 
-    /// The limits, the first generation and the pool id.
-    fn parts(config: &Config) -> Result<(Limits, Generation, u32), Error> {
+    /// The limits, the callbacks, the first generation and the pool id.
+    fn parts(config: &Config) -> Result<Parts, Error> {
         config.validate()?;
         process::register();
         let limits = Limits::new(config);
+        let hooks = Hooks {
+            on_close: config.on_close.clone(),
+            check: config.check.clone(),
+        };
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed).max(1);
-        let first = Generation::new(process::generation(), &limits, id);
+        let first = Generation::new(process::generation(), &limits, &hooks, id);
         if let (true, Err(e)) = (limits.watch, &first.watch) {
             return Err(*e);
         }
-        Ok((limits, first, id))
+        Ok((limits, hooks, first, id))
     }
 
-    fn assemble(limits: Limits, first: Generation, id: u32, clock: C, me: Weak<Self>) -> Self {
+    fn assemble((limits, hooks, first, id): Parts, clock: C, me: Weak<Self>) -> Self {
         Pool {
             limits,
+            hooks,
             hasher: KeyHasher::new(),
             lag_ns: clock.lag_ns(),
             clock,
@@ -273,6 +297,7 @@ impl<C: Clock> Pool<C> {
             current: SwapCell::new(first),
             resetting: AtomicU64::new(0),
             me,
+            handles: Registry::new(handle::HANDLE_BUCKETS),
         }
     }
 
@@ -287,13 +312,18 @@ impl<C: Clock> Pool<C> {
         }
     }
 
-    /// The key's hash (computed once per call), its shard and the shard's index.
+    /// The key's hash (computed once per call) and its shard.
     #[inline]
-    fn shard<'g>(&self, st: &'g Generation, key: &[u8]) -> (u64, &'g Shard, usize) {
+    fn shard<'g>(&self, st: &'g Generation, key: &[u8]) -> (u64, &'g Shard) {
         let h = self.hasher.hash_key(key);
+        (h, self.shard_of(st, h))
+    }
+
+    /// The shard of the key with hash `h`.
+    #[inline]
+    fn shard_of<'g>(&self, st: &'g Generation, h: u64) -> &'g Shard {
         // Middle bits: hashbrown uses the low bits and the top 7 within each shard's table.
-        let i = (h >> 32) as usize & (SHARDS - 1);
-        (h, &st.shards[i], i)
+        &st.shards[(h >> 32) as usize & (SHARDS - 1)]
     }
 
     /// A list of connections to close after unlocking (unwatched first, cap places given
@@ -303,8 +333,18 @@ impl<C: Clock> Pool<C> {
         st.closing.list()
     }
 
+    /// Whether an idle connection is healthy: the caller's check, or one non-blocking
+    /// `recv(MSG_PEEK)` (nothing to read: healthy). Never under a lock.
+    fn healthy(&self, c: &Conn) -> bool {
+        match &self.hooks.check {
+            // C code: a cancellation there would unwind through these frames.
+            Some(check) => sys::without_cancellation(|| check(c.fd.as_fd(), c.ctx)),
+            None => sys::peek(c.fd.as_fd()) == Peek::Empty,
+        }
+    }
+
     /// Closes a connection the pool owns now, outside any lock, unwatching it first.
-    fn close_now(&self, st: &Generation, conn: crate::conn::Conn, why: crate::CloseReason) {
+    fn close_now(&self, st: &Generation, conn: Conn, why: CloseReason) {
         st.outside.closed(why, 1);
         st.closing.list().close(conn, why);
     }
@@ -335,10 +375,10 @@ impl<C: Clock> Pool<C> {
 
 impl<C: Clock> Drop for Pool<C> {
     /// Stops the reaper thread, then closes every idle connection (through the same path as
-    /// purge).
+    /// purge; again if a close callback released more into the pool meanwhile).
     fn drop(&mut self) {
         self.stop_reaper();
-        self.purge(None);
+        while self.purge(None) > 0 {}
     }
 }
 

@@ -16,28 +16,43 @@ impl<C: Clock> Pool<C> {
     /// it is kept ([`Released::Pooled`]) or closed ([`Released::Closed`]), unless the pool
     /// already owned that fd number ([`Released::AlreadyPooled`]).
     pub fn release(&self, key: Key<'_>, fd: OwnedFd) -> Released {
-        self.release_conn(key, fd, 0, NEVER)
+        self.release_ctx(key, fd, 0, None)
     }
 
     /// As [`Pool::release`], for a connection whose server announced it keeps idle
     /// connections `keepalive` long (`Keep-Alive: timeout=N`): it expires after the shorter of
     /// that and the idle timeout. A zero hint closes it at once.
     pub fn release_hint(&self, key: Key<'_>, fd: OwnedFd, keepalive: Duration) -> Released {
-        let hint = u64::try_from(keepalive.as_nanos()).unwrap_or(NEVER);
-        self.release_conn(key, fd, 0, hint)
+        self.release_ctx(key, fd, 0, Some(keepalive))
     }
 
-    /// The release itself, with the caller's state `ctx` and a keep-alive hint in ns
-    /// ([`NEVER`]: none).
-    pub(crate) fn release_conn(
+    /// As [`Pool::release_hint`] (`None`: no hint), with the caller's state `ctx` (opaque:
+    /// never dereferenced), which travels with the connection: it is the pool's until handed
+    /// out again with it or passed to the close callback. With [`Released::AlreadyPooled`]
+    /// it stays the caller's.
+    pub fn release_ctx(
         &self,
         key: Key<'_>,
         fd: OwnedFd,
         ctx: usize,
+        keepalive: Option<Duration>,
+    ) -> Released {
+        let st = self.state();
+        let (hash, _) = self.shard(st, key.as_bytes());
+        self.put(st, hash, key.as_bytes(), fd, ctx, hint_ns(keepalive))
+    }
+
+    /// The release itself, into the key `key` with hash `hash`, with the caller's state
+    /// and a keep-alive hint in ns ([`NEVER`]: none).
+    pub(super) fn put(
+        &self,
+        st: &super::Generation,
+        hash: u64,
+        key: &[u8],
+        fd: OwnedFd,
+        ctx: usize,
         hint_ns: u64,
     ) -> Released {
-        let key = key.as_bytes();
-        let st = self.state();
         let (born, uses) = match fd_table::claim(fd.as_raw_fd(), self.id) {
             Claim::AlreadyPooled => {
                 let _ = fd.into_raw_fd(); // the pool's fd already: not ours to close
@@ -61,7 +76,6 @@ impl<C: Clock> Pool<C> {
             born,
             uses,
             seq: 0,
-            token: 0,
         };
         if lim.max_uses != 0 && uses >= lim.max_uses {
             self.close_now(st, conn, CloseReason::Retired);
@@ -75,7 +89,7 @@ impl<C: Clock> Pool<C> {
             self.close_now(st, conn, CloseReason::Expired);
             return Released::Closed;
         }
-        let (hash, shard, index) = self.shard(st, key);
+        let shard = self.shard_of(st, hash);
         if lim.max_idle_total != 0 {
             // At the cap a release evicts to make room; one into a full key keeps nothing,
             // so it must not evict anything: check the key first (and again under the lock).
@@ -86,8 +100,9 @@ impl<C: Clock> Pool<C> {
             conn.seq = st.seq.fetch_add(1, Ordering::Relaxed) + 1;
         }
         let watcher = st.watcher();
-        // Watched before it is findable: see crate::watch.
-        conn.token = watcher.map_or(0, |w| w.watch(conn.fd.as_fd(), index, lent));
+        if let Some(w) = watcher {
+            w.watch(conn.fd.as_fd(), hash, lent); // before it is findable: see crate::watch
+        }
         let deadline = conn.deadline;
         let pooled = {
             let mut closes = self.close_list(st);
@@ -110,4 +125,9 @@ impl<C: Clock> Pool<C> {
         }
         Released::Pooled
     }
+}
+
+/// A keep-alive hint in ns ([`NEVER`]: none).
+pub(super) fn hint_ns(keepalive: Option<Duration>) -> u64 {
+    keepalive.map_or(NEVER, |d| u64::try_from(d.as_nanos()).unwrap_or(NEVER))
 }

@@ -53,8 +53,8 @@ fn empty_entries_stay_bounded() {
 
 /// An event is handled after its batch was read; by then its fd may have been closed
 /// (here by an acquire's liveness check) and the number reused by a new, live connection
-/// in the same shard. The event's token, not the number, decides: the new connection
-/// is left alone.
+/// of the same key. The event only makes the reaper check the key: the new connection
+/// passes and is left alone.
 #[test]
 fn a_stale_event_never_closes_a_reused_number() {
     let config = Config {
@@ -75,18 +75,18 @@ fn a_stale_event_never_closes_a_reused_number() {
         readable_within(w.fd(), 10_000),
         "no event for the dead connection"
     );
-    let batch = w.ready_batch();
+    let (batch, _) = w.ready_batch();
     assert_eq!(batch.len(), 1);
     assert!(pool.acquire(key).is_none(), "the check closes it");
     let (b, _b_peer) = UnixStream::pair().unwrap();
-    // The lowest free number: the same one, unless a test running in parallel took it
-    // (then this only checks that a stale token matches nothing).
+    // The lowest free number: the same one, unless a test running in parallel took it.
     let _reused = b.as_raw_fd() == a_raw;
     pool.release(key, b.into());
-    let Ready::Fd { token, shard } = batch[0] else {
-        panic!("not an fd event");
+    let Ready::Key { hash } = batch[0] else {
+        panic!("not a key event");
     };
-    assert_eq!(pool.reap_fd(st, shard, token), 0);
+    let now = pool.now().1;
+    assert_eq!(pool.check_key(st, pool.shard_of(st, hash), hash, now), 0);
     assert_eq!(pool.idle_count_key(key), 1, "the new connection stays");
 }
 
@@ -156,7 +156,7 @@ fn a_fork_child_never_waits_for_a_lock_held_at_the_fork() {
     let (a, _a_peer) = UnixStream::pair().unwrap();
     let a_raw = a.as_raw_fd();
     assert_eq!(pool.release(key, a.into()), Released::Pooled);
-    let (_, shard, _) = pool.shard(pool.state(), key.as_bytes());
+    let (_, shard) = pool.shard(pool.state(), key.as_bytes());
     let (locked_tx, locked_rx) = mpsc::channel();
     let (done_tx, done_rx) = mpsc::channel::<()>();
     std::thread::scope(|s| {

@@ -13,6 +13,11 @@ pub(crate) struct Entry {
     /// No deadline in `conns` is earlier than this (a lower bound: it may be stale-low after
     /// pops, which only costs a scan that then recomputes it).
     earliest: u64,
+    /// Connections taken out for a check outside the lock, not yet back.
+    checking: u32,
+    /// Purges of this key so far: a connection checked out before one is closed, not put
+    /// back, when it returns.
+    purges: u32,
 }
 
 impl Entry {
@@ -22,7 +27,15 @@ impl Entry {
             key: key.into(),
             conns: Vec::new(),
             earliest: NEVER,
+            checking: 0,
+            purges: 0,
         }
+    }
+
+    /// Whether the entry must stay even with no idle connection (connections out for a
+    /// check will come back to it).
+    pub fn pinned(&self) -> bool {
+        self.checking > 0
     }
 
     /// Idle connections held.
@@ -103,18 +116,33 @@ impl Entry {
         (!self.conns.is_empty()).then(|| self.conns.remove(0))
     }
 
-    /// Whether a connection here carries the watcher token `token`.
-    pub(super) fn has_token(&self, token: u64) -> bool {
-        self.conns.iter().any(|c| c.token == token)
-    }
-
-    pub(super) fn take_token(&mut self, token: u64) -> Option<Conn> {
-        let i = self.conns.iter().position(|c| c.token == token)?;
-        Some(self.conns.remove(i))
-    }
-
+    /// Every idle connection, taken out (the entry's own bookkeeping done by the caller).
     pub(super) fn drain(&mut self) -> std::vec::Drain<'_, Conn> {
         self.earliest = NEVER;
         self.conns.drain(..)
+    }
+
+    /// Puts back a connection taken out for a check, where its release time places it (the
+    /// stack is in release order).
+    pub(super) fn insert_by_release(&mut self, c: Conn) {
+        let i = self.conns.partition_point(|x| x.released <= c.released);
+        self.earliest = self.earliest.min(c.deadline);
+        self.conns.insert(i, c);
+    }
+
+    pub(super) fn check_out(&mut self) -> (Vec<Conn>, u32) {
+        let conns: Vec<Conn> = self.drain().collect();
+        self.checking += conns.len() as u32;
+        (conns, self.purges)
+    }
+
+    /// `n` checked-out connections came back; whether the key was purged meanwhile.
+    pub(super) fn check_in(&mut self, n: usize, purges: u32) -> bool {
+        self.checking -= n as u32;
+        self.purges != purges
+    }
+
+    pub(super) fn count_purge(&mut self) {
+        self.purges = self.purges.wrapping_add(1);
     }
 }

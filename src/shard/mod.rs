@@ -88,6 +88,16 @@ impl Shard {
     }
 }
 
+/// Idle connections of one key taken out for a check outside the lock.
+#[derive(Debug)]
+pub(crate) struct CheckOut {
+    hash: u64,
+    key: Box<[u8]>,
+    /// The entry's purge count when they left.
+    purges: u32,
+    pub conns: Vec<Conn>,
+}
+
 /// The shard's lock, held: the only way to read or change its entries.
 pub(crate) struct ShardGuard<'a> {
     shard: &'a Shard,
@@ -181,11 +191,7 @@ impl ShardGuard<'_> {
         if e.len() >= max {
             closes.close_idle(conn, CloseReason::Full);
             st.counters.closed(CloseReason::Full, 1);
-            if !was_empty && e.is_empty() {
-                st.empty += 1;
-                self.sweep_empty();
-            }
-            return false;
+            return false; // a key at max is not empty, before or after
         }
         if conn.seq != 0 {
             self.shard.oldest.fetch_min(conn.seq, Ordering::Relaxed);
@@ -230,19 +236,25 @@ impl ShardGuard<'_> {
             .map_or(0, |e| e.unexpired(now(e.earliest())))
     }
 
-    /// Closes every idle connection of `key` (counted purged) and removes its entry.
+    /// Closes every idle connection of `key` (counted purged) and removes its entry, unless
+    /// it is pinned (then connections checked out come back to be closed).
     pub fn purge_key(&mut self, hash: u64, key: &[u8], closes: &mut CloseList) -> usize {
         let st = &mut *self.st;
-        let Ok(slot) = st.table.find_entry(hash, |e| key_eq(&e.key, key)) else {
+        let Ok(mut slot) = st.table.find_entry(hash, |e| key_eq(&e.key, key)) else {
             return 0;
         };
-        let (mut e, _) = slot.remove();
-        if e.is_empty() {
-            st.empty -= 1;
-        }
+        let e = slot.get_mut();
         let n = e.len();
+        let was_empty = e.is_empty();
+        e.count_purge();
         for c in e.drain() {
             closes.close_idle(c, CloseReason::Purged);
+        }
+        if !e.pinned() {
+            slot.remove();
+            st.empty -= usize::from(was_empty);
+        } else {
+            st.empty += usize::from(!was_empty);
         }
         st.idle -= n;
         st.counters.closed(CloseReason::Purged, n);
@@ -250,18 +262,22 @@ impl ShardGuard<'_> {
         n
     }
 
-    /// Closes every idle connection here (counted purged) and removes every entry.
+    /// Closes every idle connection here (counted purged) and removes every entry but the
+    /// pinned ones.
     pub fn purge_all(&mut self, closes: &mut CloseList) -> usize {
         let st = &mut *self.st;
         let n = st.idle;
-        for mut e in std::mem::take(&mut st.table) {
+        st.table.retain(|e| {
+            e.count_purge();
             for c in e.drain() {
                 closes.close_idle(c, CloseReason::Purged);
             }
-        }
-        st.empty = 0;
+            e.pinned()
+        });
+        st.empty = st.table.len();
         st.idle = 0;
         st.counters.closed(CloseReason::Purged, n);
+        self.shrink_if_sparse();
         n
     }
 
@@ -274,9 +290,9 @@ impl ShardGuard<'_> {
         st.table.retain(|e| {
             expired += e.expire(now, |c| closes.close_idle(c, CloseReason::Expired));
             next = next.min(e.earliest());
-            !e.is_empty()
+            !e.is_empty() || e.pinned()
         });
-        st.empty = 0;
+        st.empty = st.table.iter().filter(|e| e.is_empty()).count();
         st.idle -= expired;
         st.counters.closed(CloseReason::Expired, expired);
         self.shrink_if_sparse();
@@ -285,54 +301,97 @@ impl ShardGuard<'_> {
 
     /// The hashes of the keys that hold idle connections (for a scan one key at a time).
     pub fn hashes(&self) -> Vec<u64> {
-        let mut h: Vec<u64> = self.st.table.iter().map(|e| e.hash).collect();
+        let mut h: Vec<u64> = self
+            .st
+            .table
+            .iter()
+            .filter(|e| !e.is_empty())
+            .map(|e| e.hash)
+            .collect();
         h.sort_unstable();
         h.dedup();
         h
     }
 
-    /// Closes (counted dead) every idle connection of the key(s) with `hash` that `alive`
-    /// rejects; returns how many.
-    pub fn remove_dead(
-        &mut self,
-        hash: u64,
-        mut alive: impl FnMut(&Conn) -> bool,
-        closes: &mut CloseList,
-    ) -> usize {
+    /// Takes every idle connection of the key(s) with `hash` out, for a check outside the
+    /// lock ([`ShardGuard::check_in`] puts them back). They keep their places under the cap,
+    /// and their entry stays until they are back.
+    pub fn check_out(&mut self, hash: u64) -> Vec<CheckOut> {
         let st = &mut *self.st;
-        let mut dead = 0;
+        let mut out = Vec::new();
         for e in st.table.iter_hash_mut(hash) {
             if e.is_empty() {
                 continue;
             }
-            dead += e.retain(&mut alive, |c| closes.close_idle(c, CloseReason::Dead));
-            st.empty += usize::from(e.is_empty());
+            let (conns, purges) = e.check_out();
+            st.idle -= conns.len();
+            st.empty += 1;
+            out.push(CheckOut {
+                hash,
+                key: e.key.clone(),
+                purges,
+                conns,
+            });
         }
-        st.idle -= dead;
-        st.counters.closed(CloseReason::Dead, dead);
-        self.sweep_empty();
-        dead
+        out
     }
 
-    /// Closes (counted dead) the idle connection registered with watcher token `token`, if
-    /// it is still here; returns 1 if it was.
-    pub fn remove_token(&mut self, token: u64, closes: &mut CloseList) -> usize {
+    /// Takes back checked-out connections: `healthy[i]` is the check's verdict on
+    /// `out.conns[i]`. A failed one is closed (dead); a healthy one is put back where its
+    /// release time places it, unless its key was purged meanwhile (closed, purged), it has
+    /// expired (closed, expired) or its key filled up with `max` meanwhile (closed, full).
+    /// Returns how many it closed.
+    pub fn check_in(
+        &mut self,
+        out: CheckOut,
+        healthy: &[bool],
+        max: usize,
+        now: u64,
+        closes: &mut CloseList,
+    ) -> usize {
         let st = &mut *self.st;
-        let Some(hash) = st.table.iter().find(|e| e.has_token(token)).map(|e| e.hash) else {
-            return 0;
+        let n = out.conns.len();
+        let mut closed = 0;
+        let mut close = |c, why| {
+            st.counters.closed(why, 1);
+            closes.close_idle(c, why);
+            closed += 1;
         };
-        let Some(e) = st.table.iter_hash_mut(hash).find(|e| e.has_token(token)) else {
-            return 0;
+        let Some(e) = st.table.find_mut(out.hash, |e| key_eq(&e.key, &out.key)) else {
+            // Pinned while out: not reached (kept for robustness).
+            for (c, &ok) in out.conns.into_iter().zip(healthy) {
+                close(
+                    c,
+                    if ok {
+                        CloseReason::Purged
+                    } else {
+                        CloseReason::Dead
+                    },
+                );
+            }
+            return closed;
         };
-        let Some(c) = e.take_token(token) else {
-            return 0;
-        };
-        closes.close_idle(c, CloseReason::Dead);
-        st.empty += usize::from(e.is_empty());
-        st.idle -= 1;
-        st.counters.closed(CloseReason::Dead, 1);
+        let purged = e.check_in(n, out.purges);
+        let was_empty = e.is_empty();
+        for (c, &ok) in out.conns.into_iter().zip(healthy) {
+            if !ok {
+                close(c, CloseReason::Dead);
+            } else if purged {
+                close(c, CloseReason::Purged);
+            } else if c.deadline <= now {
+                close(c, CloseReason::Expired);
+            } else if e.len() >= max {
+                close(c, CloseReason::Full);
+            } else {
+                e.insert_by_release(c);
+                st.idle += 1;
+            }
+        }
+        if was_empty && !e.is_empty() {
+            st.empty -= 1;
+        }
         self.sweep_empty();
-        1
+        closed
     }
 
     /// The smallest release sequence number of any idle connection here ([`NEVER`]: none).
@@ -390,8 +449,8 @@ impl ShardGuard<'_> {
     fn sweep_empty(&mut self) {
         let st = &mut *self.st;
         if st.empty > EMPTY_SLACK && st.empty * 2 > st.table.len() {
-            st.table.retain(|e| !e.is_empty());
-            st.empty = 0;
+            st.table.retain(|e| !e.is_empty() || e.pinned());
+            st.empty = st.table.iter().filter(|e| e.is_empty()).count();
             self.shrink_if_sparse();
         }
     }

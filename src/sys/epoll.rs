@@ -18,18 +18,24 @@ pub fn epoll_create() -> std::io::Result<OwnedFd> {
     owned(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })
 }
 
-/// Watches `fd` for input, peer hang-up and errors (level-triggered), tagged with `data`.
-/// `registered`: `fd` is probably in the set already (disarmed by [`epoll_disarm`]), so
-/// one `EPOLL_CTL_MOD` re-arms it; otherwise it is added. Either guess is corrected by
-/// the other operation.
+/// Watches `fd` for peer hang-up and errors, and for input if `input` (level-triggered),
+/// tagged with `data`. `registered`: `fd` is probably in the set already (disarmed by
+/// [`epoll_disarm`]), so one `EPOLL_CTL_MOD` re-arms it; otherwise it is added. Either
+/// guess is corrected by the other operation.
 pub fn epoll_arm(
     epoll: BorrowedFd<'_>,
     fd: BorrowedFd<'_>,
     data: u64,
     registered: bool,
+    input: bool,
 ) -> std::io::Result<()> {
+    let events = if input {
+        libc::EPOLLIN | libc::EPOLLRDHUP
+    } else {
+        libc::EPOLLRDHUP
+    };
     let mut ev = libc::epoll_event {
-        events: (libc::EPOLLIN | libc::EPOLLRDHUP) as u32,
+        events: events as u32,
         u64: data,
     };
     let mut ctl = |op| {

@@ -1,0 +1,93 @@
+//! Key handles: a key resolved once (its bytes and hash kept), then used by reference, so
+//! that a proxy that knows its backends skips the key's validation and hashing on every
+//! call. A handle lives as long as its pool; the same bytes give the same handle.
+
+use std::os::fd::OwnedFd;
+use std::time::Duration;
+
+use super::acquire::Acquired;
+use super::release::hint_ns;
+use super::{Pool, Released};
+use crate::clock::Clock;
+use crate::key::Key;
+
+/// A key of one pool, resolved once ([`Pool::key`]).
+#[derive(Debug)]
+pub struct KeyHandle {
+    hash: u64,
+    key: Box<[u8]>,
+    /// The pool it belongs to.
+    pool_id: u32,
+    /// The address of that pool (for the C API, which reaches the pool through the handle;
+    /// never dereferenced here).
+    owner: usize,
+}
+
+impl KeyHandle {
+    /// The key's bytes.
+    pub fn key(&self) -> &[u8] {
+        &self.key
+    }
+
+    /// The address of the pool it belongs to (as it was when the handle was made).
+    pub fn owner(&self) -> usize {
+        self.owner
+    }
+}
+
+/// Buckets of the handle registry: handles are for the keys a proxy knows (its backends).
+pub(super) const HANDLE_BUCKETS: usize = 1024;
+
+impl<C: Clock> Pool<C> {
+    /// The handle of `key`: the same one for the same bytes, valid for as long as the pool
+    /// (a handle is never freed before the pool is: make handles for the keys you know,
+    /// not for keys that come from the network).
+    pub fn key(&self, key: Key<'_>) -> &KeyHandle {
+        let bytes = key.as_bytes();
+        let hash = self.hasher.hash_key(bytes);
+        self.handles.get_or_insert(
+            hash,
+            |h| h.hash == hash && *h.key == *bytes,
+            || KeyHandle {
+                hash,
+                key: bytes.into(),
+                pool_id: self.id,
+                owner: self as *const Self as usize,
+            },
+        )
+    }
+
+    /// [`Pool::acquire_ctx`] by handle. Panics if `k` belongs to another pool.
+    pub fn acquire_by(&self, k: &KeyHandle) -> Option<Acquired> {
+        self.assert_mine(k);
+        let st = self.state();
+        self.take(st, k.hash, &k.key)
+            .map(|(c, reading)| self.acquired(c, reading))
+    }
+
+    /// [`Pool::acquire`] by handle, without the connection's figures (cheaper). Panics if
+    /// `k` belongs to another pool.
+    pub fn acquire_fd_by(&self, k: &KeyHandle) -> Option<(OwnedFd, usize)> {
+        self.assert_mine(k);
+        let st = self.state();
+        self.take(st, k.hash, &k.key).map(|(c, _)| (c.fd, c.ctx))
+    }
+
+    /// [`Pool::release_ctx`] by handle. Panics if `k` belongs to another pool.
+    pub fn release_by(
+        &self,
+        k: &KeyHandle,
+        fd: OwnedFd,
+        ctx: usize,
+        keepalive: Option<Duration>,
+    ) -> Released {
+        self.assert_mine(k);
+        let st = self.state();
+        self.put(st, k.hash, &k.key, fd, ctx, hint_ns(keepalive))
+    }
+
+    #[inline]
+    fn assert_mine(&self, k: &KeyHandle) {
+        assert_eq!(k.pool_id, self.id, "a key handle of another pool");
+    }
+}
