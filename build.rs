@@ -6,8 +6,11 @@ use std::path::PathBuf;
 fn main() {
     // Executables linked to libconnpool.so record NEEDED libconnpool.so.0 (the build makes the
     // link). nodelete: dlclose() must not unmap code that parked threads may still run.
-    println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libconnpool.so.0");
-    println!("cargo:rustc-cdylib-link-arg=-Wl,-z,nodelete");
+    // rustc-link-arg, not rustc-cdylib-link-arg: Cargo.toml declares only the rlib (the
+    // cdylib comes from `cargo rustc --crate-type`), and Cargo warns about a cdylib argument
+    // then. The test executables get the two flags too, to no effect.
+    println!("cargo:rustc-link-arg=-Wl,-soname,libconnpool.so.0");
+    println!("cargo:rustc-link-arg=-Wl,-z,nodelete");
     println!("cargo:rerun-if-changed=src");
     println!("cargo:rerun-if-changed=cbindgen.toml");
     // A hand edit of the header must be overwritten (and so show up in CI's git diff).
