@@ -16,6 +16,11 @@ export FUZZ_SECONDS
 
 # rustup's default place, for shells that have not sourced ~/.cargo/env.
 export PATH := $(PATH):$(HOME)/.cargo/bin
+# The CMake build's own make runs as a top-level one: its -j$(JOBS), no jobserver from
+# an outer make -j, and (MAKELEVEL=, which make always exports) no "Entering directory"
+# lines around every step.
+unexport MAKEFLAGS MFLAGS
+CMAKE_BUILD = MAKELEVEL= cmake --build $(BUILD) -j$(JOBS)
 
 CONFIGURE = cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release -DCONNPOOL_FUZZ_SECONDS=$(FUZZ_SECONDS)
 
@@ -30,12 +35,12 @@ help:
 
 build:
 	$(CONFIGURE)
-	cmake --build $(BUILD) -j$(JOBS)
+	$(CMAKE_BUILD)
 
 demo:
 	@scripts/ensure-tools.sh demo
 	$(CONFIGURE)
-	cmake --build $(BUILD) -j$(JOBS) --target demo
+	$(CMAKE_BUILD) --target demo
 	./$(BUILD)/demo
 
 # ctest runs in a shell line of its own so that the fuzz test's outcome is printed
@@ -43,7 +48,7 @@ demo:
 test:
 	@scripts/ensure-tools.sh test
 	$(CONFIGURE)
-	cmake --build $(BUILD) -j$(JOBS)
+	$(CMAKE_BUILD)
 	cargo test --locked
 	@scripts/fuzz-note.sh plan $(BUILD)
 	@echo "ctest --test-dir $(BUILD) --output-on-failure -j$(JOBS)"; \
