@@ -2,7 +2,7 @@
  * libconnpool.a (every symbol but connpool_* made local, rust_eh_personality included),
  * a panic inside an exported function must still unwind to the boundary and come back as
  * -ENOTRECOVERABLE: the unwinder finds the personality routine through .eh_frame, not by
- * its global name. The key "connpool-test-panic" panics in that build (src/ffi). */
+ * its global name. In that build the key "connpool-test-panic" panics inside a lock. */
 #define _POSIX_C_SOURCE 200809L
 
 #include <connpool.h>
