@@ -18,7 +18,7 @@ plan)
   elif [ -d "$build/fuzz/target" ]; then
     echo "fuzz: fuzz_ops will fuzz for $seconds s (the fuzz target is built already)"
   else
-    echo "fuzz: fuzz_ops will build the fuzz target first (1 to 3 min and 250 MB in" \
+    echo "fuzz: fuzz_ops will build the fuzz target first (about a minute and 250 MB in" \
       "$build/fuzz, once), then fuzz for $seconds s"
   fi
   ;;
