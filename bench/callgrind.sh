@@ -4,7 +4,8 @@
 #
 #   bench/callgrind.sh [BUILD_DIR]      (default: build; run after the CMake build)
 #
-# libconnpool is rebuilt with the cargo profile "profiling" (release + line tables) into
+# libconnpool is rebuilt with the cargo profile "profiling" (release + line tables; built
+# as the CMake build does, `cargo rustc --crate-type cdylib`, so with the same LTO) into
 # BUILD_DIR/cargo-profiling and swapped in through LD_LIBRARY_PATH (the bench links with
 # RUNPATH, which LD_LIBRARY_PATH overrides). connpool_bench --callgrind runs each contender's
 # timed loop between CALLGRIND_ZERO_STATS and CALLGRIND_DUMP_STATS_AT, so each dump holds
@@ -22,7 +23,8 @@ command -v valgrind >/dev/null || { echo "callgrind.sh: valgrind is not installe
 
 prof=$build/cargo-profiling
 env --unset=MAKEFLAGS CARGO_TARGET_DIR="$prof" \
-  cargo build --profile profiling --locked --quiet --manifest-path "$src/Cargo.toml"
+  cargo rustc --profile profiling --locked --quiet --lib --crate-type cdylib \
+  --manifest-path "$src/Cargo.toml"
 ln -sf libconnpool.so "$prof/profiling/libconnpool.so.0"
 
 rm -rf "$out"

@@ -7,11 +7,13 @@
 #                             (default: fuzz/, in the git-ignored target/ corpus/ artifacts/)
 #          CONNPOOL_FUZZ_SEED libFuzzer's random seed (default: a new one, printed)
 #          CONNPOOL_FUZZ_JOBS cargo build jobs (default: cargo's)
-#          CONNPOOL_FUZZ_REQUIRED=1  fail instead of skipping when cargo fuzz is missing (CI)
-# Exit: 0 no failure found; 77 (ctest's skip code) when cargo fuzz is not installed;
+#          CONNPOOL_FUZZ_REQUIRED=1  fail instead of skipping when cargo fuzz is missing
+# Exit: 0 no failure found; 77 (ctest's skip code) when cargo fuzz is not installed or
+# SECONDS is 0;
 # 1 on a failure (a panic in the target, a sanitizer report, a leak, a timeout, an
 # out-of-memory) or a build error, after printing the input and how to replay it.
 # Replay a saved input: RUSTC_BOOTSTRAP=1 cargo fuzz run ops FILE   (from the repository root)
+# The outcome, one line, also goes to CONNPOOL_FUZZ_DIR/status (make test prints it).
 set -euo pipefail
 seconds=${1:-60}
 case "$seconds" in
@@ -23,19 +25,26 @@ esac
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
-if ! command -v cargo >/dev/null 2>&1 || ! cargo fuzz --version >/dev/null 2>&1; then
-  if [ "${CONNPOOL_FUZZ_REQUIRED:-0}" = 1 ]; then
-    echo "fuzz: FAILED: cargo fuzz is not installed and CONNPOOL_FUZZ_REQUIRED=1" >&2
-    exit 1
-  fi
-  echo "fuzz: cargo fuzz is not installed: skipped (install it with" \
-    "\`cargo install cargo-fuzz --locked --version 0.13.2\`, as .ci/run does)"
-  exit 77
-fi
-
 out=${CONNPOOL_FUZZ_DIR:-$root/fuzz}
 mkdir -p "$out/corpus/ops" "$out/artifacts/ops"
 out=$(cd "$out" && pwd)
+rm -f "$out/status"
+# Prints its arguments and keeps them as the run's outcome.
+outcome() { echo "fuzz: $*" | tee "$out/status"; }
+
+if [ "$seconds" = 0 ]; then
+  outcome "fuzz_ops SKIPPED: 0 seconds asked (FUZZ_SECONDS=0)"
+  exit 77
+fi
+if ! command -v cargo >/dev/null 2>&1 || ! cargo fuzz --version >/dev/null 2>&1; then
+  if [ "${CONNPOOL_FUZZ_REQUIRED:-0}" = 1 ]; then
+    outcome "fuzz_ops FAILED: cargo fuzz is not installed and CONNPOOL_FUZZ_REQUIRED=1" >&2
+    exit 1
+  fi
+  outcome "fuzz_ops SKIPPED: cargo fuzz is not installed (install it with" \
+    "\`cargo install cargo-fuzz --locked --version 0.13.2\`; make test does)"
+  exit 77
+fi
 export RUSTC_BOOTSTRAP=1
 # Not make's jobserver (a ctest run from make would pass its fds to nobody).
 unset MAKEFLAGS MFLAGS
@@ -51,14 +60,14 @@ export CXXFLAGS="${CXXFLAGS:-} -O1 -g0"
 
 # cargo fuzz has no --locked: check that the committed fuzz/Cargo.lock needs no change.
 if ! cargo metadata --locked --format-version 1 --manifest-path fuzz/Cargo.toml >/dev/null; then
-  echo "fuzz: FAILED: fuzz/Cargo.lock is out of date" >&2
+  outcome "fuzz_ops FAILED: fuzz/Cargo.lock is out of date" >&2
   exit 1
 fi
 
 t0=$SECONDS
 echo "fuzz: $(cargo fuzz --version); building (target dir $out/target)"
 if ! cargo fuzz build "${build_args[@]}"; then
-  echo "fuzz: FAILED: the fuzz target does not build" >&2
+  outcome "fuzz_ops FAILED: the fuzz target does not build" >&2
   exit 1
 fi
 echo "fuzz: built in $((SECONDS - t0)) s; fuzzing for $seconds s"
@@ -91,11 +100,13 @@ cargo fuzz run "${build_args[@]}" "$out/corpus/ops" "$root/fuzz/seeds/ops" -- "$
 rc=${PIPESTATUS[0]}
 set -e
 echo "fuzz: fuzzed for $((SECONDS - t1)) s (exit $rc); $(find "$out/corpus/ops" -type f | wc -l) inputs in $out/corpus/ops; log $log"
+runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
 if [ "$rc" -eq 0 ]; then
+  outcome "fuzz_ops ran: built in $((t1 - t0)) s, fuzzed $((SECONDS - t1)) s (${runs:-?} inputs), no failure"
   exit 0
 fi
 
-echo "fuzz: FAILED (exit $rc)" >&2
+outcome "fuzz_ops FAILED (exit $rc) after $((SECONDS - t1)) s of fuzzing: see $log" >&2
 found=0
 while IFS= read -r f; do
   [ -f "$f" ] || continue

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# ThreadSanitizer runs of the pthreads tests, with the Rust library instrumented too
-# (recipe in ../shared/RECIPES.md): stable rustc with RUSTC_BOOTSTRAP=1 and
+# ThreadSanitizer runs of the pthreads tests, with the Rust library instrumented too:
+# stable rustc with RUSTC_BOOTSTRAP=1 and
 # -Zsanitizer=thread builds libconnpool.a; the C tests are compiled with
 # -fsanitize=thread and linked with Rust's TSan runtime (not gcc's: one runtime).
 #   usage: tsan.sh build SRC_DIR OUT_DIR CC      build the library and every program
@@ -23,7 +23,7 @@ build)
   (cd "$src" && env -u MAKEFLAGS -u MFLAGS RUSTC_BOOTSTRAP=1 \
     RUSTFLAGS="-Zsanitizer=thread -Cunsafe-allow-abi-mismatch=sanitizer" \
     CARGO_TARGET_DIR="$out/cargo" \
-    cargo build --release --locked --lib --target x86_64-unknown-linux-gnu)
+    cargo rustc --release --locked --lib --crate-type staticlib --target x86_64-unknown-linux-gnu)
   lib="$out/cargo/x86_64-unknown-linux-gnu/release/libconnpool.a"
 
   for name in stress cap churn watch canary; do
