@@ -7,9 +7,10 @@
  * FUNCTIONS (in the order of this header)
  *   make, destroy   connpool_new_with_config, connpool_new, connpool_new_default,
  *                   connpool_free, connpool_version
- *   connections     connpool_acquire, connpool_acquire_info, connpool_release,
- *                   connpool_release_hint
- *   configuration   connpool_config_init, connpool_config_init_sized
+ *   connections     connpool_acquire, connpool_acquire_info, connpool_acquire_ctx,
+ *                   connpool_release, connpool_release_hint, connpool_release_ctx
+ *   key handles     connpool_key_get, connpool_key_acquire, connpool_key_release
+ *   configuration   connpool_config_init (a macro, see the end), connpool_config_init_sized
  *   figures         connpool_stats_get, connpool_idle_count, connpool_idle_count_key
  *   maintenance     connpool_purge, connpool_prune
  *   idle watcher    connpool_watch_fd, connpool_reap
@@ -27,6 +28,12 @@
  *   - connpool_purge(), connpool_prune(), connpool_reap(), connpool_free() and the pool's
  *     own checks close idle fds the pool owns; fds the caller holds are never touched.
  *   - The fds a pool makes for itself (the watch fd) are the pool's until connpool_free().
+ *   - The caller's state for a connection (ctx: an SSL*, a session; opaque, never
+ *     dereferenced) follows its fd. Given with a release, it is the pool's until an acquire
+ *     hands it back with the fd or the on_close callback receives it (the caller frees it
+ *     there); a release the pool refuses (-EINVAL, -EALREADY, -EBADF) leaves it the
+ *     caller's. on_close is called exactly once for every connection the pool owned and
+ *     closes, never for one the caller holds.
  *
  * POINTERS AND KEYS (every function)
  *   Every pointer argument may be NULL. A NULL or invalid pool or key makes an int function
@@ -371,7 +378,8 @@ extern "C" {
  * Returns the pool, or NULL with errno set:
  * - EINVAL: the configuration is invalid: struct_size below the 0.1 size (40), above
  *   4096, or larger than this library's struct with non-zero bytes it does not know;
- *   max_idle_per_key 0; or an unknown flag. Huge values (UINT32_MAX, UINT64_MAX) are accepted and mean "no practical limit".
+ *   max_idle_per_key 0; or an unknown flag. Huge values (UINT32_MAX, UINT64_MAX) are
+ *   accepted and mean "no practical limit".
  * - EMFILE, ENFILE, ENOMEM: CONNPOOL_WATCH or CONNPOOL_REAPER_THREAD needs fds (an epoll
  *   fd, a timerfd, an eventfd) that cannot be had; EAGAIN: the reaper thread cannot be
  *   started.

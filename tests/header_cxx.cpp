@@ -20,6 +20,23 @@ static_assert(
     std::is_same_v<decltype(&connpool_idle_count_key), size_t (*)(const connpool *, const char *)>);
 static_assert(std::is_same_v<decltype(&connpool_purge), size_t (*)(connpool *, const char *)>);
 static_assert(std::is_same_v<decltype(&connpool_prune), size_t (*)(connpool *)>);
+static_assert(std::is_same_v<decltype(&connpool_config_init), void (*)(connpool_config *)>);
+static_assert(
+    std::is_same_v<decltype(&connpool_config_init_sized), int (*)(connpool_config *, size_t)>);
+static_assert(std::is_same_v<decltype(&connpool_release_ctx),
+                             int (*)(connpool *, const char *, int, void *, uint64_t)>);
+static_assert(
+    std::is_same_v<decltype(&connpool_acquire_ctx), int (*)(connpool *, const char *, void **)>);
+static_assert(
+    std::is_same_v<decltype(&connpool_key_get), connpool_key *(*)(connpool *, const char *)>);
+static_assert(std::is_same_v<decltype(&connpool_key_acquire),
+                             int (*)(connpool_key *, void **, connpool_conn_info *)>);
+static_assert(std::is_same_v<decltype(&connpool_key_release),
+                             int (*)(connpool_key *, int, void *, uint64_t)>);
+static_assert(std::is_same_v<decltype(connpool_config::on_close), void (*)(void *, int, void *, int)>);
+static_assert(std::is_same_v<decltype(connpool_config::check), int (*)(void *, int, void *)>);
+static_assert(std::is_same_v<decltype(connpool_conn_info::ctx), void *>);
+static_assert(CONNPOOL_NO_HINT == UINT64_MAX);
 static_assert(CONNPOOL_POOLED != CONNPOOL_CLOSED);
 
 int main()

@@ -28,7 +28,8 @@ fn new_pool(config: Config) -> *mut connpool {
 /// Returns the pool, or NULL with errno set:
 /// - EINVAL: the configuration is invalid: struct_size below the 0.1 size (40), above
 ///   4096, or larger than this library's struct with non-zero bytes it does not know;
-///   max_idle_per_key 0; or an unknown flag. Huge values (UINT32_MAX, UINT64_MAX) are accepted and mean "no practical limit".
+///   max_idle_per_key 0; or an unknown flag. Huge values (UINT32_MAX, UINT64_MAX) are
+///   accepted and mean "no practical limit".
 /// - EMFILE, ENFILE, ENOMEM: CONNPOOL_WATCH or CONNPOOL_REAPER_THREAD needs fds (an epoll
 ///   fd, a timerfd, an eventfd) that cannot be had; EAGAIN: the reaper thread cannot be
 ///   started.
