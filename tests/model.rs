@@ -1,8 +1,9 @@
 //! Model-based random test: seeded random sequences of operations (acquire, acquire_info,
 //! release, release with a keep-alive hint, purge, prune, idle_count_key, clock advance,
 //! backend close, caller close) run against the pool and against the reference model
-//! (`tests/reference`), and every result, returned connection, closed connection and
-//! counter must agree. Real sockets (AF_UNIX socketpairs); the clock is injected, so nothing
+//! (`tests/reference`), and every result, returned connection (and the state released with
+//! it), closed connection (each reported once to the close callback, with its state and
+//! the model's reason, while its fd was still open) and counter must agree. Real sockets (AF_UNIX socketpairs); the clock is injected, so nothing
 //! sleeps.
 //!
 //! Runs [`OPS`] operations in each of the configurations below. A failure prints the seed
@@ -15,9 +16,10 @@ mod reference;
 use std::io::Read;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use connpool::{Clock, ConnInfo, Key, ManualClock, Pool, Stats};
+use connpool::{Callback, Clock, CloseReason, ConnInfo, Key, ManualClock, Pool, Stats};
 use reference::{Closed, Conn, Limits, Model};
 
 const KEYS: [&str; 4] = [
@@ -43,11 +45,12 @@ impl Rng {
     }
 }
 
-/// The harness's side of a connection: an id, and the backend's end (None once the backend
-/// closed it).
+/// The harness's side of a connection: its state as released (an id; 0 when released
+/// without state), its own number, and the backend's end (None once the backend closed it).
 #[derive(Debug)]
 struct Peer {
     id: u64,
+    n: u64,
     peer: Option<UnixStream>,
 }
 
@@ -55,8 +58,12 @@ fn alive(p: &Peer) -> bool {
     p.peer.is_some()
 }
 
+/// What the close callback saw: (the state, the reason, whether the fd was still open).
+type Reported = Arc<Mutex<Vec<(usize, CloseReason, bool)>>>;
+
 struct Run {
     pool: Pool<ManualClock>,
+    reported: Reported,
     clock: ManualClock,
     model: Model<Peer>,
     /// Connections the caller holds.
@@ -77,15 +84,28 @@ impl Run {
         }
     }
 
-    /// Every connection the model says the pool closed reads EOF at its backend end.
+    /// Every connection the model says the pool closed was reported once to the close
+    /// callback with its state (its id) and reason, its fd still open then, and its backend
+    /// end reads EOF.
     fn closed(&self, closed: Closed<Peer>) {
+        let mut want: Vec<(usize, CloseReason, bool)> = closed
+            .iter()
+            .map(|(c, why)| (c.t.id as usize, *why, true))
+            .collect();
+        let mut got = std::mem::take(&mut *self.reported.lock().unwrap());
+        want.sort_by_key(|x| (x.0, x.1 as u8));
+        got.sort_by_key(|x| (x.0, x.1 as u8));
+        self.check(
+            got == want,
+            &format!("on_close reported {got:?}, model {want:?}"),
+        );
         for (c, why) in closed {
             if let Some(peer) = &c.t.peer {
                 peer.set_nonblocking(true).unwrap();
                 let r = (&*peer).read(&mut [0u8; 1]);
                 self.check(
                     matches!(r, Ok(0)),
-                    &format!("conn {} should be closed ({why:?}): {r:?}", c.t.id),
+                    &format!("conn {} should be closed ({why:?}): {r:?}", c.t.n),
                 );
             }
         }
@@ -94,17 +114,21 @@ impl Run {
     fn acquire(&mut self, k: usize, info: bool) {
         let now = self.clock.now_ns();
         let key = Key::try_from(KEYS[k]).unwrap();
-        let got: Option<(OwnedFd, Option<ConnInfo>)> = if info {
-            self.pool.acquire_info(key).map(|(fd, i)| (fd, Some(i)))
+        let got: Option<(OwnedFd, Option<ConnInfo>, usize)> = if info {
+            self.pool.acquire_ctx(key).map(|a| (a.fd, Some(a.info), a.ctx))
         } else {
-            self.pool.acquire(key).map(|fd| (fd, None))
+            self.pool.acquire_fd_ctx(key).map(|(fd, ctx)| (fd, None, ctx))
         };
         let mut closed = Vec::new();
         let expect = self.model.acquire(k, now, alive, &mut closed);
         self.closed(closed);
         match (got, expect) {
             (None, None) => {}
-            (Some((fd, i)), Some(c)) => {
+            (Some((fd, i, ctx)), Some(c)) => {
+                self.check(
+                    ctx == c.t.id as usize,
+                    &format!("acquire: state {ctx}, released with {}", c.t.id),
+                );
                 if let Some(i) = i {
                     let want = ConnInfo {
                         idle: Duration::from_nanos(now - c.released),
@@ -121,7 +145,7 @@ impl Run {
                 &format!(
                     "acquire {k}: pool {:?}, model {:?}",
                     g.map(|x| x.0.as_raw_fd()),
-                    e.map(|c| c.t.id)
+                    e.map(|c| c.t.n)
                 ),
             ),
         }
@@ -142,7 +166,7 @@ impl Run {
         let mut b = [0u8; 1];
         self.check(
             (&*peer).read(&mut b).ok() == Some(1) && b[0] == b'x',
-            &format!("handed-out fd is not conn {}", c.t.id),
+            &format!("handed-out fd is not conn {}", c.t.n),
         );
     }
 
@@ -157,15 +181,25 @@ impl Run {
             self.next_id += 1;
             let peer = Peer {
                 id: self.next_id,
+                n: self.next_id,
                 peer: Some(b),
             };
             let c = self.model.connect(fd.as_raw_fd(), now, peer);
             (fd, c)
         };
         let key = Key::try_from(KEYS[k]).unwrap();
-        let got = match hint {
-            None => self.pool.release(key, fd),
-            Some(h) => self.pool.release_hint(key, fd, Duration::from_nanos(h)),
+        // Released with its number as its state, or (one in four) without state.
+        let state = if pick % 4 == 1 { 0 } else { c.t.n };
+        let got = match (hint, state) {
+            (None, 0) => self.pool.release(key, fd),
+            (Some(h), 0) => self.pool.release_hint(key, fd, Duration::from_nanos(h)),
+            (h, s) => self
+                .pool
+                .release_ctx(key, fd, s as usize, h.map(Duration::from_nanos)),
+        };
+        let c = Conn {
+            t: Peer { id: state, ..c.t },
+            ..c
         };
         let mut closed = Vec::new();
         let expect = self.model.release(k, c, now, hint, &mut closed);
@@ -230,9 +264,17 @@ impl Run {
 /// Runs `OPS` random operations; returns the pool's final stats.
 fn run(seed: u64, lim: Limits) -> Stats {
     let clock = ManualClock::new(1_000 * MS);
-    let pool = Pool::with_clock(lim.config(), clock.clone()).unwrap();
+    let reported = Reported::default();
+    let sink = reported.clone();
+    let mut config = lim.config();
+    config.on_close = Some(Callback(Arc::new(move |fd, ctx, why| {
+        let open = fd_is_open(fd.as_raw_fd());
+        sink.lock().unwrap().push((ctx, why, open));
+    })));
+    let pool = Pool::with_clock(config, clock.clone()).unwrap();
     let mut run = Run {
         pool,
+        reported,
         clock,
         model: Model::new(lim, KEYS.len()),
         held: Vec::new(),
@@ -293,7 +335,31 @@ fn run(seed: u64, lim: Limits) -> Stats {
             run.caller_close(rng.next());
         }
     }
-    run.pool.stats()
+    let stats = run.pool.stats();
+    // Dropping the pool closes (purges) every idle connection, each reported once.
+    let Run {
+        pool,
+        mut model,
+        reported,
+        ..
+    } = run;
+    drop(pool);
+    let mut want: Vec<(usize, CloseReason, bool)> = model
+        .drain()
+        .iter()
+        .map(|c| (c.t.id as usize, CloseReason::Purged, true))
+        .collect();
+    let mut got = std::mem::take(&mut *reported.lock().unwrap());
+    want.sort_by_key(|x| x.0);
+    got.sort_by_key(|x| x.0);
+    assert_eq!(got, want, "closes reported when the pool was dropped (seed {seed})");
+    stats
+}
+
+/// Whether `fd` is an open file descriptor.
+fn fd_is_open(fd: std::os::fd::RawFd) -> bool {
+    // SAFETY: F_GETFD only queries the number.
+    unsafe { libc::fcntl(fd, libc::F_GETFD) != -1 }
 }
 
 #[test]

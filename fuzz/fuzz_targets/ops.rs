@@ -31,9 +31,10 @@
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use connpool::{Clock, Config, ConnInfo, Key, ManualClock, Pool, Released};
+use connpool::{Callback, Clock, CloseReason, Config, ConnInfo, Key, ManualClock, Pool, Released};
 use libfuzzer_sys::fuzz_target;
 
 #[path = "../../tests/reference/mod.rs"]
@@ -145,6 +146,9 @@ struct Sock {
     peer_ino: u64,
     /// The backend wrote a byte nobody read.
     stray: bool,
+    /// The state it was last released with (0: none), its own number otherwise.
+    state: usize,
+    n: usize,
 }
 
 fn alive(s: &Sock) -> bool {
@@ -190,7 +194,12 @@ fn looks_alive(fd: RawFd) -> bool {
     n == -1 && matches!(errno(), libc::EAGAIN)
 }
 
+/// What the close callback saw: (the state, the reason, whether the fd was still open).
+type Reported = Arc<Mutex<Vec<(usize, CloseReason, bool)>>>;
+
 struct Run {
+    reported: Reported,
+    next_n: usize,
     pool: Option<Pool<ManualClock>>,
     clock: ManualClock,
     model: Model<Sock>,
@@ -230,9 +239,22 @@ impl Run {
     /// read EOF.
     #[track_caller]
     fn closed_all(&self, closed: Closed<Sock>) {
+        self.reported_exactly(closed.iter().map(|(c, why)| (c.t.state, *why)).collect());
         for (c, why) in closed {
             self.closed(c, &format!("{why:?}"));
         }
+    }
+
+    /// The close callback was called once for each of these (state, reason) since the last
+    /// look, each with its fd still open, and for nothing else.
+    #[track_caller]
+    fn reported_exactly(&self, mut want: Vec<(usize, CloseReason)>) {
+        let got = std::mem::take(&mut *self.reported.lock().unwrap());
+        self.check(got.iter().all(|x| x.2), || format!("on_close with a closed fd: {got:?}"));
+        let mut got: Vec<(usize, CloseReason)> = got.into_iter().map(|x| (x.0, x.1)).collect();
+        got.sort_by_key(|x| (x.0, x.1 as u8));
+        want.sort_by_key(|x| (x.0, x.1 as u8));
+        self.check(got == want, || format!("on_close reported {got:?}, model {want:?}"));
     }
 
     /// The pool closed this connection: its number is closed and its backend reads EOF.
@@ -310,18 +332,21 @@ impl Run {
     fn acquire(&mut self, k: usize, info: bool) {
         let now = self.now();
         let key = Key::new(KEYS[k]).unwrap();
-        let got: Option<(OwnedFd, Option<ConnInfo>)> = if info {
-            self.pool().acquire_info(key).map(|(fd, i)| (fd, Some(i)))
+        let got: Option<(OwnedFd, Option<ConnInfo>, usize)> = if info {
+            self.pool().acquire_ctx(key).map(|a| (a.fd, Some(a.info), a.ctx))
         } else {
-            self.pool().acquire(key).map(|fd| (fd, None))
+            self.pool().acquire_fd_ctx(key).map(|(fd, ctx)| (fd, None, ctx))
         };
         let mut closed = Vec::new();
         let expect = self.model.acquire(k, now, alive, &mut closed);
         self.closed_all(closed);
         match (got, expect) {
             (None, None) => {}
-            (Some((fd, info)), Some(c)) => {
+            (Some((fd, info, ctx)), Some(c)) => {
                 let raw = fd.as_raw_fd();
+                self.check(ctx == c.t.state, || {
+                    format!("acquire {k}: state {ctx}, released with {}", c.t.state)
+                });
                 self.check(raw == c.t.fd && inode(raw) == Ok(c.t.ino), || {
                     format!(
                         "acquire {k}: fd {raw} (inode {:?}), model's top is fd {} (inode {})",
@@ -353,7 +378,7 @@ impl Run {
             (got, expect) => self.check(false, || {
                 format!(
                     "acquire {k}: pool gave {:?}, model expects {:?}",
-                    got.map(|(fd, _)| fd.as_raw_fd()),
+                    got.map(|(fd, _, _)| fd.as_raw_fd()),
                     expect.map(|c| c.t.fd)
                 )
             }),
@@ -369,12 +394,15 @@ impl Run {
         let (a, b) = UnixStream::pair().expect("socketpair");
         let fd: OwnedFd = a.into();
         let raw = fd.as_raw_fd();
+        self.next_n += 1;
         let sock = Sock {
             fd: raw,
             ino: inode(raw).unwrap(),
             peer_ino: inode(b.as_raw_fd()).unwrap(),
             peer: Some(b),
             stray: false,
+            state: 0,
+            n: self.next_n,
         };
         (fd, self.model.connect(raw, now, sock))
     }
@@ -383,15 +411,20 @@ impl Run {
     /// keep-alive hint.
     fn release(&mut self, k: usize, held: Option<usize>, hint_ms: Option<u8>) {
         let now = self.now();
-        let (fd, c) = match held {
+        let (fd, mut c) = match held {
             Some(i) if !self.held.is_empty() => self.held.remove(i % self.held.len()),
             _ => self.connect(now),
         };
         let key = Key::new(KEYS[k]).unwrap();
         let hint_ns = hint_ms.map(|h| u64::from(h) * MS);
-        let got = match hint_ns {
-            None => self.pool().release(key, fd),
-            Some(h) => self.pool().release_hint(key, fd, Duration::from_nanos(h)),
+        // With its number as its state, or (every third release) without state.
+        c.t.state = if self.model.releases % 3 == 2 { 0 } else { c.t.n };
+        let got = match (hint_ns, c.t.state) {
+            (None, 0) => self.pool().release(key, fd),
+            (Some(h), 0) => self.pool().release_hint(key, fd, Duration::from_nanos(h)),
+            (h, s) => self
+                .pool()
+                .release_ctx(key, fd, s, h.map(Duration::from_nanos)),
         };
         let mut closed = Vec::new();
         let expect = self.model.release(k, c, now, hint_ns, &mut closed);
@@ -515,7 +548,9 @@ impl Run {
     /// Dropping the pool closes every idle fd (and nothing the caller holds).
     fn finish(mut self) {
         drop(self.pool.take());
-        for c in self.model.drain() {
+        let idle = self.model.drain();
+        self.reported_exactly(idle.iter().map(|c| (c.t.state, CloseReason::Purged)).collect());
+        for c in idle {
             self.closed(c, "idle when the pool was dropped");
         }
         self.sweep(); // the caller's fds and their backends are untouched
@@ -535,8 +570,18 @@ fuzz_target!(|data: &[u8]| {
     let (config, lim) = decode_config(&config);
     let fds_before = lowest_free_fd();
     let clock = ManualClock::new(1_000 * MS);
+    let reported = Reported::default();
+    let sink = reported.clone();
+    let mut config = config;
+    config.on_close = Some(Callback(Arc::new(move |fd, ctx, why| {
+        // SAFETY: F_GETFD only queries the number.
+        let open = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFD) } != -1;
+        sink.lock().unwrap().push((ctx, why, open));
+    })));
     let pool = Pool::with_clock(config, clock.clone()).expect("a valid config");
     let mut run = Run {
+        reported,
+        next_n: 0,
         pool: Some(pool),
         clock,
         model: Model::new(lim, KEYS.len()),
