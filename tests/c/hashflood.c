@@ -187,6 +187,12 @@ static void run_family(const char *family, int measured)
 
 int main(int argc, char **argv)
 {
+#ifndef HAVE_CALLGRIND
+    if (running_on_valgrind()) {
+        printf("hashflood: built without <valgrind/callgrind.h>, nothing to measure: skipped\n");
+        return 77;
+    }
+#endif
     if (argc > 1)
         n_keys = atol(argv[1]);
     CHECK(n_keys > 0 && n_keys <= 1L << 14);
