@@ -11,9 +11,10 @@
  * inherits it half-updated (a bucket lock held, queues of waiter records living in TLS of
  * parent threads that do not exist in the child, whose memory glibc gives to the child's
  * new threads). A child hangs once its own threads park: then they enqueue into, or
- * rebuild, that table. So both sides are made to park for real: every thread first parks
+ * rebuild, that table. So both sides are made to park for real: every thread first pools
  * 100 idle connections on KEYS[0], and connpool_prune() then holds that key's lock for
- * hundreds of recv() calls while the others wait. Before the fix 5-15% of children hung. */
+ * hundreds of recv() calls while the others wait. With parking_lot 2-10% of the children
+ * hung; with short children (100 ops) or no preload, under 0.5%. */
 #define _GNU_SOURCE
 #include "harness.h"
 #include "hostile.h"
