@@ -61,14 +61,33 @@ static void lifetime_on_release(int listener)
     /* Long enough that release-then-acquire fits in it even on a stalled machine. */
     connpool *pool = pool_new(8, 0, 60000, 600, 0, CONNPOOL_CHECK_LIVENESS);
     int c, s;
-    tcp_connect_pair(listener, &c, &s);
-    CHECK_EQ(connpool_release(pool, KEY, c), CONNPOOL_POOLED);
-    long long born = now_ms(); /* after the release: the pool's birth time is no later */
-    CHECK_EQ(connpool_acquire(pool, KEY), c);
+    long long born;
+    for (int attempt = 0;; attempt++) {
+        tcp_connect_pair(listener, &c, &s);
+        long long before = now_ms();
+        CHECK_EQ(connpool_release(pool, KEY, c), CONNPOOL_POOLED);
+        born = now_ms(); /* after the release: the pool's birth time is no later */
+        int got = connpool_acquire(pool, KEY);
+        if (got == c)
+            break;
+        /* A machine that stalled the test past the lifetime between the two calls: the
+         * connection rightly died in the pool. Try again, a few times. */
+        CHECK_EQ(got, -ENOENT);
+        CHECK_CLOSED(c);
+        CHECK(now_ms() - before >= 600 - EARLY_MS);
+        close(s);
+        printf("test_lifetime: note: release and acquire %lld ms apart; again\n", now_ms() - before);
+        if (attempt == 4) {
+            printf("test_lifetime: note: lifetime on release not judged\n");
+            connpool_free(pool);
+            return;
+        }
+    }
+    unsigned long long expired = stats_of(pool).expired; /* (the retries' connections) */
     wait_until(born + 600 + TICK_MS);
     CHECK_EQ(connpool_release(pool, KEY, c), CONNPOOL_CLOSED);
     CHECK_CLOSED(c);
-    CHECK_EQ(stats_of(pool).expired, 1);
+    CHECK_EQ(stats_of(pool).expired, expired + 1);
     close(s);
     connpool_free(pool);
 }
@@ -81,10 +100,18 @@ static void keepalive_hint(int listener)
     tcp_connect_pairs(listener, 3, c, s);
 
     /* Hint shorter than the idle timeout: it wins. */
+    long long before = now_ms();
     CHECK_EQ(connpool_release_hint(pool, "a:1", c[0], 600), CONNPOOL_POOLED);
     long long t0 = now_ms(); /* after the release: deadlines are waited for from here */
     CHECK_EQ(connpool_release(pool, "b:1", c[1]), CONNPOOL_POOLED); /* no hint: 60 s */
-    CHECK_EQ(connpool_idle_count_key(pool, "a:1"), 1);
+    size_t n = connpool_idle_count_key(pool, "a:1");
+    /* Still there, unless the machine stalled the test for most of the 600 ms (then the
+     * count itself closed it: expired either way below). */
+    if (now_ms() - before < 600 - EARLY_MS)
+        CHECK_EQ(n, 1);
+    else
+        printf("test_lifetime: note: %lld ms after the release; hint not judged early\n",
+               now_ms() - before);
     wait_until(t0 + 600 + TICK_MS);
     CHECK_EQ(connpool_acquire(pool, "a:1"), -ENOENT);
     CHECK_CLOSED(c[0]);

@@ -116,25 +116,50 @@ static connpool *three_idle_on_two_keys(int c[4], int s[4])
     return p;
 }
 
+/* Whether the calls made since t0 (read before the first of them) all ran well inside
+ * SHORT_MS, so that a connection they released must still be fresh. A loaded machine may
+ * preempt the test for longer (under valgrind one call took 86 ms); then the connection may
+ * have expired, legitimately, and the test judges only what holds either way. The slack:
+ * expiry errs early by a tick of the coarse clock, more on a loaded VM (~26 ms measured). */
+static int ran_fast(long long t0)
+{
+    long long took = now_ms() - t0;
+    if (took < SHORT_MS - 60)
+        return 1;
+    printf("test_timeout: note: %lld ms passed; freshness not judged\n", took);
+    return 0;
+}
+
 /* prune closes exactly the expired ones and returns their count. */
 static void test_prune(void)
 {
     int c[4], s[4];
+    long long t0 = now_ms();
     connpool *p = three_idle_on_two_keys(c, s);
-    CHECK_EQ(connpool_prune(p), 0); /* all fresh */
-    CHECK_EQ(connpool_idle_count(p), 3);
+    size_t early = connpool_prune(p); /* all fresh: 0, if the test ran fast enough to tell */
+    size_t left = connpool_idle_count(p); /* (a late release also closes its key's expired) */
+    if (ran_fast(t0)) {
+        CHECK_EQ(early, 0);
+        CHECK_EQ(left, 3);
+    }
     sleep_ms(WAIT_MS);
-    CHECK_EQ(connpool_prune(p), 3);
+    CHECK_EQ(connpool_prune(p), left);
     for (int i = 0; i < 3; i++)
         CHECK_CLOSED(c[i]);
     CHECK_EQ(connpool_idle_count(p), 0);
     CHECK_EQ(connpool_prune(p), 0);
 
     /* A fresh one survives prune. */
+    t0 = now_ms();
     CHECK_EQ(connpool_release(p, "k:3", c[3]), CONNPOOL_POOLED);
-    CHECK_EQ(connpool_prune(p), 0);
-    CHECK_OPEN(c[3]);
-    CHECK_EQ(connpool_idle_count(p), 1);
+    size_t n = connpool_prune(p);
+    if (ran_fast(t0)) {
+        CHECK_EQ(n, 0);
+        CHECK_OPEN(c[3]);
+        CHECK_EQ(connpool_idle_count(p), 1);
+    } else {
+        CHECK(n == 0 || (n == 1 && fd_is_closed(c[3])));
+    }
     connpool_free(p);
     CHECK_CLOSED(c[3]);
     for (int i = 0; i < 4; i++)
@@ -165,12 +190,22 @@ static void test_expired_release(void)
     int c[4], s[4];
     connpool *p = three_idle_on_two_keys(c, s);
     sleep_ms(WAIT_MS);
+    long long t0 = now_ms();
     CHECK_EQ(connpool_release(p, "k:1", c[3]), CONNPOOL_POOLED);
     CHECK_CLOSED(c[0]);
     CHECK_CLOSED(c[1]);
     CHECK_OPEN(c[3]);
-    CHECK_EQ(connpool_idle_count_key(p, "k:1"), 1);
-    CHECK_EQ(connpool_acquire(p, "k:1"), c[3]);
+    size_t n = connpool_idle_count_key(p, "k:1");
+    int got = connpool_acquire(p, "k:1");
+    if (ran_fast(t0)) {
+        CHECK_EQ(n, 1);
+        CHECK_EQ(got, c[3]);
+    } else if (got != c[3]) { /* c[3] expired as well, and was closed: a new pair */
+        CHECK_EQ(got, -ENOENT);
+        CHECK_CLOSED(c[3]);
+        close(s[3]);
+        tcp_connect_pair(listener, &c[3], &s[3]);
+    }
     CHECK_EQ(connpool_acquire(p, "k:1"), -ENOENT);
     /* k:2 expired too: whether or not it was already closed, it is never handed out. */
     CHECK_EQ(connpool_acquire(p, "k:2"), -ENOENT);
@@ -181,12 +216,17 @@ static void test_expired_release(void)
      * acquire closes them. */
     int e, se;
     tcp_connect_pair(listener, &e, &se);
+    t0 = now_ms();
     CHECK_EQ(connpool_release(p, "k:4", e), CONNPOOL_POOLED);
-    CHECK_EQ(connpool_idle_count_key(p, "k:4"), 1);
-    sleep_ms(WAIT_MS);
-    CHECK_EQ(connpool_idle_count(p), 1); /* the total includes it until it is touched */
-    CHECK_EQ(connpool_idle_count_key(p, "k:4"), 0);
-    CHECK_OPEN(e);
+    n = connpool_idle_count_key(p, "k:4");
+    if (ran_fast(t0))
+        CHECK_EQ(n, 1);
+    if (n == 1) { /* (else it expired already: counting skips it) */
+        sleep_ms(WAIT_MS);
+        CHECK_EQ(connpool_idle_count(p), 1); /* the total includes it until it is touched */
+        CHECK_EQ(connpool_idle_count_key(p, "k:4"), 0);
+    }
+    CHECK_OPEN(e); /* counting closes nothing */
     CHECK_EQ(connpool_acquire(p, "k:4"), -ENOENT);
     CHECK_CLOSED(e);
     CHECK_EQ(connpool_idle_count(p), 0);
@@ -201,11 +241,19 @@ static void test_expired_release(void)
     tcp_connect_pair(listener, &d, &sd);
     CHECK_EQ(connpool_release(p, "k:1", c[3]), CONNPOOL_POOLED);
     sleep_ms(WAIT_MS);
+    t0 = now_ms();
     CHECK_EQ(connpool_release(p, "k:1", d), CONNPOOL_POOLED);
     CHECK_CLOSED(c[3]);
-    CHECK_EQ(connpool_acquire(p, "k:1"), d);
+    got = connpool_acquire(p, "k:1");
+    if (ran_fast(t0))
+        CHECK_EQ(got, d);
+    if (got == d) {
+        close(d);
+    } else { /* d expired as well, and was closed */
+        CHECK_EQ(got, -ENOENT);
+        CHECK_CLOSED(d);
+    }
     connpool_free(p);
-    close(d);
     close(sd);
     for (int i = 0; i < 4; i++)
         close(s[i]);
