@@ -115,6 +115,49 @@ static void lib_destroy(void *p) { connpool_free(p); }
 static int lib_acquire(void *p, const char *key) { return connpool_acquire(p, key); }
 static int lib_release(void *p, const char *key, int fd) { return connpool_release(p, key, fd); }
 
+/* ---- libconnpool by key handle (connpool_key_get once per key) ---- */
+
+struct lib_keyed {
+    connpool *pool;
+    const char *base; /* the first key: key i is base + i * KEY_STRIDE */
+    connpool_key **handles;
+};
+
+static void *libk_create(int arg, char **keys, int nkeys)
+{
+    struct lib_keyed *k = malloc(sizeof *k);
+    if (k == NULL)
+        return NULL;
+    k->pool = lib_create(arg, keys, nkeys);
+    k->base = keys[0];
+    k->handles = malloc((size_t)nkeys * sizeof *k->handles);
+    if (k->pool == NULL || k->handles == NULL)
+        return NULL;
+    for (int i = 0; i < nkeys; i++)
+        k->handles[i] = connpool_key_get(k->pool, keys[i]);
+    return k;
+}
+static void libk_destroy(void *p)
+{
+    struct lib_keyed *k = p;
+    connpool_free(k->pool);
+    free(k->handles);
+    free(k);
+}
+static connpool_key *libk_handle(void *p, const char *key)
+{
+    struct lib_keyed *k = p;
+    return k->handles[(size_t)(key - k->base) / KEY_STRIDE];
+}
+static int libk_acquire(void *p, const char *key)
+{
+    return connpool_key_acquire(libk_handle(p, key), NULL, NULL);
+}
+static int libk_release(void *p, const char *key, int fd)
+{
+    return connpool_key_release(libk_handle(p, key), fd, NULL, CONNPOOL_NO_HINT);
+}
+
 /* ---- the seed's design (Rust staticlib) ---- */
 
 static void *seed_create(int check, char **keys, int nkeys)
@@ -362,6 +405,8 @@ static contender all[] = {
      lib_acquire, lib_release, lib_release, lib_acquire, 0},
     {"libconnpool (C ABI)", "recv peek", FAM_LIB, 1, 1, LIB_CHECK_SKIP, lib_create, lib_destroy,
      lib_acquire, lib_release, lib_release, lib_acquire, 0},
+    {"libconnpool (key handle)", "check off", FAM_LIB, 0, 0, NULL, libk_create, libk_destroy,
+     libk_acquire, libk_release, libk_release, libk_acquire, 0},
     {"libconnpool (C ABI)", "skip recent", FAM_LIB, 1, 1 | LIB_SKIP_RECENT, LIB_SKIP_RECENT_SKIP,
      lib_create, lib_destroy, lib_acquire, lib_release, lib_release, lib_acquire, 0},
     {"libconnpool (C ABI)", "off+watch", FAM_LIB, 0, LIB_WATCH, LIB_WATCH_SKIP, lib_create,

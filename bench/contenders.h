@@ -36,6 +36,11 @@ typedef struct contender {
 #define LIB_WATCH 2
 #define LIB_SKIP_RECENT 4
 
+/* The keys of a scenario are KEY_STRIDE bytes apart in one buffer (pairs.c), so a contender
+ * can find its own per-key data from the key pointer (the key-handle rows: a proxy keeps a
+ * handle in its backend's struct). */
+#define KEY_STRIDE 24
+
 /* Fills *out with the contenders of this build; returns how many. Call once. */
 int contenders_init(const contender **out);
 void contenders_fini(void);

@@ -275,13 +275,14 @@ static char **keys;
 static void keys_make(int n)
 {
     keys = malloc((size_t)n * sizeof *keys);
-    char *buf = malloc((size_t)n * 24);
+    char *buf = malloc((size_t)n * KEY_STRIDE);
     if (keys == NULL || buf == NULL)
         DIE("out of memory");
     for (int i = 0; i < n; i++) {
         unsigned v = (unsigned)i + 1;
-        keys[i] = buf + (size_t)i * 24;
-        snprintf(keys[i], 24, "10.%u.%u.%u:8080", (v >> 16) & 255, (v >> 8) & 255, v & 255);
+        keys[i] = buf + (size_t)i * KEY_STRIDE;
+        snprintf(keys[i], KEY_STRIDE, "10.%u.%u.%u:8080", (v >> 16) & 255, (v >> 8) & 255,
+                 v & 255);
     }
 }
 

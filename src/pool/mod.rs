@@ -194,7 +194,7 @@ impl Generation {
 }
 
 /// What a pool is made of, before it is assembled.
-type Parts = (Limits, Hooks, Generation, u32);
+type Parts = (Limits, Hooks, Generation, u32, KeyHasher);
 
 /// Pool ids tag the records of lent fds (see `crate::fd_table`); 0 is never used.
 static NEXT_ID: AtomicU32 = AtomicU32::new(1);
@@ -269,8 +269,13 @@ impl<C: Clock> Pool<C> {
         Ok(Self::assemble(parts, clock, Weak::new()))
     }
 
-    /// The limits, the callbacks, the first generation and the pool id.
+    /// The limits, the callbacks, the first generation and the pool id. With thread
+    /// cancellation disabled: the hash seed's getrandom() is a cancellation point.
     fn parts(config: &Config) -> Result<Parts, Error> {
+        sys::without_cancellation(|| Self::make_parts(config))
+    }
+
+    fn make_parts(config: &Config) -> Result<Parts, Error> {
         config.validate()?;
         process::register();
         let limits = Limits::new(config);
@@ -283,14 +288,14 @@ impl<C: Clock> Pool<C> {
         if let (true, Err(e)) = (limits.watch, &first.watch) {
             return Err(*e);
         }
-        Ok((limits, hooks, first, id))
+        Ok((limits, hooks, first, id, KeyHasher::new()))
     }
 
-    fn assemble((limits, hooks, first, id): Parts, clock: C, me: Weak<Self>) -> Self {
+    fn assemble((limits, hooks, first, id, hasher): Parts, clock: C, me: Weak<Self>) -> Self {
         Pool {
             limits,
             hooks,
-            hasher: KeyHasher::new(),
+            hasher,
             lag_ns: clock.lag_ns(),
             clock,
             id,
