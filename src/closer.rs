@@ -43,6 +43,15 @@ impl Closing {
         }
     }
 
+    /// Gives back `n` places under the cap (connections that left the pool's idle set
+    /// without a close list: handed out).
+    #[inline]
+    pub fn give_back(&self, n: usize) {
+        if let Some(total) = &self.total {
+            total.fetch_sub(n, Ordering::AcqRel);
+        }
+    }
+
     /// A list of connections to close after unlocking.
     #[inline]
     pub fn list(&self) -> CloseList<'_> {

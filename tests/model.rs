@@ -115,9 +115,13 @@ impl Run {
         let now = self.clock.now_ns();
         let key = Key::try_from(KEYS[k]).unwrap();
         let got: Option<(OwnedFd, Option<ConnInfo>, usize)> = if info {
-            self.pool.acquire_ctx(key).map(|a| (a.fd, Some(a.info), a.ctx))
+            self.pool
+                .acquire_ctx(key)
+                .map(|a| (a.fd, Some(a.info), a.ctx))
         } else {
-            self.pool.acquire_fd_ctx(key).map(|(fd, ctx)| (fd, None, ctx))
+            self.pool
+                .acquire_fd_ctx(key)
+                .map(|(fd, ctx)| (fd, None, ctx))
         };
         let mut closed = Vec::new();
         let expect = self.model.acquire(k, now, alive, &mut closed);
@@ -352,7 +356,10 @@ fn run(seed: u64, lim: Limits) -> Stats {
     let mut got = std::mem::take(&mut *reported.lock().unwrap());
     want.sort_by_key(|x| x.0);
     got.sort_by_key(|x| x.0);
-    assert_eq!(got, want, "closes reported when the pool was dropped (seed {seed})");
+    assert_eq!(
+        got, want,
+        "closes reported when the pool was dropped (seed {seed})"
+    );
     stats
 }
 

@@ -8,6 +8,7 @@ use crate::clock::Clock;
 use crate::conn::Conn;
 use crate::fd_table;
 use crate::key::Key;
+use crate::shard::Shard;
 use crate::stats::CloseReason;
 
 /// A connection handed out with its state ([`Pool::acquire_ctx`], [`Pool::acquire_by`]).
@@ -77,21 +78,24 @@ impl<C: Clock> Pool<C> {
         let (reading, now) = self.now();
         let shard = self.shard_of(st, hash);
         loop {
-            let (got, checked) = {
-                let mut closes = self.close_list(st);
+            // A hit is counted once the connection is known to be handed out: at once if it
+            // is not checked, after the check otherwise (so hits never go down).
+            let will_check = |c: &Conn| self.must_check(c, reading);
+            let fast = {
                 let mut guard = shard.lock();
                 inject_panic(key);
-                let got = guard.take(hash, key, |e| self.exact_near(now, e), &mut closes);
-                // A hit is counted once the connection is known to be handed out: here if it
-                // is not checked, after the check otherwise (so hits never go down).
-                let checked = got.as_ref().is_some_and(|c| self.must_check(c, reading));
-                if got.is_some() && !checked {
-                    guard.count_hit();
-                }
-                (got, checked)
-                // the guard unlocks, then the close list closes
+                guard.take_fast(hash, key, |e| self.exact_near(now, e), will_check)
             };
-            let c = got?;
+            let got = match fast {
+                Some(got) => {
+                    if got.is_some() {
+                        st.closing.give_back(1);
+                    }
+                    got
+                }
+                None => self.take_closing(st, shard, hash, key, now, reading),
+            };
+            let (c, checked) = got?;
             // Disarmed first: a dead one would keep the watch fd readable while nothing
             // in the pool can be reaped for it.
             if let Some(w) = st.watcher() {
@@ -107,6 +111,29 @@ impl<C: Clock> Pool<C> {
             // Dead: close it and try the next one.
             self.close_now(st, c, CloseReason::Dead);
         }
+    }
+
+    /// Acquire's slow path: the key may hold expired connections, to be closed after
+    /// unlocking.
+    #[cold]
+    fn take_closing(
+        &self,
+        st: &Generation,
+        shard: &Shard,
+        hash: u64,
+        key: &[u8],
+        now: u64,
+        reading: u64,
+    ) -> Option<(Conn, bool)> {
+        let mut closes = self.close_list(st);
+        let mut guard = shard.lock();
+        let got = guard.take(hash, key, |e| self.exact_near(now, e), &mut closes);
+        let checked = got.as_ref().is_some_and(|c| self.must_check(c, reading));
+        if got.is_some() && !checked {
+            guard.count_hit();
+        }
+        got.map(|c| (c, checked))
+        // the guard unlocks, then the close list closes
     }
 
     /// Whether acquire checks `c` before handing it out: with the check on, unless the

@@ -133,7 +133,8 @@ impl<C: Clock> Pool<C> {
     /// [`Error::NoWatcher`] without `Config::watch`; [`Error::Os`] if it could not be made
     /// (in a fork child out of fds).
     pub fn watch_fd(&self) -> Result<RawFd, Error> {
-        self.state().watch.as_ref().map(Watcher::fd).map_err(|e| *e)
+        let st = self.state();
+        st.watcher().map(Watcher::fd).ok_or(st.no_watcher)
     }
 
     /// Never blocks: checks the idle connections of every key the watcher reported (an

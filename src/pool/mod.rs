@@ -157,15 +157,17 @@ impl Limits {
 struct Generation {
     /// The process generation (`crate::process`) this state belongs to.
     process: u64,
-    shards: Box<[Shard]>,
+    shards: Box<[Shard; SHARDS]>,
     /// How connections are closed; with a global cap, the count of places taken.
     closing: Closing,
     /// With a global cap: the next release sequence number.
     seq: AtomicU64,
     outside: AtomicCounters,
-    /// With `watch`: the epoll set and timer (an error if they could not be made, e.g. in a
-    /// fork child out of fds).
-    watch: Result<Watcher, Error>,
+    /// With `watch`: the epoll set and timer.
+    watcher: Option<Watcher>,
+    /// Why there is no watcher (`Error::NoWatcher` without `watch`; why it could not be
+    /// made, e.g. in a fork child out of fds).
+    no_watcher: Error,
     reaper: Lock<Option<Reaper>>,
 }
 
@@ -177,19 +179,22 @@ impl Generation {
             Err(Error::NoWatcher)
         };
         let epoll = watch.as_ref().ok().map(Watcher::fd);
+        let no_watcher = watch.as_ref().err().copied().unwrap_or(Error::NoWatcher);
         Generation {
             process,
-            shards: (0..SHARDS).map(|_| Shard::default()).collect(),
+            shards: Box::new(std::array::from_fn(|_| Shard::default())),
             closing: Closing::new(epoll, limits.max_idle_total != 0, hooks.on_close.clone()),
             seq: AtomicU64::new(0),
             outside: AtomicCounters::default(),
-            watch,
+            watcher: watch.ok(),
+            no_watcher,
             reaper: Lock::new(None),
         }
     }
 
+    #[inline]
     fn watcher(&self) -> Option<&Watcher> {
-        self.watch.as_ref().ok()
+        self.watcher.as_ref()
     }
 }
 
@@ -285,8 +290,8 @@ impl<C: Clock> Pool<C> {
         };
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed).max(1);
         let first = Generation::new(process::generation(), &limits, &hooks, id);
-        if let (true, Err(e)) = (limits.watch, &first.watch) {
-            return Err(*e);
+        if limits.watch && first.watcher.is_none() {
+            return Err(first.no_watcher);
         }
         Ok((limits, hooks, first, id, KeyHasher::new()))
     }
@@ -398,14 +403,13 @@ fn inject_panic(key: &[u8]) {
     let _ = key;
 }
 
-/// Clears an fd's entry in the fd table when dropped during a panic.
+/// Clears an fd's entry in the fd table when dropped, which only a panic does: the normal
+/// path disarms it with `std::mem::forget` (no panic check per call).
 struct ForgetOnUnwind(std::os::fd::RawFd);
 
 impl Drop for ForgetOnUnwind {
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            crate::fd_table::forget(self.0);
-        }
+        crate::fd_table::forget(self.0);
     }
 }
 

@@ -4,7 +4,7 @@ use std::os::fd::{AsFd, AsRawFd, IntoRawFd, OwnedFd};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use super::{inject_panic, ForgetOnUnwind, Pool, Released};
+use super::{inject_panic, ForgetOnUnwind, Generation, Pool, Released};
 use crate::clock::Clock;
 use crate::conn::{Conn, NEVER};
 use crate::fd_table::{self, Claim};
@@ -44,16 +44,18 @@ impl<C: Clock> Pool<C> {
 
     /// The release itself, into the key `key` with hash `hash`, with the caller's state
     /// and a keep-alive hint in ns ([`NEVER`]: none).
+    #[inline]
     pub(super) fn put(
         &self,
-        st: &super::Generation,
+        st: &Generation,
         hash: u64,
         key: &[u8],
         fd: OwnedFd,
         ctx: usize,
         hint_ns: u64,
     ) -> Released {
-        let (born, uses) = match fd_table::claim(fd.as_raw_fd(), self.id) {
+        let raw = fd.as_raw_fd();
+        let (born, uses) = match fd_table::claim(raw, self.id) {
             Claim::AlreadyPooled => {
                 let _ = fd.into_raw_fd(); // the pool's fd already: not ours to close
                 return Released::AlreadyPooled;
@@ -61,10 +63,30 @@ impl<C: Clock> Pool<C> {
             Claim::Fresh => (None, 1),
             Claim::Lent { born, uses } => (Some(born), uses.saturating_add(1)),
         };
-        let lent = born.is_some();
         // If a bug panics before the fd is stored or closed, unwinding closes it (OwnedFd's
         // drop): forget the claim too, or the number would stay marked as the pool's.
-        let _unclaim = ForgetOnUnwind(fd.as_raw_fd());
+        let unclaim = ForgetOnUnwind(raw);
+        let r = self.store(st, hash, key, fd, ctx, hint_ns, born, uses);
+        std::mem::forget(unclaim);
+        r
+    }
+
+    /// The claimed connection `fd`, kept or closed: `born` is its first release, if it was
+    /// lent by this pool.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn store(
+        &self,
+        st: &Generation,
+        hash: u64,
+        key: &[u8],
+        fd: OwnedFd,
+        ctx: usize,
+        hint_ns: u64,
+        born: Option<u64>,
+        uses: u32,
+    ) -> Released {
+        let lent = born.is_some();
         let lim = &self.limits;
         let (reading, now) = self.now();
         let born = born.unwrap_or(reading);
@@ -104,18 +126,27 @@ impl<C: Clock> Pool<C> {
             w.watch(conn.fd.as_fd(), hash, lent); // before it is findable: see crate::watch
         }
         let deadline = conn.deadline;
-        let pooled = {
-            let mut closes = self.close_list(st);
+        let max = lim.max_idle_per_key;
+        let fast = {
             let mut guard = shard.lock();
             inject_panic(key);
-            guard.put(
-                hash,
-                key,
-                conn,
-                lim.max_idle_per_key,
-                |earliest| self.exact_near(now, earliest),
-                &mut closes,
-            )
+            guard.put_fast(hash, key, conn, max, |e| self.exact_near(now, e))
+        };
+        let pooled = match fast {
+            Ok(()) => true,
+            Err(conn) => {
+                // Slow path: expired connections, or a full key, to close after unlocking.
+                let mut closes = self.close_list(st);
+                let mut guard = shard.lock();
+                guard.put(
+                    hash,
+                    key,
+                    conn,
+                    max,
+                    |e| self.exact_near(now, e),
+                    &mut closes,
+                )
+            }
         };
         if !pooled {
             return Released::Closed;

@@ -116,6 +116,76 @@ impl ShardGuard<'_> {
         self.st.table.find_mut(hash, |e| key_eq(&e.key, key))
     }
 
+    /// Acquire's fast path, when nothing of the key can have expired at `now(earliest)`:
+    /// takes its most recently released connection, if any, counting a miss, or a hit
+    /// unless `checked` says the caller checks it first (then the caller counts it). `None`
+    /// (nothing done) when the key may hold an expired connection: closing needs a close
+    /// list ([`ShardGuard::take`]). The cap place of a connection taken is the caller's to
+    /// give back.
+    #[inline]
+    pub fn take_fast(
+        &mut self,
+        hash: u64,
+        key: &[u8],
+        now: impl FnOnce(u64) -> u64,
+        checked: impl FnOnce(&Conn) -> bool,
+    ) -> Option<Option<(Conn, bool)>> {
+        let st = &mut *self.st;
+        let Some(e) = st.table.find_mut(hash, |e| key_eq(&e.key, key)) else {
+            st.counters.misses += 1;
+            return Some(None);
+        };
+        if e.earliest() <= now(e.earliest()) {
+            return None;
+        }
+        let Some(c) = e.pop() else {
+            st.counters.misses += 1;
+            return Some(None);
+        };
+        st.idle -= 1;
+        let checked = checked(&c);
+        st.counters.hits += u64::from(!checked);
+        if e.is_empty() {
+            st.empty += 1; // kept for the next release (see sweep_empty)
+            self.sweep_empty();
+        }
+        Some(Some((c, checked)))
+    }
+
+    /// Release's fast path, when nothing of the key can have expired at `now(earliest)` and
+    /// it holds fewer than `max`: stores `conn` and returns `Ok`. Otherwise gives it back,
+    /// untouched: the release needs a close list ([`ShardGuard::put`]).
+    #[inline]
+    pub fn put_fast(
+        &mut self,
+        hash: u64,
+        key: &[u8],
+        conn: Conn,
+        max: usize,
+        now: impl FnOnce(u64) -> u64,
+    ) -> Result<(), Conn> {
+        let st = &mut *self.st;
+        let (e, was_empty) = match st.table.entry(hash, |e| key_eq(&e.key, key), |e| e.hash) {
+            Slot::Occupied(o) => {
+                let e = o.into_mut();
+                let empty = e.is_empty();
+                (e, empty)
+            }
+            Slot::Vacant(v) => (v.insert(Entry::new(hash, key)).into_mut(), false),
+        };
+        if e.len() >= max || e.earliest() <= now(e.earliest()) {
+            return Err(conn);
+        }
+        if conn.seq != 0 {
+            self.shard.oldest.fetch_min(conn.seq, Ordering::Relaxed);
+        }
+        e.push(conn);
+        st.empty -= usize::from(was_empty);
+        st.idle += 1;
+        st.counters.pooled += 1;
+        Ok(())
+    }
+
     /// Acquire: closes the key's expired connections (judged at `now(earliest)`), then takes
     /// its most recently released one, if any (its cap place is given back). A miss is
     /// counted here; a hit by the caller ([`ShardGuard::count_hit`]) once it knows.
@@ -446,13 +516,20 @@ impl ShardGuard<'_> {
     }
 
     /// Sweeps the empty entries when they are many.
+    #[inline]
     fn sweep_empty(&mut self) {
-        let st = &mut *self.st;
+        let st = &*self.st;
         if st.empty > EMPTY_SLACK && st.empty * 2 > st.table.len() {
-            st.table.retain(|e| !e.is_empty() || e.pinned());
-            st.empty = st.table.iter().filter(|e| e.is_empty()).count();
-            self.shrink_if_sparse();
+            self.sweep();
         }
+    }
+
+    #[cold]
+    fn sweep(&mut self) {
+        let st = &mut *self.st;
+        st.table.retain(|e| !e.is_empty() || e.pinned());
+        st.empty = st.table.iter().filter(|e| e.is_empty()).count();
+        self.shrink_if_sparse();
     }
 
     /// hashbrown tables never shrink by themselves: without this, memory would follow the
