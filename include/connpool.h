@@ -180,9 +180,15 @@
 #define CONNPOOL_CLOSE_RETIRED 5
 
 /**
- * on_close reason: idle, closed by connpool_purge() or connpool_free().
+ * on_close reason: idle, closed by connpool_purge(), connpool_drain() or connpool_free(); or
+ * lent before a connpool_drain() of its key, closed at its release.
  */
 #define CONNPOOL_CLOSE_PURGED 6
+
+/**
+ * on_close reason: ended by the caller with connpool_discard() (the ctx passed there).
+ */
+#define CONNPOOL_CLOSE_DISCARDED 7
 
 /**
  * A pool of idle connections. Opaque: create it with connpool_new_with_config(),
@@ -273,6 +279,14 @@ typedef struct connpool_config {
    * Passed to on_close and check. Default NULL. Since 0.2.
    */
   void *arg;
+  /**
+   * Connections per key at most: idle, lent (handed out, not yet given back with a
+   * release or connpool_discard()) and being connected (a connect slot reserved by an
+   * acquire that returned -ENOENT). Default 0: no limit. With a limit, every connection an
+   * acquire handed out and every connect slot must come back through a release or
+   * connpool_discard() (a caller that close()s one itself leaks its slot). Since 0.2.
+   */
+  uint32_t max_conns_per_key;
 } connpool_config;
 
 /**
@@ -362,9 +376,28 @@ typedef struct connpool_stats {
    */
   uint64_t retired;
   /**
-   * Idle connections closed by connpool_purge() (or connpool_free()).
+   * Idle connections closed by connpool_purge(), connpool_drain() or connpool_free(), and
+   * connections lent before a connpool_drain() of their key, closed at their release.
    */
   uint64_t purged;
+  /**
+   * Connections handed out and not yet given back (release or connpool_discard()), now.
+   * A connection the caller closes itself stays counted. Since 0.2.
+   */
+  uint64_t lent;
+  /**
+   * Connect slots reserved now (with max_conns_per_key). Since 0.2.
+   */
+  uint64_t connecting;
+  /**
+   * Threads waiting in connpool_acquire_wait() now. Since 0.2.
+   */
+  uint64_t waiting;
+  /**
+   * Connections ended by connpool_discard() (not the slots returned with fd = -1). Since
+   * 0.2.
+   */
+  uint64_t discarded;
 } connpool_stats;
 
 #ifdef __cplusplus
@@ -425,10 +458,17 @@ const char *connpool_version(void);
  * fails on a reused connection before any response byte.
  *
  * Returns:
- * - an fd >= 0: the caller owns it, and gives it back with connpool_release*() or
- *   close()s it.
- * - -ENOENT: no usable idle connection for key (connect a new one). No fd changed hands.
+ * - an fd >= 0: the caller owns it, and gives it back with a release, or ends it with
+ *   connpool_discard() (or, without max_conns_per_key, close()s it).
+ * - -ENOENT: no usable idle connection for key: connect a new one. With
+ *   max_conns_per_key, a connect slot is now reserved for it: release the new connection
+ *   (or discard it; or connpool_discard() with fd = -1 if the connect failed).
+ * - -EAGAIN: with max_conns_per_key, none idle and the key is at its limit; nothing
+ *   changed (retry later: connpool_acquire_wait() waits; with CONNPOOL_WATCH the watch fd
+ *   tells when to retry, see connpool_reap()).
  * - -EINVAL: bad pool or key (see the pointer rules).
+ *
+ * On every error no fd changed hands.
  */
 int connpool_acquire(struct connpool *pool, const char *key);
 
@@ -528,8 +568,8 @@ struct connpool_key *connpool_key_get(struct connpool *pool, const char *key);
  * *info (when info is not NULL) what is known of it (info->struct_size set by the caller;
  * filling it costs a precise clock read, so pass NULL when not needed). Since 0.2.
  *
- * Returns an fd >= 0 (the caller's), -ENOENT (none: connect a new one), or -EINVAL (k is
- * NULL, or info->struct_size is below the 0.1 struct's 32 bytes; nothing acquired).
+ * Returns what connpool_acquire() returns (an fd >= 0, -ENOENT, -EAGAIN), or -EINVAL (k
+ * is NULL, or info->struct_size is below the 0.1 struct's 32 bytes; nothing acquired).
  */
 int connpool_key_acquire(struct connpool_key *k, void **ctx, struct connpool_conn_info *info);
 
@@ -538,6 +578,72 @@ int connpool_key_acquire(struct connpool_key *k, void **ctx, struct connpool_con
  * a NULL k, with fd closed unless a pool owns it: then -EALREADY). Since 0.2.
  */
 int connpool_key_release(struct connpool_key *k, int fd, void *ctx, uint64_t keepalive_ms);
+
+/**
+ * As connpool_acquire_ctx(), but at the key's connection limit (max_conns_per_key) it
+ * waits, up to timeout_ms, for a connection or a slot of the key: a release to the key
+ * hands its connection straight to the longest waiter (first come, first served; the
+ * release returns CONNPOOL_POOLED), and any close of a connection of the key (a discard,
+ * a release that closes, an expiry...) gives the freed slot to the longest waiter. For
+ * thread-per-connection servers; it blocks the calling thread (with no pool lock held,
+ * and not as a cancellation point). Without a limit it never waits. Since 0.2.
+ *
+ * Returns an fd >= 0 (with *ctx set when ctx is not NULL), -ENOENT (connect a new one: a
+ * connect slot is reserved for it), -EAGAIN (timeout_ms 0 at the limit: as
+ * connpool_acquire_ctx()), -ETIMEDOUT (waited timeout_ms in vain; nothing changed hands),
+ * -ECANCELED (connpool_shutdown() was called), or -EINVAL (bad pool or key).
+ */
+int connpool_acquire_wait(struct connpool *pool, const char *key, void **ctx, uint64_t timeout_ms);
+
+/**
+ * connpool_acquire_wait() by handle, with *info filled as connpool_key_acquire() does.
+ * Same results, and -EINVAL for a NULL k or an info->struct_size below 32. Since 0.2.
+ */
+int connpool_key_acquire_wait(struct connpool_key *k,
+                              void **ctx,
+                              struct connpool_conn_info *info,
+                              uint64_t timeout_ms);
+
+/**
+ * The caller ends a connection of key it holds (an I/O error, "Connection: close", a
+ * protocol failure): on_close is called (reason CONNPOOL_CLOSE_DISCARDED, with this ctx),
+ * the pool closes fd, and the connection slot it held (its loan, or a connect slot of the
+ * key) is freed after the close, for the longest waiter. With fd = -1 it gives back a
+ * connect slot the caller did not use (its connect failed). Works without a limit too
+ * (counted in connpool_stats.discarded). Since 0.2.
+ *
+ * fd is the pool's from the call on, whatever the result, with the exceptions of release:
+ * fd < 0 and -EALREADY. Returns:
+ * - 0: closed (or, with fd = -1, the slot given back, if one was reserved).
+ * - -EALREADY: a pool owns fd (it is idle in a pool): nothing was changed or closed.
+ * - -EINVAL: bad pool or key; fd was closed (on_close not called: the pool never took it).
+ * - -EBADF: fd < -1; nothing happened.
+ */
+int connpool_discard(struct connpool *pool, const char *key, int fd, void *ctx);
+
+/**
+ * connpool_discard() by handle: same results (-EINVAL for a NULL k). Since 0.2.
+ */
+int connpool_key_discard(struct connpool_key *k, int fd, void *ctx);
+
+/**
+ * As connpool_purge() (the idle connections of key, or of every key when key is NULL, are
+ * closed, counted purged), and the connections of that key lent now are closed at their
+ * release (which returns CONNPOOL_CLOSED; on_close reason CONNPOOL_CLOSE_PURGED) instead
+ * of pooled: a backend that was removed or restarted gets no old connection back.
+ * connpool_purge() itself keeps its meaning (idle ones only). Works with and without a
+ * limit. Returns how many idle connections it closed; 0 for a bad pool or key. Since 0.2.
+ */
+size_t connpool_drain(struct connpool *pool, const char *key);
+
+/**
+ * Wakes every thread waiting in connpool_acquire_wait() or connpool_key_acquire_wait()
+ * (they return -ECANCELED) and makes every later wait on this pool return -ECANCELED at
+ * once instead of waiting (an acquire that needs no wait still succeeds). For shutting a
+ * server down: call it, join the threads that may wait, then connpool_free(). Returns how
+ * many waiters it woke; 0 for a bad pool. Since 0.2.
+ */
+size_t connpool_shutdown(struct connpool *pool);
 
 /**
  * Fills *cfg with the defaults: max_idle_per_key 8, max_idle_total 0 (no cap),
@@ -589,6 +695,21 @@ size_t connpool_idle_count(const struct connpool *pool);
  * ones are not counted (nor closed: the next acquire, release or prune closes them).
  */
 size_t connpool_idle_count_key(const struct connpool *pool, const char *key);
+
+/**
+ * Fills *out with the figures of one key: the connpool_stats fields counted for it (keys is
+ * 1 if it holds an idle connection) and its gauges (idle, lent, connecting, waiting).
+ * Counters are kept while the key has an entry in the pool: from its first connection,
+ * connect slot or key handle until it holds nothing (no idle, lent or connecting
+ * connection, no waiter, no handle) and is swept; they then start again from zero. Exact
+ * once calls have returned. Since 0.2.
+ *
+ * Returns 0 (all zeros for a key the pool knows nothing of), or -EINVAL (nothing written)
+ * for a bad pool or key, a NULL out or an out->struct_size below the 0.1 struct (96 bytes).
+ */
+int connpool_stats_get_key(const struct connpool *pool,
+                           const char *key,
+                           struct connpool_stats *out);
 
 /**
  * Closes every idle connection of key, or of every key when key is NULL (e.g. when a

@@ -79,6 +79,10 @@ pub struct Config {
     /// Run a background thread that reaps whenever the watch fd is readable (implies
     /// `watch`). Only for pools made by `Pool::new_shared`.
     pub reaper_thread: bool,
+    /// Connections per key (idle, lent and being connected) at most: an acquire at the limit
+    /// finds no connection and no connect slot (`Outcome::AtLimit`), or waits
+    /// (`Pool::acquire_wait`). `None`: no limit. At least 1.
+    pub max_conns_per_key: Option<u32>,
     /// Called exactly once for every connection the pool owned and closes, with the fd still
     /// open, the state it was released with and the reason; never under a pool lock, from
     /// the thread whose call closed it (or the reaper thread). It may call the pool (but not
@@ -103,6 +107,7 @@ impl Default for Config {
             skip_check_if_idle_under: None,
             watch: false,
             reaper_thread: false,
+            max_conns_per_key: None,
             on_close: None,
             check: None,
         }
@@ -121,6 +126,9 @@ impl Config {
         }
         if self.max_uses == Some(0) {
             return invalid("max_uses must be at least 1 (or None)");
+        }
+        if self.max_conns_per_key == Some(0) {
+            return invalid("max_conns_per_key must be at least 1 (or None)");
         }
         Ok(())
     }

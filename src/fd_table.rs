@@ -23,8 +23,8 @@
 //!
 //! The table covers every fd number Linux can give (up to 2^31 - 1; `fs.nr_open` allows up
 //! to 2^31 - 64 on 64-bit kernels). Memory: a 4 MiB directory of pointers (zero pages
-//! until touched) and a 64 KiB chunk per 4096 fd numbers ever used, kept for the life of
-//! the process (also after `connpool_free`): 16 MiB once numbers reach 1,000,000. Chunks
+//! until touched) and a 128 KiB chunk per 4096 fd numbers ever used, kept for the life of
+//! the process (also after `connpool_free`): 32 MiB once numbers reach 1,000,000. Chunks
 //! are never freed because readers hold no lock (a fork child reads them too).
 
 use std::os::fd::RawFd;
@@ -49,19 +49,36 @@ struct Slot {
     state: AtomicU64,
     /// For `OUT`: lender pool id (high 32 bits) and uses (low 32 bits).
     meta: AtomicU64,
+    /// For `OUT`: the hash of the key it was lent from.
+    key: AtomicU64,
+    /// For `OUT`: the lender's mark (its process generation and drain epochs at the loan).
+    mark: AtomicU64,
 }
 
 type Chunk = [Slot; CHUNK];
 
 static TABLE: ChunkDir<Chunk, DIR> = ChunkDir::new();
 
+/// What a pool remembers of a connection it lent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Loan {
+    /// Clock time of its first release to the pool.
+    pub born: u64,
+    /// Requests served so far.
+    pub uses: u32,
+    /// The hash of the key it was lent from.
+    pub key: u64,
+    /// The lender's mark at the loan (opaque here).
+    pub mark: u64,
+}
+
 /// What a release found in the slot of the fd number it was given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Claim {
     /// Unknown number (or another pool's record): a connection never seen before.
     Fresh,
-    /// A connection this pool lent out: its birth time and uses so far.
-    Lent { born: u64, uses: u32 },
+    /// A connection this pool lent out.
+    Lent(Loan),
     /// The pool already owns this number: a double release. Nothing was changed.
     AlreadyPooled,
 }
@@ -98,18 +115,43 @@ pub fn claim(fd: RawFd, pool_id: u32) -> Claim {
     let prev = slot.state.swap(POOLED, Ordering::AcqRel);
     match prev & STATE_MASK {
         POOLED => Claim::AlreadyPooled,
-        OUT => {
-            let meta = slot.meta.load(Ordering::Relaxed);
-            if (meta >> 32) as u32 == pool_id {
-                Claim::Lent {
-                    born: prev >> 2,
-                    uses: meta as u32,
-                }
-            } else {
-                Claim::Fresh
-            }
-        }
+        OUT => loan_of(slot, prev, pool_id).map_or(Claim::Fresh, Claim::Lent),
         _ => Claim::Fresh,
+    }
+}
+
+/// The loan recorded in `slot` (whose state read `state`, `OUT`), if pool `pool_id` made it.
+#[inline]
+fn loan_of(slot: &Slot, state: u64, pool_id: u32) -> Option<Loan> {
+    let meta = slot.meta.load(Ordering::Relaxed);
+    ((meta >> 32) as u32 == pool_id).then(|| Loan {
+        born: state >> 2,
+        uses: meta as u32,
+        key: slot.key.load(Ordering::Relaxed),
+        mark: slot.mark.load(Ordering::Relaxed),
+    })
+}
+
+/// The caller ends a connection it holds (a discard): the pool is about to close `fd`.
+/// Forgets the number and returns the loan pool `pool_id` recorded for it, if any. A number
+/// a pool owns is not touched (`Err`: the caller passed what is not theirs).
+pub fn end_loan(fd: RawFd, pool_id: u32) -> Result<Option<Loan>, ()> {
+    let Some(slot) = slot(fd) else {
+        return Ok(None);
+    };
+    let state = slot.state.load(Ordering::Acquire);
+    match state & STATE_MASK {
+        POOLED => Err(()),
+        OUT => {
+            let loan = loan_of(slot, state, pool_id);
+            // Only if still that loan: another thread may claim the number meanwhile (a
+            // caller bug, but never a reason to clear a pool's claim).
+            let _ = slot
+                .state
+                .compare_exchange(state, EMPTY, Ordering::AcqRel, Ordering::Relaxed);
+            Ok(loan)
+        }
+        _ => Ok(None),
     }
 }
 
@@ -122,12 +164,20 @@ pub fn is_pooled(fd: RawFd) -> bool {
 
 /// The pool hands `fd` to a caller: remember its history for the release that brings it back.
 #[inline]
-pub fn lend(fd: RawFd, pool_id: u32, born: u64, uses: u32) {
+pub fn lend(fd: RawFd, pool_id: u32, loan: Loan) {
     if let Some(slot) = slot(fd) {
+        let Loan {
+            born,
+            uses,
+            key,
+            mark,
+        } = loan;
         slot.meta.store(
             u64::from(pool_id) << 32 | u64::from(uses),
             Ordering::Relaxed,
         );
+        slot.key.store(key, Ordering::Relaxed);
+        slot.mark.store(mark, Ordering::Relaxed);
         slot.state
             .store(born.min(MAX_BORN) << 2 | OUT, Ordering::Release);
     }
@@ -170,17 +220,25 @@ mod tests {
     fn a_lent_fd_keeps_its_history_and_a_double_release_is_seen() {
         assert_eq!(claim(A, 7), Claim::Fresh);
         assert_eq!(claim(A, 7), Claim::AlreadyPooled);
-        lend(A, 7, 1234, 3);
-        assert_eq!(
-            claim(A, 7),
-            Claim::Lent {
-                born: 1234,
-                uses: 3
-            }
-        );
+        let loan = Loan {
+            born: 1234,
+            uses: 3,
+            key: 0xabc,
+            mark: 5,
+        };
+        lend(A, 7, loan);
+        assert_eq!(claim(A, 7), Claim::Lent(loan));
         forget(A);
         assert_eq!(claim(A, 7), Claim::Fresh);
-        lend(A, 7, 99, 1);
+        lend(
+            A,
+            7,
+            Loan {
+                born: 99,
+                uses: 1,
+                ..loan
+            },
+        );
         assert_eq!(
             claim(A, 8),
             Claim::Fresh,

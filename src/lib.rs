@@ -30,6 +30,7 @@ mod process;
 mod shard;
 pub mod stats;
 mod sys;
+mod wait;
 mod watch;
 
 pub use clock::{Clock, ManualClock, MonotonicClock};
@@ -37,5 +38,5 @@ pub use config::Config;
 pub use config::{Callback, Check, OnClose};
 pub use error::Error;
 pub use key::{InvalidKey, Key, MAX_KEY_LEN};
-pub use pool::{Acquired, ConnInfo, KeyHandle, Pool, Released};
+pub use pool::{Acquired, ConnInfo, Discarded, KeyHandle, Outcome, Pool, Released};
 pub use stats::{CloseReason, Stats};

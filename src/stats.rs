@@ -1,7 +1,5 @@
 //! Pool counters, and why the pool closes a connection.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
 /// Why the pool closed a connection it owned: one reason per closing counter of [`Stats`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CloseReason {
@@ -17,8 +15,11 @@ pub enum CloseReason {
     Dead,
     /// Released at `max_uses`.
     Retired,
-    /// Idle, closed by purge or by dropping the pool.
+    /// Idle, closed by purge, drain or dropping the pool; or lent before a drain of its
+    /// key, at its release.
     Purged,
+    /// Ended by the caller (`Pool::discard`).
+    Discarded,
 }
 
 /// A snapshot of a pool's gauges and counters (see `Pool::stats`). Counters only grow, and
@@ -45,8 +46,18 @@ pub struct Stats {
     pub dead: u64,
     /// Connections closed by their release at `max_uses`.
     pub retired: u64,
-    /// Idle connections closed by purge or by dropping the pool.
+    /// Idle connections closed by purge or by dropping the pool, and connections lent
+    /// before a drain of their key, closed at their release.
     pub purged: u64,
+    /// Connections handed out and not yet given back (release or discard) now. A caller that
+    /// closes a connection itself instead leaves it counted.
+    pub lent: u64,
+    /// Connect slots reserved now (with `Config::max_conns_per_key`).
+    pub connecting: u64,
+    /// Threads waiting in `Pool::acquire_wait` now.
+    pub waiting: u64,
+    /// Connections the caller ended with `Pool::discard`.
+    pub discarded: u64,
 }
 
 /// The counters of [`Stats`], as plain integers updated under a shard lock.
@@ -58,14 +69,19 @@ pub(crate) struct Counters {
     pub closed: [u64; REASONS],
 }
 
-/// Counters for events that happen outside any lock (a failed liveness check, a release
-/// closed before it reached a shard).
-#[derive(Debug, Default)]
-pub(crate) struct AtomicCounters {
-    closed: [AtomicU64; REASONS],
+impl Counters {
+    /// Adds `other` (the counters of an entry that goes) to these.
+    pub fn absorb(&mut self, other: &Counters) {
+        self.hits += other.hits;
+        self.misses += other.misses;
+        self.pooled += other.pooled;
+        for (a, b) in self.closed.iter_mut().zip(other.closed) {
+            *a += b;
+        }
+    }
 }
 
-const REASONS: usize = 6;
+const REASONS: usize = 7;
 
 impl CloseReason {
     fn index(self) -> usize {
@@ -80,15 +96,10 @@ impl Counters {
     }
 }
 
-impl AtomicCounters {
-    pub fn closed(&self, why: CloseReason, n: usize) {
-        self.closed[why.index()].fetch_add(n as u64, Ordering::Relaxed);
-    }
-}
-
 impl Stats {
     fn add_closed(&mut self, closed: [u64; REASONS]) {
-        let [full, evicted, expired, dead, retired, purged] = closed;
+        let [full, evicted, expired, dead, retired, purged, discarded] = closed;
+        self.discarded += discarded;
         self.closed_full += full;
         self.evicted += evicted;
         self.expired += expired;
@@ -102,9 +113,5 @@ impl Stats {
         self.misses += c.misses;
         self.pooled += c.pooled;
         self.add_closed(c.closed);
-    }
-
-    pub(crate) fn add_atomic(&mut self, c: &AtomicCounters) {
-        self.add_closed(c.closed.each_ref().map(|a| a.load(Ordering::Relaxed)));
     }
 }

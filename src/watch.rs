@@ -38,10 +38,14 @@ use crate::fd_table;
 use crate::sys;
 
 /// The epoll data of the timerfd; idle fds carry their key's hash (a key whose hash is
-/// this or [`LENT`], one in 2^63, is only never reaped early: its acquires still check).
+/// this, [`NOTICE`] or [`LENT`], three in 2^64, is only never reaped early: its acquires
+/// still check).
 const TIMER: u64 = u64::MAX;
 /// The epoll data of a disarmed (lent) fd's entry.
 const LENT: u64 = 0;
+/// The epoll data of the notice eventfd: a key that refused an acquire (-EAGAIN, at its
+/// limit) has a slot or an idle connection now.
+const NOTICE: u64 = u64::MAX - 1;
 /// Events read per `epoll_wait`.
 const BATCH: usize = 64;
 
@@ -52,12 +56,15 @@ pub enum Ready {
     Timer,
     /// An idle fd of the key with this hash has input, a hang-up or an error.
     Key { hash: u64 },
+    /// A key that refused an acquire has room now (the notice is consumed).
+    Notice,
 }
 
 #[derive(Debug)]
 pub struct Watcher {
     epoll: Option<OwnedFd>,
     timer: Option<OwnedFd>,
+    notice: Option<OwnedFd>,
     /// The deadline the timer is armed for ([`NEVER`]: disarmed).
     armed: Lock<u64>,
     /// Whether input counts (no caller's check): see the module's rules.
@@ -68,13 +75,17 @@ impl Watcher {
     pub fn new(pool_id: u32, input: bool) -> std::io::Result<Self> {
         let epoll = sys::epoll_create()?;
         let timer = sys::timerfd_create()?;
+        let notice = sys::eventfd_create()?;
         sys::epoll_arm(epoll.as_fd(), timer.as_fd(), TIMER, false, true)?;
-        // The pool owns both: a fork child closes its copies like those of idle fds.
-        fd_table::claim(epoll.as_raw_fd(), pool_id);
-        fd_table::claim(timer.as_raw_fd(), pool_id);
+        sys::epoll_arm(epoll.as_fd(), notice.as_fd(), NOTICE, false, true)?;
+        // The pool owns them: a fork child closes its copies like those of idle fds.
+        for fd in [&epoll, &timer, &notice] {
+            fd_table::claim(fd.as_raw_fd(), pool_id);
+        }
         Ok(Watcher {
             epoll: Some(epoll),
             timer: Some(timer),
+            notice: Some(notice),
             armed: Lock::new(NEVER),
             input,
         })
@@ -91,6 +102,11 @@ impl Watcher {
     /// The fd a caller polls: readable when there is something to reap.
     pub fn fd(&self) -> RawFd {
         self.epoll().as_raw_fd()
+    }
+
+    /// The notice eventfd (written by `Closing::notify_event_loop`).
+    pub fn notice_fd(&self) -> RawFd {
+        self.notice.as_ref().expect("open until drop").as_raw_fd()
     }
 
     /// Starts watching an fd that is about to be stored under the key with hash `hash`.
@@ -121,6 +137,10 @@ impl Watcher {
             .filter(|&d| d != LENT)
             .map(|d| match d {
                 TIMER => Ready::Timer,
+                NOTICE => {
+                    sys::drain_counter(self.notice.as_ref().expect("open until drop").as_fd());
+                    Ready::Notice
+                }
                 hash => Ready::Key { hash },
             })
             .collect();
@@ -158,7 +178,10 @@ impl Watcher {
 impl Drop for Watcher {
     fn drop(&mut self) {
         // Through close_fd, which forgets them in the fd table.
-        for fd in [self.epoll.take(), self.timer.take()].into_iter().flatten() {
+        for fd in [self.epoll.take(), self.timer.take(), self.notice.take()]
+            .into_iter()
+            .flatten()
+        {
             close_fd(fd);
         }
     }

@@ -19,8 +19,10 @@ use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use connpool::{Callback, Clock, CloseReason, ConnInfo, Key, ManualClock, Pool, Stats};
-use reference::{Closed, Conn, Limits, Model};
+use connpool::{
+    Callback, Clock, CloseReason, ConnInfo, Discarded, Key, ManualClock, Outcome, Pool, Stats,
+};
+use reference::{Closed, Conn, Got, Limits, Model};
 
 const KEYS: [&str; 4] = [
     "10.0.0.1:80",
@@ -71,6 +73,8 @@ struct Run {
     next_id: u64,
     log: Vec<String>,
     seed: u64,
+    /// Acquires refused at the limit.
+    at_limit: u64,
 }
 
 impl Run {
@@ -114,21 +118,23 @@ impl Run {
     fn acquire(&mut self, k: usize, info: bool) {
         let now = self.clock.now_ns();
         let key = Key::try_from(KEYS[k]).unwrap();
-        let got: Option<(OwnedFd, Option<ConnInfo>, usize)> = if info {
-            self.pool
-                .acquire_ctx(key)
-                .map(|a| (a.fd, Some(a.info), a.ctx))
+        let got: Result<(OwnedFd, Option<ConnInfo>, usize), Outcome> = if info {
+            match self.pool.try_acquire(key) {
+                Outcome::Hit(a) => Ok((a.fd, Some(a.info), a.ctx)),
+                o => Err(o),
+            }
         } else {
             self.pool
-                .acquire_fd_ctx(key)
+                .try_acquire_fd(key)
                 .map(|(fd, ctx)| (fd, None, ctx))
         };
         let mut closed = Vec::new();
         let expect = self.model.acquire(k, now, alive, &mut closed);
         self.closed(closed);
         match (got, expect) {
-            (None, None) => {}
-            (Some((fd, i, ctx)), Some(c)) => {
+            (Err(Outcome::Connect), Got::Connect) => {}
+            (Err(Outcome::AtLimit), Got::AtLimit) => self.at_limit += 1,
+            (Ok((fd, i, ctx)), Got::Hit(c)) => {
                 self.check(
                     ctx == c.t.id as usize,
                     &format!("acquire: state {ctx}, released with {}", c.t.id),
@@ -146,13 +152,48 @@ impl Run {
             }
             (g, e) => self.check(
                 false,
-                &format!(
-                    "acquire {k}: pool {:?}, model {:?}",
+                &(format!(
+                    "acquire {k}: pool {:?}, model {}",
                     g.map(|x| x.0.as_raw_fd()),
-                    e.map(|c| c.t.n)
-                ),
+                    match e {
+                        Got::Hit(c) => format!("conn {}", c.t.n),
+                        Got::Connect => "connect".into(),
+                        Got::AtLimit => "at the limit".into(),
+                    }
+                ) + &format!(
+                    "\npool key stats {:?}\nmodel key state {:?} idle {}",
+                    self.pool.stats_key(key),
+                    self.model.slots[k],
+                    self.model.keys[k].len()
+                )),
             ),
         }
+    }
+
+    /// The caller ends a connection it holds (a discard), or gives back a connect slot.
+    fn discard(&mut self, k: usize, r: u64) {
+        let key = Key::try_from(KEYS[k]).unwrap();
+        let mut closed = Vec::new();
+        if self.held.is_empty() || r % 3 == 0 {
+            let got = self.pool.discard_slot(key);
+            let want = self.model.discard(k, None, &mut closed);
+            self.check(got == want, &format!("discard_slot {k}: {got} vs {want}"));
+            return;
+        }
+        let (fd, c) = self.held.swap_remove(r as usize % self.held.len());
+        let got = self.pool.discard(key, fd, c.t.id as usize);
+        self.check(got == Discarded::Closed, &format!("discard {k}: {got:?}"));
+        self.model.discard(k, Some(c), &mut closed);
+        self.closed(closed);
+    }
+
+    fn drain(&mut self, k: Option<usize>) {
+        let n = self.pool.drain(k.map(|k| Key::try_from(KEYS[k]).unwrap()));
+        let mut closed = Vec::new();
+        self.model.drain(k, &mut closed);
+        let want = closed.len();
+        self.closed(closed);
+        self.check(n == want, &format!("drain {k:?}: {n} vs {want}"));
     }
 
     /// The fd the pool handed out must be the model's connection: a byte written on it
@@ -265,8 +306,9 @@ impl Run {
     }
 }
 
-/// Runs `OPS` random operations; returns the pool's final stats.
-fn run(seed: u64, lim: Limits) -> Stats {
+/// Runs `OPS` random operations; returns the pool's final stats and how many acquires the
+/// limit refused.
+fn run(seed: u64, lim: Limits) -> (Stats, u64) {
     let clock = ManualClock::new(1_000 * MS);
     let reported = Reported::default();
     let sink = reported.clone();
@@ -285,6 +327,7 @@ fn run(seed: u64, lim: Limits) -> Stats {
         next_id: 0,
         log: Vec::new(),
         seed,
+        at_limit: 0,
     };
     let mut rng = Rng(seed | 1);
     for _ in 0..OPS {
@@ -322,10 +365,19 @@ fn run(seed: u64, lim: Limits) -> Stats {
                 run.prune();
                 "prune".into()
             }
-            88..=90 => {
+            88..=89 => {
                 let which = (r % 3 != 0).then_some(k);
                 run.purge(which);
                 format!("purge {which:?}")
+            }
+            90..=93 => {
+                run.discard(k, r);
+                format!("discard {k}")
+            }
+            94 => {
+                let which = (r % 3 != 0).then_some(k);
+                run.drain(which);
+                format!("drain {which:?}")
             }
             _ => {
                 run.count_key(k);
@@ -340,6 +392,7 @@ fn run(seed: u64, lim: Limits) -> Stats {
         }
     }
     let stats = run.pool.stats();
+    let at_limit = run.at_limit;
     // Dropping the pool closes (purges) every idle connection, each reported once.
     let Run {
         pool,
@@ -349,7 +402,7 @@ fn run(seed: u64, lim: Limits) -> Stats {
     } = run;
     drop(pool);
     let mut want: Vec<(usize, CloseReason, bool)> = model
-        .drain()
+        .drain_all()
         .iter()
         .map(|c| (c.t.id as usize, CloseReason::Purged, true))
         .collect();
@@ -360,7 +413,7 @@ fn run(seed: u64, lim: Limits) -> Stats {
         got, want,
         "closes reported when the pool was dropped (seed {seed})"
     );
-    stats
+    (stats, at_limit)
 }
 
 /// Whether `fd` is an open file descriptor.
@@ -375,17 +428,19 @@ fn pool_matches_the_model() {
         .ok()
         .and_then(|s| s.parse::<u64>().ok());
     let configs = [
-        // per_key, total, idle, lifetime, uses, check, skip the check under
-        (3, None, 50 * MS, u64::MAX, 0, true, 0),
-        (2, Some(5), 40 * MS, 200 * MS, 5, true, 0),
-        (4, Some(3), u64::MAX, u64::MAX, 0, false, 0),
-        (1, None, 30 * MS, 120 * MS, 3, true, 0),
-        (8, Some(8), 60 * MS, u64::MAX, 2, false, 0),
-        (2, None, u64::MAX, 90 * MS, 0, true, 0),
-        (3, Some(6), 70 * MS, u64::MAX, 0, true, 15 * MS),
+        // per_key, total, idle, lifetime, uses, check, skip the check under, conns per key
+        (3, None, 50 * MS, u64::MAX, 0, true, 0, 0),
+        (2, Some(5), 40 * MS, 200 * MS, 5, true, 0, 0),
+        (4, Some(3), u64::MAX, u64::MAX, 0, false, 0, 0),
+        (1, None, 30 * MS, 120 * MS, 3, true, 0, 0),
+        (8, Some(8), 60 * MS, u64::MAX, 2, false, 0, 0),
+        (2, None, u64::MAX, 90 * MS, 0, true, 0, 0),
+        (3, Some(6), 70 * MS, u64::MAX, 0, true, 15 * MS, 0),
+        (2, None, 50 * MS, u64::MAX, 0, true, 0, 3),
+        (3, Some(5), 40 * MS, 150 * MS, 4, false, 0, 2),
     ]
     .map(
-        |(per_key, total, idle_ns, lifetime_ns, max_uses, check, skip_ns)| Limits {
+        |(per_key, total, idle_ns, lifetime_ns, max_uses, check, skip_ns, conns)| Limits {
             per_key,
             total,
             idle_ns,
@@ -393,11 +448,12 @@ fn pool_matches_the_model() {
             max_uses,
             check,
             skip_ns,
+            conns,
         },
     );
     for (i, lim) in configs.into_iter().enumerate() {
         let seed = fixed.unwrap_or(0x5eed_0000 + i as u64);
-        let s = run(seed, lim.clone());
+        let (s, at_limit) = run(seed, lim.clone());
         // Each configuration reached every outcome its limits allow: a run that never
         // evicts, retires or finds a dead connection would compare nothing about those.
         let reached = [
@@ -413,6 +469,8 @@ fn pool_matches_the_model() {
             ("dead", s.dead > 0 || !lim.check),
             ("evicted", s.evicted > 0 || lim.total.is_none()),
             ("retired", s.retired > 0 || lim.max_uses == 0),
+            ("discarded", s.discarded > 0),
+            ("a limit", lim.conns == 0 || at_limit > 0),
         ];
         for (what, ok) in reached {
             assert!(

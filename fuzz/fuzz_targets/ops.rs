@@ -34,12 +34,15 @@ use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use connpool::{Callback, Clock, CloseReason, Config, ConnInfo, Key, ManualClock, Pool, Released};
+use connpool::{
+    Callback, Clock, CloseReason, Config, ConnInfo, Discarded, Key, ManualClock, Outcome, Pool,
+    Released,
+};
 use libfuzzer_sys::fuzz_target;
 
 #[path = "../../tests/reference/mod.rs"]
 mod reference;
-use reference::{Closed, Limits, Model};
+use reference::{Closed, Got, Limits, Model};
 
 /// Operations per input at most: keeps each run short and the fds bounded.
 const MAX_OPS: usize = 256;
@@ -82,13 +85,18 @@ enum Op {
     IdleCount,
     /// Release the number of an idle connection again (a double release).
     DoubleRelease(usize, u8),
+    /// The caller ends a held connection (`Some(index)`), or gives back a connect slot.
+    Discard(usize, Option<u8>),
+    /// Drain a key (`true`) or every key.
+    Drain(usize, bool),
 }
 
 fn decode(code: u8, arg: u8) -> Op {
     let k = usize::from((code >> 4) & 7);
     let sel = code & 0x80 != 0;
     match code & 15 {
-        0 | 14 => Op::Acquire(k),
+        0 => Op::Acquire(k),
+        14 => Op::Discard(k, (arg & 1 == 1).then_some(arg >> 1)),
         1 => Op::AcquireInfo(k),
         2 => Op::Release(k, (arg & 1 == 1).then_some(arg >> 1)),
         3 => Op::ReleaseHint(k, arg, sel),
@@ -102,7 +110,7 @@ fn decode(code: u8, arg: u8) -> Op {
         11 => Op::IdleCountKey(k),
         12 => Op::DoubleRelease(k, arg),
         13 => Op::IdleCount,
-        _ => Op::Release(k, None),
+        _ => Op::Drain(k, sel),
     }
 }
 
@@ -121,6 +129,7 @@ fn decode_config(b: &[u8; CONFIG_LEN]) -> (Config, Limits) {
         idle_ns: ns(b[2], 1),
         lifetime_ns: ns(b[3], 4),
         max_uses: u32::from(b[4] % 8),
+        conns: u32::from((b[4] >> 3) % 4),
         check: b[5] & 1 == 1,
         skip_ns: u64::from(b[5] >> 1) * MS,
     };
@@ -318,13 +327,14 @@ impl Run {
         let s = self.pool().stats();
         let m = self.model.stats();
         self.check(s == m, || format!("stats\n  pool  {s:?}\n  model {m:?}"));
-        let e = self.model.expired_on_release;
+        // Closed at their release, never pooled: expired, or lent before a drain.
+        let (e, p) = (self.model.expired_on_release, self.model.purged_on_release);
         self.check(
-            s.pooled + e == s.idle + s.hits + s.dead + s.expired + s.evicted + s.purged,
-            || format!("identity: pooled + {e} expired at release != gone + idle: {s:?}"),
+            s.pooled + e + p == s.idle + s.hits + s.dead + s.expired + s.evicted + s.purged,
+            || format!("identity: pooled + {e} + {p} closed at release != gone + idle: {s:?}"),
         );
         self.check(
-            self.model.releases == s.pooled + s.closed_full + s.retired + e,
+            self.model.releases == s.pooled + s.closed_full + s.retired + e + p,
             || format!("{} releases, {s:?}", self.model.releases),
         );
     }
@@ -332,17 +342,20 @@ impl Run {
     fn acquire(&mut self, k: usize, info: bool) {
         let now = self.now();
         let key = Key::new(KEYS[k]).unwrap();
-        let got: Option<(OwnedFd, Option<ConnInfo>, usize)> = if info {
-            self.pool().acquire_ctx(key).map(|a| (a.fd, Some(a.info), a.ctx))
+        let got: Result<(OwnedFd, Option<ConnInfo>, usize), Outcome> = if info {
+            match self.pool().try_acquire(key) {
+                Outcome::Hit(a) => Ok((a.fd, Some(a.info), a.ctx)),
+                o => Err(o),
+            }
         } else {
-            self.pool().acquire_fd_ctx(key).map(|(fd, ctx)| (fd, None, ctx))
+            self.pool().try_acquire_fd(key).map(|(fd, ctx)| (fd, None, ctx))
         };
         let mut closed = Vec::new();
         let expect = self.model.acquire(k, now, alive, &mut closed);
         self.closed_all(closed);
         match (got, expect) {
-            (None, None) => {}
-            (Some((fd, info, ctx)), Some(c)) => {
+            (Err(Outcome::Connect), Got::Connect) | (Err(Outcome::AtLimit), Got::AtLimit) => {}
+            (Ok((fd, info, ctx)), Got::Hit(c)) => {
                 let raw = fd.as_raw_fd();
                 self.check(ctx == c.t.state, || {
                     format!("acquire {k}: state {ctx}, released with {}", c.t.state)
@@ -379,7 +392,11 @@ impl Run {
                 format!(
                     "acquire {k}: pool gave {:?}, model expects {:?}",
                     got.map(|(fd, _, _)| fd.as_raw_fd()),
-                    expect.map(|c| c.t.fd)
+                    match expect {
+                        Got::Hit(c) => Ok(c.t.fd),
+                        Got::Connect => Err("connect"),
+                        Got::AtLimit => Err("at the limit"),
+                    }
                 )
             }),
         }
@@ -477,6 +494,34 @@ impl Run {
         });
     }
 
+    fn discard(&mut self, k: usize, held: Option<u8>) {
+        let key = Key::new(KEYS[k]).unwrap();
+        let mut closed = Vec::new();
+        match held {
+            Some(i) if !self.held.is_empty() => {
+                let (fd, c) = self.held.remove(usize::from(i) % self.held.len());
+                let got = self.pool().discard(key, fd, c.t.state);
+                self.check(got == Discarded::Closed, || format!("discard {k}: {got:?}"));
+                self.model.discard(k, Some(c), &mut closed);
+                self.closed_all(closed);
+            }
+            _ => {
+                let got = self.pool().discard_slot(key);
+                let want = self.model.discard(k, None, &mut closed);
+                self.check(got == want, || format!("discard_slot {k}: {got}, model {want}"));
+            }
+        }
+    }
+
+    fn drain(&mut self, k: Option<usize>) {
+        let n = self.pool().drain(k.map(|k| Key::new(KEYS[k]).unwrap()));
+        let mut closed = Vec::new();
+        self.model.drain(k, &mut closed);
+        let want = closed.len();
+        self.closed_all(closed);
+        self.check(n == want, || format!("drain {k:?}: {n}, model {want}"));
+    }
+
     fn idle_count(&self) {
         let n = self.pool().idle_count();
         let want = self.model.idle();
@@ -539,6 +584,8 @@ impl Run {
             Op::CallerClose(a) => self.caller_close(usize::from(a)),
             Op::IdleCountKey(k) => self.idle_count_key(k),
             Op::IdleCount => self.idle_count(),
+            Op::Discard(k, held) => self.discard(k, held),
+            Op::Drain(k, one) => self.drain(one.then_some(k)),
             Op::DoubleRelease(k, a) => self.double_release(k, a),
         }
         self.compare_stats();
@@ -548,7 +595,7 @@ impl Run {
     /// Dropping the pool closes every idle fd (and nothing the caller holds).
     fn finish(mut self) {
         drop(self.pool.take());
-        let idle = self.model.drain();
+        let idle = self.model.drain_all();
         self.reported_exactly(idle.iter().map(|c| (c.t.state, CloseReason::Purged)).collect());
         for c in idle {
             self.closed(c, "idle when the pool was dropped");

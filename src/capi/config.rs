@@ -48,8 +48,11 @@ pub const CONNPOOL_CLOSE_EXPIRED: c_int = 3;
 pub const CONNPOOL_CLOSE_DEAD: c_int = 4;
 /// on_close reason: released at max_uses.
 pub const CONNPOOL_CLOSE_RETIRED: c_int = 5;
-/// on_close reason: idle, closed by connpool_purge() or connpool_free().
+/// on_close reason: idle, closed by connpool_purge(), connpool_drain() or connpool_free(); or
+/// lent before a connpool_drain() of its key, closed at its release.
 pub const CONNPOOL_CLOSE_PURGED: c_int = 6;
+/// on_close reason: ended by the caller with connpool_discard() (the ctx passed there).
+pub const CONNPOOL_CLOSE_DISCARDED: c_int = 7;
 
 /// The reason code of a close.
 fn reason_code(why: CloseReason) -> c_int {
@@ -60,6 +63,7 @@ fn reason_code(why: CloseReason) -> c_int {
         CloseReason::Dead => CONNPOOL_CLOSE_DEAD,
         CloseReason::Retired => CONNPOOL_CLOSE_RETIRED,
         CloseReason::Purged => CONNPOOL_CLOSE_PURGED,
+        CloseReason::Discarded => CONNPOOL_CLOSE_DISCARDED,
     }
 }
 
@@ -123,6 +127,12 @@ pub struct connpool_config {
     pub check: Option<unsafe extern "C" fn(arg: *mut c_void, fd: c_int, ctx: *mut c_void) -> c_int>,
     /// Passed to on_close and check. Default NULL. Since 0.2.
     pub arg: *mut c_void,
+    /// Connections per key at most: idle, lent (handed out, not yet given back with a
+    /// release or connpool_discard()) and being connected (a connect slot reserved by an
+    /// acquire that returned -ENOENT). Default 0: no limit. With a limit, every connection an
+    /// acquire handed out and every connect slot must come back through a release or
+    /// connpool_discard() (a caller that close()s one itself leaks its slot). Since 0.2.
+    pub max_conns_per_key: u32,
 }
 
 /// The size of connpool_config in 0.1, the first release: the smallest struct_size accepted.
@@ -143,6 +153,7 @@ fn defaults() -> connpool_config {
         on_close: None,
         check: None,
         arg: std::ptr::null_mut(),
+        max_conns_per_key: 0,
     }
 }
 
@@ -205,6 +216,7 @@ pub(super) unsafe fn config_arg(cfg: *const connpool_config) -> Option<Config> {
             .then(|| Duration::from_millis(CONNPOOL_SKIP_RECENT_MS)),
         watch: c.flags & CONNPOOL_WATCH != 0,
         reaper_thread: c.flags & CONNPOOL_REAPER_THREAD != 0,
+        max_conns_per_key: (c.max_conns_per_key != 0).then_some(c.max_conns_per_key),
         on_close: c.on_close.map(|f| on_close_of(f, Arg(c.arg))),
         check: c.check.map(|f| check_of(f, Arg(c.arg))),
     };

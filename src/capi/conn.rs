@@ -9,7 +9,7 @@ use super::{boundary, connpool, key_arg, pool_arg, PANIC_ERRNO};
 use crate::closer::close_fd;
 use crate::fd_table;
 use crate::key::MAX_KEY_LEN;
-use crate::pool::{Acquired, Released};
+use crate::pool::{Outcome, Released};
 
 /// connpool_release*(): the pool kept the fd idle; it owns it.
 pub const CONNPOOL_POOLED: c_int = 0;
@@ -55,19 +55,26 @@ const _: () = assert!(std::mem::offset_of!(connpool_conn_info, uses) + 8 == INFO
 /// fails on a reused connection before any response byte.
 ///
 /// Returns:
-/// - an fd >= 0: the caller owns it, and gives it back with connpool_release*() or
-///   close()s it.
-/// - -ENOENT: no usable idle connection for key (connect a new one). No fd changed hands.
+/// - an fd >= 0: the caller owns it, and gives it back with a release, or ends it with
+///   connpool_discard() (or, without max_conns_per_key, close()s it).
+/// - -ENOENT: no usable idle connection for key: connect a new one. With
+///   max_conns_per_key, a connect slot is now reserved for it: release the new connection
+///   (or discard it; or connpool_discard() with fd = -1 if the connect failed).
+/// - -EAGAIN: with max_conns_per_key, none idle and the key is at its limit; nothing
+///   changed (retry later: connpool_acquire_wait() waits; with CONNPOOL_WATCH the watch fd
+///   tells when to retry, see connpool_reap()).
 /// - -EINVAL: bad pool or key (see the pointer rules).
+///
+/// On every error no fd changed hands.
 #[no_mangle]
 pub unsafe extern "C" fn connpool_acquire(pool: *mut connpool, key: *const c_char) -> c_int {
     boundary!(-PANIC_ERRNO, {
         let (Some(pool), Some(key)) = (pool_arg(pool), key_arg(key)) else {
             return -libc::EINVAL;
         };
-        match pool.acquire(key) {
-            Some(fd) => fd.into_raw_fd(),
-            None => -libc::ENOENT,
+        match pool.try_acquire_fd(key) {
+            Ok((fd, _)) => fd.into_raw_fd(),
+            Err(o) => refused(&o),
         }
     })
 }
@@ -93,7 +100,7 @@ pub unsafe extern "C" fn connpool_acquire_info(
         if !info.is_null() && !size_ok(info, INFO_FIRST_SIZE) {
             return -libc::EINVAL;
         }
-        hand_out(pool.acquire_ctx(key), std::ptr::null_mut(), info)
+        hand_out(pool.try_acquire(key), std::ptr::null_mut(), info)
     })
 }
 
@@ -112,28 +119,49 @@ pub unsafe extern "C" fn connpool_acquire_ctx(
         let (Some(pool), Some(key)) = (pool_arg(pool), key_arg(key)) else {
             return -libc::EINVAL;
         };
-        match pool.acquire_fd_ctx(key) {
-            Some((fd, state)) => {
-                if !ctx.is_null() {
-                    *ctx = state as *mut c_void;
-                }
-                fd.into_raw_fd()
-            }
-            None => -libc::ENOENT,
-        }
+        fd_ctx(pool.try_acquire_fd(key), ctx)
     })
+}
+
+/// The C result of an acquire that found no connection.
+pub(super) fn refused(o: &Outcome) -> c_int {
+    match o {
+        Outcome::Hit(_) | Outcome::Connect => -libc::ENOENT,
+        Outcome::AtLimit => -libc::EAGAIN,
+        Outcome::TimedOut => -libc::ETIMEDOUT,
+        Outcome::Cancelled => -libc::ECANCELED,
+    }
+}
+
+/// A connection handed out with its state: its fd, with *ctx set when not NULL.
+///
+/// Safety: ctx is NULL or valid for writes.
+pub(super) unsafe fn fd_ctx(
+    got: Result<(OwnedFd, usize), Outcome>,
+    ctx: *mut *mut c_void,
+) -> c_int {
+    match got {
+        Ok((fd, state)) => {
+            if !ctx.is_null() {
+                *ctx = state as *mut c_void;
+            }
+            fd.into_raw_fd()
+        }
+        Err(o) => refused(&o),
+    }
 }
 
 /// A connection handed out: its fd, with *ctx and *info filled when not NULL.
 ///
 /// Safety: ctx and info are NULL or valid for writes (info's struct_size checked).
 pub(super) unsafe fn hand_out(
-    got: Option<Acquired>,
+    got: Outcome,
     ctx: *mut *mut c_void,
     info: *mut connpool_conn_info,
 ) -> c_int {
-    let Some(a) = got else {
-        return -libc::ENOENT;
+    let a = match got {
+        Outcome::Hit(a) => a,
+        o => return refused(&o),
     };
     if !ctx.is_null() {
         *ctx = a.ctx as *mut c_void;

@@ -1,9 +1,9 @@
 //! Key handles: a key resolved once, then used by handle.
 
 use std::ffi::{c_char, c_int, c_void};
-use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
+use std::os::fd::{FromRawFd, OwnedFd};
 
-use super::conn::{connpool_conn_info, hand_out, hint, refuse, released, INFO_FIRST_SIZE};
+use super::conn::{connpool_conn_info, fd_ctx, hand_out, hint, refuse, released, INFO_FIRST_SIZE};
 use super::sized::size_ok;
 use super::{boundary, connpool, key_arg, pool_arg, set_errno, PANIC_ERRNO};
 use crate::pool::{KeyHandle, Pool};
@@ -39,7 +39,7 @@ pub unsafe extern "C" fn connpool_key_get(
 
 /// The handle and its pool. Safety: k is NULL or a handle from connpool_key_get() whose
 /// pool is live.
-unsafe fn handle_arg<'a>(k: *mut connpool_key) -> Option<(&'a KeyHandle, &'a Pool)> {
+pub(super) unsafe fn handle_arg<'a>(k: *mut connpool_key) -> Option<(&'a KeyHandle, &'a Pool)> {
     let k = k.cast::<KeyHandle>().as_ref()?;
     Some((k, &*(k.owner() as *const Pool)))
 }
@@ -49,8 +49,8 @@ unsafe fn handle_arg<'a>(k: *mut connpool_key) -> Option<(&'a KeyHandle, &'a Poo
 /// *info (when info is not NULL) what is known of it (info->struct_size set by the caller;
 /// filling it costs a precise clock read, so pass NULL when not needed). Since 0.2.
 ///
-/// Returns an fd >= 0 (the caller's), -ENOENT (none: connect a new one), or -EINVAL (k is
-/// NULL, or info->struct_size is below the 0.1 struct's 32 bytes; nothing acquired).
+/// Returns what connpool_acquire() returns (an fd >= 0, -ENOENT, -EAGAIN), or -EINVAL (k
+/// is NULL, or info->struct_size is below the 0.1 struct's 32 bytes; nothing acquired).
 #[no_mangle]
 pub unsafe extern "C" fn connpool_key_acquire(
     k: *mut connpool_key,
@@ -62,20 +62,12 @@ pub unsafe extern "C" fn connpool_key_acquire(
             return -libc::EINVAL;
         };
         if info.is_null() {
-            return match pool.acquire_fd_by(k) {
-                Some((fd, state)) => {
-                    if !ctx.is_null() {
-                        *ctx = state as *mut c_void;
-                    }
-                    fd.into_raw_fd()
-                }
-                None => -libc::ENOENT,
-            };
+            return fd_ctx(pool.acquire_fd_by(k), ctx);
         }
         if !size_ok(info, INFO_FIRST_SIZE) {
             return -libc::EINVAL;
         }
-        hand_out(pool.acquire_by(k), ctx, info)
+        hand_out(pool.acquire_by(k, None), ctx, info)
     })
 }
 

@@ -23,6 +23,8 @@ mod conn;
 
 mod key;
 
+mod limits;
+
 mod config;
 
 mod stats;
@@ -37,6 +39,7 @@ pub use config::*;
 pub use conn::*;
 pub use key::*;
 pub use lifecycle::*;
+pub use limits::*;
 pub use maintain::*;
 pub use stats::*;
 pub use watch::*;
@@ -94,6 +97,7 @@ mod tests {
             include_str!("config.rs"),
             include_str!("conn.rs"),
             include_str!("key.rs"),
+            include_str!("limits.rs"),
             include_str!("lifecycle.rs"),
             include_str!("maintain.rs"),
             include_str!("stats.rs"),

@@ -41,13 +41,24 @@ pub struct connpool_stats {
     pub dead: u64,
     /// Connections closed by their release at max_uses.
     pub retired: u64,
-    /// Idle connections closed by connpool_purge() (or connpool_free()).
+    /// Idle connections closed by connpool_purge(), connpool_drain() or connpool_free(), and
+    /// connections lent before a connpool_drain() of their key, closed at their release.
     pub purged: u64,
+    /// Connections handed out and not yet given back (release or connpool_discard()), now.
+    /// A connection the caller closes itself stays counted. Since 0.2.
+    pub lent: u64,
+    /// Connect slots reserved now (with max_conns_per_key). Since 0.2.
+    pub connecting: u64,
+    /// Threads waiting in connpool_acquire_wait() now. Since 0.2.
+    pub waiting: u64,
+    /// Connections ended by connpool_discard() (not the slots returned with fd = -1). Since
+    /// 0.2.
+    pub discarded: u64,
 }
 
 /// The size of connpool_stats in 0.1, the first release.
 const STATS_FIRST_SIZE: usize = 96;
-const _: () = assert!(size_of::<connpool_stats>() == STATS_FIRST_SIZE);
+const _: () = assert!(std::mem::offset_of!(connpool_stats, purged) + 8 == STATS_FIRST_SIZE);
 
 fn to_c(s: Stats) -> connpool_stats {
     // Destructured, so that a field added to Stats breaks the build until it is mirrored.
@@ -63,6 +74,10 @@ fn to_c(s: Stats) -> connpool_stats {
         dead,
         retired,
         purged,
+        lent,
+        connecting,
+        waiting,
+        discarded,
     } = s;
     connpool_stats {
         struct_size: size_of::<connpool_stats>(),
@@ -77,6 +92,10 @@ fn to_c(s: Stats) -> connpool_stats {
         dead,
         retired,
         purged,
+        lent,
+        connecting,
+        waiting,
+        discarded,
     }
 }
 
@@ -130,4 +149,31 @@ pub unsafe extern "C" fn connpool_idle_count_key(
             _ => 0,
         }
     )
+}
+
+/// Fills *out with the figures of one key: the connpool_stats fields counted for it (keys is
+/// 1 if it holds an idle connection) and its gauges (idle, lent, connecting, waiting).
+/// Counters are kept while the key has an entry in the pool: from its first connection,
+/// connect slot or key handle until it holds nothing (no idle, lent or connecting
+/// connection, no waiter, no handle) and is swept; they then start again from zero. Exact
+/// once calls have returned. Since 0.2.
+///
+/// Returns 0 (all zeros for a key the pool knows nothing of), or -EINVAL (nothing written)
+/// for a bad pool or key, a NULL out or an out->struct_size below the 0.1 struct (96 bytes).
+#[no_mangle]
+pub unsafe extern "C" fn connpool_stats_get_key(
+    pool: *const connpool,
+    key: *const c_char,
+    out: *mut connpool_stats,
+) -> c_int {
+    boundary!(-PANIC_ERRNO, {
+        let (Some(pool), Some(key)) = (pool_arg(pool), key_arg(key)) else {
+            return -libc::EINVAL;
+        };
+        if out.is_null() || !super::sized::size_ok(out, STATS_FIRST_SIZE) {
+            return -libc::EINVAL;
+        }
+        write_sized(out, STATS_FIRST_SIZE, &to_c(pool.stats_key(key)));
+        0
+    })
 }

@@ -1,15 +1,17 @@
-//! Acquire: the hot path that hands an idle connection to the caller.
+//! Acquire: the hot path that hands an idle connection to the caller, and its forms.
 
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::{inject_panic, ConnInfo, Generation, Pool};
 use crate::clock::Clock;
 use crate::conn::Conn;
-use crate::fd_table;
+use crate::fd_table::{self, Loan};
 use crate::key::Key;
-use crate::shard::Shard;
-use crate::stats::CloseReason;
+use crate::shard::Took;
+use crate::wait::{Served, Waiter};
 
 /// A connection handed out with its state ([`Pool::acquire_ctx`], [`Pool::acquire_by`]).
 #[derive(Debug)]
@@ -22,12 +24,47 @@ pub struct Acquired {
     pub info: ConnInfo,
 }
 
+/// What an acquire that tells everything found ([`Pool::try_acquire`]).
+#[derive(Debug)]
+pub enum Outcome {
+    /// An idle connection, now the caller's.
+    Hit(Acquired),
+    /// None idle: connect a new one. With `Config::max_conns_per_key`, a connect slot is
+    /// reserved for it: release the new connection (or discard it, or `discard_slot` if the
+    /// connect failed).
+    Connect,
+    /// None idle and the key is at its connection limit: nothing changed.
+    AtLimit,
+    /// The wait timed out ([`Pool::acquire_wait`]).
+    TimedOut,
+    /// The pool is shutting down ([`Pool::shutdown`]).
+    Cancelled,
+}
+
+/// The acquire itself, before the caller's form is made of it.
+pub(super) enum Taken {
+    Hit(Conn, u64),
+    Connect,
+    AtLimit,
+    TimedOut,
+    Cancelled,
+}
+
 impl<C: Clock> Pool<C> {
     /// Takes the most recently released live connection of `key`, now owned by the caller.
+    /// `None`: connect a new one (with a limit, see [`Pool::try_acquire`]: `None` then also
+    /// means the key is at its limit).
     pub fn acquire(&self, key: Key<'_>) -> Option<OwnedFd> {
         let st = self.state();
-        let (hash, _) = self.shard(st, key.as_bytes());
-        self.take(st, hash, key.as_bytes()).map(|(c, _)| c.fd)
+        match self.take(
+            st,
+            self.hasher.hash_key(key.as_bytes()),
+            key.as_bytes(),
+            None,
+        ) {
+            Taken::Hit(c, _) => Some(c.fd),
+            _ => None,
+        }
     }
 
     /// As [`Pool::acquire`], with what is known of the connection. The key's expired
@@ -39,19 +76,72 @@ impl<C: Clock> Pool<C> {
 
     /// As [`Pool::acquire_info`], with the caller's state released with the connection.
     pub fn acquire_ctx(&self, key: Key<'_>) -> Option<Acquired> {
-        let st = self.state();
-        let (hash, _) = self.shard(st, key.as_bytes());
-        self.take(st, hash, key.as_bytes())
-            .map(|(c, reading)| self.acquired(c, reading))
+        match self.try_acquire(key) {
+            Outcome::Hit(a) => Some(a),
+            _ => None,
+        }
     }
 
     /// As [`Pool::acquire`], with the caller's state released with the connection (0: none),
     /// without the figures of [`Pool::acquire_ctx`] (which cost a precise clock read).
     pub fn acquire_fd_ctx(&self, key: Key<'_>) -> Option<(OwnedFd, usize)> {
         let st = self.state();
-        let (hash, _) = self.shard(st, key.as_bytes());
-        self.take(st, hash, key.as_bytes())
-            .map(|(c, _)| (c.fd, c.ctx))
+        match self.take(
+            st,
+            self.hasher.hash_key(key.as_bytes()),
+            key.as_bytes(),
+            None,
+        ) {
+            Taken::Hit(c, _) => Some((c.fd, c.ctx)),
+            _ => None,
+        }
+    }
+
+    /// [`Pool::acquire_fd_ctx`] that tells why there is none.
+    pub fn try_acquire_fd(&self, key: Key<'_>) -> Result<(OwnedFd, usize), Outcome> {
+        let st = self.state();
+        match self.take(
+            st,
+            self.hasher.hash_key(key.as_bytes()),
+            key.as_bytes(),
+            None,
+        ) {
+            Taken::Hit(c, _) => Ok((c.fd, c.ctx)),
+            taken => Err(self.outcome(taken)),
+        }
+    }
+
+    /// An acquire that tells what it found: a connection, a connect slot, or the limit.
+    pub fn try_acquire(&self, key: Key<'_>) -> Outcome {
+        let st = self.state();
+        let taken = self.take(
+            st,
+            self.hasher.hash_key(key.as_bytes()),
+            key.as_bytes(),
+            None,
+        );
+        self.outcome(taken)
+    }
+
+    /// As [`Pool::try_acquire`], but at the key's limit it waits, up to `timeout`, for a
+    /// release of the key (whose connection is handed straight to the longest waiter) or a
+    /// close (whose slot goes to the longest waiter): FIFO, no thundering herd. A zero
+    /// timeout never waits. Blocks the calling thread: for thread-per-connection servers.
+    pub fn acquire_wait(&self, key: Key<'_>, timeout: Duration) -> Outcome {
+        let st = self.state();
+        let hash = self.hasher.hash_key(key.as_bytes());
+        let taken = self.take(st, hash, key.as_bytes(), Some(timeout));
+        self.outcome(taken)
+    }
+
+    pub(super) fn outcome(&self, taken: Taken) -> Outcome {
+        match taken {
+            Taken::Hit(c, reading) => Outcome::Hit(self.acquired(c, reading)),
+            Taken::Connect => Outcome::Connect,
+            Taken::AtLimit => Outcome::AtLimit,
+            Taken::TimedOut => Outcome::TimedOut,
+            Taken::Cancelled => Outcome::Cancelled,
+        }
     }
 
     /// The connection handed out, with what is known of it.
@@ -72,68 +162,141 @@ impl<C: Clock> Pool<C> {
     }
 
     /// The acquire itself, for the key `key` with hash `hash`: the connection handed out
-    /// (now the caller's) and the clock reading it was taken at.
+    /// (now the caller's) and the clock reading it was taken at, or why there is none.
+    /// `wait`: at the key's limit, wait this long (zero or `None`: not at all).
     #[inline]
-    pub(super) fn take(&self, st: &Generation, hash: u64, key: &[u8]) -> Option<(Conn, u64)> {
+    pub(super) fn take(
+        &self,
+        st: &Generation,
+        hash: u64,
+        key: &[u8],
+        wait: Option<Duration>,
+    ) -> Taken {
         let (reading, now) = self.now();
         let shard = self.shard_of(st, hash);
+        let will_check = |c: &Conn| self.must_check(c, reading);
+        let waits = wait.is_some_and(|w| !w.is_zero());
         loop {
-            // A hit is counted once the connection is known to be handed out: at once if it
-            // is not checked, after the check otherwise (so hits never go down).
-            let will_check = |c: &Conn| self.must_check(c, reading);
             let fast = {
                 let mut guard = shard.lock();
                 inject_panic(key);
                 guard.take_fast(hash, key, |e| self.exact_near(now, e), will_check)
             };
-            let got = match fast {
-                Some(got) => {
-                    if got.is_some() {
+            let took = match fast {
+                Some(Took::AtLimit) if waits => None, // queued on the full path
+                Some(took) => {
+                    if let Took::Conn(..) = took {
                         st.closing.give_back(1);
                     }
-                    got
+                    Some(took)
                 }
-                None => self.take_closing(st, shard, hash, key, now, reading),
+                None => None,
             };
-            let (c, checked) = got?;
+            let took = match took {
+                Some(took) => took,
+                None => {
+                    let mut closes = self.close_list(st);
+                    let mut guard = shard.lock();
+                    if !waits {
+                        guard.take(
+                            hash,
+                            key,
+                            |e| self.exact_near(now, e),
+                            will_check,
+                            &mut closes,
+                        )
+                    } else {
+                        if st.shutdown.load(Ordering::Acquire) {
+                            return Taken::Cancelled; // checked under the lock: see shutdown
+                        }
+                        let w = Waiter::new();
+                        let nowf = |e| self.exact_near(now, e);
+                        match guard.take_or_queue(hash, key, nowf, will_check, &w, &mut closes) {
+                            Took::AtLimit => {
+                                drop(guard);
+                                drop(closes);
+                                return self.sleep_on(st, hash, key, &w, wait.unwrap_or_default());
+                            }
+                            took => took,
+                        }
+                    }
+                    // the guard unlocks, then the close list closes
+                }
+            };
+            let (c, checked, drains) = match took {
+                Took::Conn(c, checked, drains) => (c, checked, drains),
+                Took::Retry => continue, // the close list has closed them now
+                Took::Miss | Took::Slot => return Taken::Connect,
+                Took::AtLimit => return Taken::AtLimit,
+            };
             // Disarmed first: a dead one would keep the watch fd readable while nothing
             // in the pool can be reaped for it.
             if let Some(w) = st.watcher() {
                 w.disarm(c.fd.as_raw_fd());
             }
-            if !checked || self.healthy(&c) {
-                if checked {
-                    shard.count_checked_hit();
+            let c = if checked {
+                // A hit is counted once the check passed (so hits never go down).
+                let healthy = self.healthy(&c);
+                let mut closes = self.close_list(st);
+                // Bound, not matched in place: the guard must unlock before `closes` acts.
+                let kept = shard.lock().checked(hash, key, c, healthy, &mut closes);
+                match kept {
+                    Some(c) => c,
+                    None => continue, // dead: closed; try the next one
                 }
-                fd_table::lend(c.fd.as_raw_fd(), self.id, c.born, c.uses);
-                return Some((c, reading));
-            }
-            // Dead: close it and try the next one.
-            self.close_now(st, c, CloseReason::Dead);
+            } else {
+                c
+            };
+            self.lend(st, &c, hash, drains);
+            return Taken::Hit(c, reading);
         }
     }
 
-    /// Acquire's slow path: the key may hold expired connections, to be closed after
-    /// unlocking.
+    /// Records the loan of `c` from the key with hash `hash`, for its release.
+    #[inline]
+    fn lend(&self, st: &Generation, c: &Conn, hash: u64, key_drains: u16) {
+        let loan = Loan {
+            born: c.born,
+            uses: c.uses,
+            key: hash,
+            mark: self.mark(st, key_drains),
+        };
+        fd_table::lend(c.fd.as_raw_fd(), self.id, loan);
+    }
+
+    /// Queued as `w` at the key's limit: sleeps up to `timeout` to be served a connection
+    /// (handed over by a release, lent already) or a slot.
     #[cold]
-    fn take_closing(
+    fn sleep_on(
         &self,
         st: &Generation,
-        shard: &Shard,
         hash: u64,
         key: &[u8],
-        now: u64,
-        reading: u64,
-    ) -> Option<(Conn, bool)> {
-        let mut closes = self.close_list(st);
-        let mut guard = shard.lock();
-        let got = guard.take(hash, key, |e| self.exact_near(now, e), &mut closes);
-        let checked = got.as_ref().is_some_and(|c| self.must_check(c, reading));
-        if got.is_some() && !checked {
-            guard.count_hit();
+        w: &Arc<Waiter>,
+        timeout: Duration,
+    ) -> Taken {
+        let deadline = crate::sys::precise_now_ns()
+            .saturating_add(u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX));
+        let shard = self.shard_of(st, hash);
+        let served = if w.sleep(deadline) {
+            w.take()
+        } else if shard.lock().dequeue(hash, key, w) {
+            return Taken::TimedOut;
+        } else {
+            w.take() // served as it gave up: the result is there
+        };
+        match served {
+            Some(Served::Conn(c)) => {
+                let drains = shard.lock().drains(hash, key);
+                if let Some(w) = st.watcher() {
+                    w.disarm(c.fd.as_raw_fd());
+                }
+                self.lend(st, &c, hash, drains);
+                Taken::Hit(c, self.now().0)
+            }
+            Some(Served::Slot) => Taken::Connect,
+            Some(Served::Cancelled) | None => Taken::Cancelled,
         }
-        got.map(|c| (c, checked))
-        // the guard unlocks, then the close list closes
     }
 
     /// Whether acquire checks `c` before handing it out: with the check on, unless the

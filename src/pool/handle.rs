@@ -5,7 +5,8 @@
 use std::os::fd::OwnedFd;
 use std::time::Duration;
 
-use super::acquire::Acquired;
+use super::acquire::{Outcome, Taken};
+use super::limits::Discarded;
 use super::release::hint_ns;
 use super::{Pool, Released};
 use crate::clock::Clock;
@@ -45,6 +46,9 @@ impl<C: Clock> Pool<C> {
     pub fn key(&self, key: Key<'_>) -> &KeyHandle {
         let bytes = key.as_bytes();
         let hash = self.hasher.hash_key(bytes);
+        // Its entry keeps its counters for the pool's life (in this process generation).
+        let st = self.state();
+        self.shard_of(st, hash).lock().mark_handle(hash, bytes);
         self.handles.get_or_insert(
             hash,
             |h| h.hash == hash && *h.key == *bytes,
@@ -57,20 +61,38 @@ impl<C: Clock> Pool<C> {
         )
     }
 
-    /// [`Pool::acquire_ctx`] by handle. Panics if `k` belongs to another pool.
-    pub fn acquire_by(&self, k: &KeyHandle) -> Option<Acquired> {
+    /// [`Pool::try_acquire`] by handle; `wait` as [`Pool::acquire_wait`]'s timeout (zero or
+    /// `None`: no wait). Panics if `k` belongs to another pool.
+    pub fn acquire_by(&self, k: &KeyHandle, wait: Option<Duration>) -> Outcome {
         self.assert_mine(k);
         let st = self.state();
-        self.take(st, k.hash, &k.key)
-            .map(|(c, reading)| self.acquired(c, reading))
+        let taken = self.take(st, k.hash, &k.key, wait);
+        self.outcome(taken)
     }
 
-    /// [`Pool::acquire`] by handle, without the connection's figures (cheaper). Panics if
-    /// `k` belongs to another pool.
-    pub fn acquire_fd_by(&self, k: &KeyHandle) -> Option<(OwnedFd, usize)> {
+    /// [`Pool::acquire_fd_ctx`] by handle: without the connection's figures (cheaper).
+    /// `Err`: why there is none. Panics if `k` belongs to another pool.
+    pub fn acquire_fd_by(&self, k: &KeyHandle) -> Result<(OwnedFd, usize), Outcome> {
         self.assert_mine(k);
         let st = self.state();
-        self.take(st, k.hash, &k.key).map(|(c, _)| (c.fd, c.ctx))
+        match self.take(st, k.hash, &k.key, None) {
+            Taken::Hit(c, _) => Ok((c.fd, c.ctx)),
+            taken => Err(self.outcome(taken)),
+        }
+    }
+
+    /// [`Pool::discard`] by handle. Panics if `k` belongs to another pool.
+    pub fn discard_by(&self, k: &KeyHandle, fd: OwnedFd, ctx: usize) -> Discarded {
+        self.assert_mine(k);
+        let st = self.state();
+        self.discard_in(st, k.hash, &k.key, fd, ctx)
+    }
+
+    /// [`Pool::discard_slot`] by handle. Panics if `k` belongs to another pool.
+    pub fn discard_slot_by(&self, k: &KeyHandle) -> bool {
+        self.assert_mine(k);
+        let st = self.state();
+        self.return_slot_in(st, k.hash, &k.key)
     }
 
     /// [`Pool::release_ctx`] by handle. Panics if `k` belongs to another pool.

@@ -34,7 +34,8 @@ impl<C: Clock> Pool<C> {
         let key = key.as_bytes();
         let st = self.state();
         let (_, now) = self.now();
-        let (hash, shard) = self.shard(st, key);
+        let hash = self.hasher.hash_key(key);
+        let shard = self.shard_of(st, hash);
         let mut guard = shard.lock();
         guard.unexpired(hash, key, |earliest| self.exact_near(now, earliest))
     }
@@ -49,12 +50,13 @@ impl<C: Clock> Pool<C> {
                 .map(|shard| {
                     let mut closes = self.close_list(st);
                     let mut guard = shard.lock();
-                    guard.purge_all(&mut closes)
+                    guard.purge_all(false, &mut closes)
                 })
                 .sum(),
             Some(key) => {
                 let key = key.as_bytes();
-                let (hash, shard) = self.shard(st, key);
+                let hash = self.hasher.hash_key(key);
+                let shard = self.shard_of(st, hash);
                 let mut closes = self.close_list(st);
                 let mut guard = shard.lock();
                 guard.purge_key(hash, key, &mut closes)
@@ -123,7 +125,6 @@ impl<C: Clock> Pool<C> {
         for g in &guards {
             g.add_to(&mut s);
         }
-        s.add_atomic(&st.outside);
         drop(guards);
         s
     }
@@ -160,6 +161,7 @@ impl<C: Clock> Pool<C> {
             for ready in batch {
                 match ready {
                     Ready::Timer => timer = true,
+                    Ready::Notice => {} // consumed: the caller retries its refused acquires
                     Ready::Key { hash } => {
                         let shard = self.shard_of(st, hash);
                         progress += self.check_key(st, shard, hash, now);

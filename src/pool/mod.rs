@@ -47,36 +47,36 @@ mod acquire;
 mod cap;
 mod fork;
 mod handle;
+mod limits;
 mod maintain;
 mod reaper;
 mod release;
 
-pub use acquire::Acquired;
+pub use acquire::{Acquired, Outcome};
 pub use handle::KeyHandle;
+pub use limits::Discarded;
 
 use std::os::fd::AsFd;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use crate::cell::{Lock, Registry, SwapCell};
 use crate::clock::{Clock, MonotonicClock};
-use crate::closer::{CloseList, Closing};
+use crate::closer::Closing;
 use crate::config::{Callback, Check, Config, OnClose};
 use crate::conn::{Conn, NEVER};
 use crate::error::Error;
 use crate::key::KeyHasher;
 use crate::process;
-use crate::shard::Shard;
-use crate::stats::{AtomicCounters, CloseReason};
+use crate::shard::{CloseList, Shard};
+
 use crate::sys::{self, Peek};
 use crate::watch::Watcher;
 
 use reaper::Reaper;
 
-/// Number of lock shards (a power of two). 64 keeps contention between unrelated keys rare on
-/// machines with tens of cores while costing 8 KiB per pool.
-pub const SHARDS: usize = 64;
+pub use crate::shard::SHARDS;
 
 /// How close to a deadline a coarse clock reading is checked against the precise clock
 /// (see [`Pool::exact_near`]): far more than the coarse clock was ever seen to lag.
@@ -124,6 +124,8 @@ struct Limits {
     skip_check_ns: u64,
     watch: bool,
     reaper_thread: bool,
+    /// 0: none.
+    max_conns_per_key: u32,
 }
 
 /// The caller's callbacks.
@@ -147,6 +149,7 @@ impl Limits {
                 .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(NEVER)),
             watch: config.watch || config.reaper_thread,
             reaper_thread: config.reaper_thread,
+            max_conns_per_key: config.max_conns_per_key.unwrap_or(0),
         }
     }
 }
@@ -162,7 +165,11 @@ struct Generation {
     closing: Closing,
     /// With a global cap: the next release sequence number.
     seq: AtomicU64,
-    outside: AtomicCounters,
+    /// Drains of every key (`Pool::drain(None)`): connections lent before one are closed at
+    /// their release.
+    drains: AtomicU32,
+    /// `Pool::shutdown` was called: waits end at once.
+    shutdown: AtomicBool,
     /// With `watch`: the epoll set and timer.
     watcher: Option<Watcher>,
     /// Why there is no watcher (`Error::NoWatcher` without `watch`; why it could not be
@@ -178,14 +185,16 @@ impl Generation {
         } else {
             Err(Error::NoWatcher)
         };
-        let epoll = watch.as_ref().ok().map(Watcher::fd);
+        let fds = watch.as_ref().ok().map(|w| (w.fd(), w.notice_fd()));
         let no_watcher = watch.as_ref().err().copied().unwrap_or(Error::NoWatcher);
+        let limit = limits.max_conns_per_key;
         Generation {
             process,
-            shards: Box::new(std::array::from_fn(|_| Shard::default())),
-            closing: Closing::new(epoll, limits.max_idle_total != 0, hooks.on_close.clone()),
+            shards: Box::new(std::array::from_fn(|_| Shard::new(limit))),
+            closing: Closing::new(fds, limits.max_idle_total != 0, hooks.on_close.clone()),
             seq: AtomicU64::new(0),
-            outside: AtomicCounters::default(),
+            drains: AtomicU32::new(0),
+            shutdown: AtomicBool::new(false),
             watcher: watch.ok(),
             no_watcher,
             reaper: Lock::new(None),
@@ -322,25 +331,26 @@ impl<C: Clock> Pool<C> {
         }
     }
 
-    /// The key's hash (computed once per call) and its shard.
-    #[inline]
-    fn shard<'g>(&self, st: &'g Generation, key: &[u8]) -> (u64, &'g Shard) {
-        let h = self.hasher.hash_key(key);
-        (h, self.shard_of(st, h))
-    }
-
     /// The shard of the key with hash `h`.
     #[inline]
     fn shard_of<'g>(&self, st: &'g Generation, h: u64) -> &'g Shard {
-        // Middle bits: hashbrown uses the low bits and the top 7 within each shard's table.
-        &st.shards[(h >> 32) as usize & (SHARDS - 1)]
+        &st.shards[crate::shard::shard_index(h)]
     }
 
     /// A list of connections to close after unlocking (unwatched first, cap places given
-    /// back).
+    /// back, slots freed after).
     #[inline]
     fn close_list<'g>(&self, st: &'g Generation) -> CloseList<'g> {
-        st.closing.list()
+        CloseList::new(&st.closing, &st.shards)
+    }
+
+    /// The mark of a loan made now from a key whose drain count is `key_drains`: the
+    /// process generation (a fork child's pool knows nothing of its parent's loans) and the
+    /// drain counts (a connection lent before a drain is closed at its release).
+    #[inline]
+    fn mark(&self, st: &Generation, key_drains: u16) -> u64 {
+        let pool_drains = st.drains.load(Ordering::Relaxed) as u16;
+        (st.process & 0xffff_ffff) << 32 | u64::from(pool_drains) << 16 | u64::from(key_drains)
     }
 
     /// Whether an idle connection is healthy: the caller's check, or one non-blocking
@@ -351,12 +361,6 @@ impl<C: Clock> Pool<C> {
             Some(check) => sys::without_cancellation(|| check(c.fd.as_fd(), c.ctx)),
             None => sys::peek(c.fd.as_fd()) == Peek::Empty,
         }
-    }
-
-    /// Closes a connection the pool owns now, outside any lock, unwatching it first.
-    fn close_now(&self, st: &Generation, conn: Conn, why: CloseReason) {
-        st.outside.closed(why, 1);
-        st.closing.list().close(conn, why);
     }
 
     /// Returns (reading, the latest the real time may be): deadlines are set from the first

@@ -1,4 +1,5 @@
-//! Release: the caller gives a connection to the pool, which keeps it or closes it.
+//! Release: the caller gives a connection to the pool, which keeps it, hands it to a
+//! waiter, or closes it.
 
 use std::os::fd::{AsFd, AsRawFd, IntoRawFd, OwnedFd};
 use std::sync::atomic::Ordering;
@@ -7,8 +8,9 @@ use std::time::Duration;
 use super::{inject_panic, ForgetOnUnwind, Generation, Pool, Released};
 use crate::clock::Clock;
 use crate::conn::{Conn, NEVER};
-use crate::fd_table::{self, Claim};
+use crate::fd_table::{self, Claim, Loan};
 use crate::key::Key;
+use crate::shard::Return;
 use crate::stats::CloseReason;
 
 impl<C: Clock> Pool<C> {
@@ -29,7 +31,8 @@ impl<C: Clock> Pool<C> {
     /// As [`Pool::release_hint`] (`None`: no hint), with the caller's state `ctx` (opaque:
     /// never dereferenced), which travels with the connection: it is the pool's until handed
     /// out again with it or passed to the close callback. With [`Released::AlreadyPooled`]
-    /// it stays the caller's.
+    /// it stays the caller's. A key with waiters ([`Pool::acquire_wait`]) gets the
+    /// connection handed straight to the longest one ([`Released::Pooled`]).
     pub fn release_ctx(
         &self,
         key: Key<'_>,
@@ -38,7 +41,7 @@ impl<C: Clock> Pool<C> {
         keepalive: Option<Duration>,
     ) -> Released {
         let st = self.state();
-        let (hash, _) = self.shard(st, key.as_bytes());
+        let hash = self.hasher.hash_key(key.as_bytes());
         self.put(st, hash, key.as_bytes(), fd, ctx, hint_ns(keepalive))
     }
 
@@ -55,24 +58,48 @@ impl<C: Clock> Pool<C> {
         hint_ns: u64,
     ) -> Released {
         let raw = fd.as_raw_fd();
-        let (born, uses) = match fd_table::claim(raw, self.id) {
+        let loan = match fd_table::claim(raw, self.id) {
             Claim::AlreadyPooled => {
                 let _ = fd.into_raw_fd(); // the pool's fd already: not ours to close
                 return Released::AlreadyPooled;
             }
-            Claim::Fresh => (None, 1),
-            Claim::Lent { born, uses } => (Some(born), uses.saturating_add(1)),
+            Claim::Fresh => None,
+            Claim::Lent(loan) => Some(loan),
         };
         // If a bug panics before the fd is stored or closed, unwinding closes it (OwnedFd's
         // drop): forget the claim too, or the number would stay marked as the pool's.
         let unclaim = ForgetOnUnwind(raw);
-        let r = self.store(st, hash, key, fd, ctx, hint_ns, born, uses);
+        let r = self.store(st, hash, key, fd, ctx, hint_ns, loan);
         std::mem::forget(unclaim);
         r
     }
 
-    /// The claimed connection `fd`, kept or closed: `born` is its first release, if it was
-    /// lent by this pool.
+    /// How a connection lent as `loan` stands with the key with hash `hash`. A loan of an
+    /// earlier process generation (a fork child's parent) is nobody's here; a loan of
+    /// another key (a caller's mix-up) ends there at once, and the connection is new here.
+    #[inline]
+    fn returning(&self, st: &Generation, hash: u64, loan: Option<Loan>) -> Return {
+        let Some(loan) = loan else {
+            return Return::Fresh;
+        };
+        if loan.mark >> 32 != st.process & 0xffff_ffff {
+            return Return::Fresh;
+        }
+        if loan.key != hash {
+            let mut closes = self.close_list(st);
+            self.shard_of(st, loan.key)
+                .lock()
+                .end_loan(loan.key, &mut closes);
+            return Return::Fresh;
+        }
+        let pool_drains = st.drains.load(Ordering::Relaxed) as u16;
+        Return::Lent {
+            key_drains: loan.mark as u16,
+            drained: (loan.mark >> 16) as u16 != pool_drains,
+        }
+    }
+
+    /// The claimed connection `fd`, kept, handed over or closed.
     #[allow(clippy::too_many_arguments)]
     #[inline]
     fn store(
@@ -83,13 +110,14 @@ impl<C: Clock> Pool<C> {
         fd: OwnedFd,
         ctx: usize,
         hint_ns: u64,
-        born: Option<u64>,
-        uses: u32,
+        loan: Option<Loan>,
     ) -> Released {
-        let lent = born.is_some();
+        let lent = loan.is_some();
+        let ret = self.returning(st, hash, loan);
         let lim = &self.limits;
         let (reading, now) = self.now();
-        let born = born.unwrap_or(reading);
+        let born = loan.map_or(reading, |l| l.born);
+        let uses = loan.map_or(1, |l| l.uses.saturating_add(1));
         let mut conn = Conn {
             fd,
             ctx,
@@ -99,25 +127,36 @@ impl<C: Clock> Pool<C> {
             uses,
             seq: 0,
         };
-        if lim.max_uses != 0 && uses >= lim.max_uses {
-            self.close_now(st, conn, CloseReason::Retired);
-            return Released::Closed;
-        }
         let idle_ns = lim.idle_timeout_ns.min(hint_ns);
         conn.deadline = reading
             .saturating_add(idle_ns)
             .min(born.saturating_add(lim.lifetime_ns));
-        if conn.deadline <= self.exact_near(now, conn.deadline) {
-            self.close_now(st, conn, CloseReason::Expired);
-            return Released::Closed;
-        }
         let shard = self.shard_of(st, hash);
-        if lim.max_idle_total != 0 {
+        let max = lim.max_idle_per_key;
+        let slow = |conn, close, placed| {
+            // Slow path: something to close after unlocking.
+            let mut closes = self.close_list(st);
+            let mut guard = shard.lock();
+            inject_panic(key);
+            let kept = guard.put(hash, key, conn, ret, max, now, close, placed, &mut closes);
+            if kept {
+                Released::Pooled
+            } else {
+                Released::Closed
+            }
+        };
+        if lim.max_uses != 0 && uses >= lim.max_uses {
+            return slow(conn, Some(CloseReason::Retired), false);
+        }
+        if conn.deadline <= self.exact_near(now, conn.deadline) {
+            return slow(conn, Some(CloseReason::Expired), false);
+        }
+        let capped = lim.max_idle_total != 0;
+        if capped {
             // At the cap a release evicts to make room; one into a full key keeps nothing,
             // so it must not evict anything: check the key first (and again under the lock).
             if !self.reserve(st, shard, hash, key, now) {
-                self.close_now(st, conn, CloseReason::Full);
-                return Released::Closed;
+                return slow(conn, Some(CloseReason::Full), false);
             }
             conn.seq = st.seq.fetch_add(1, Ordering::Relaxed) + 1;
         }
@@ -126,35 +165,19 @@ impl<C: Clock> Pool<C> {
             w.watch(conn.fd.as_fd(), hash, lent); // before it is findable: see crate::watch
         }
         let deadline = conn.deadline;
-        let max = lim.max_idle_per_key;
         let fast = {
             let mut guard = shard.lock();
             inject_panic(key);
-            guard.put_fast(hash, key, conn, max, |e| self.exact_near(now, e))
+            guard.put_fast(hash, key, conn, ret, max, |e| self.exact_near(now, e))
         };
-        let pooled = match fast {
-            Ok(()) => true,
-            Err(conn) => {
-                // Slow path: expired connections, or a full key, to close after unlocking.
-                let mut closes = self.close_list(st);
-                let mut guard = shard.lock();
-                guard.put(
-                    hash,
-                    key,
-                    conn,
-                    max,
-                    |e| self.exact_near(now, e),
-                    &mut closes,
-                )
-            }
+        let released = match fast {
+            Ok(()) => Released::Pooled,
+            Err(conn) => slow(conn, None, capped),
         };
-        if !pooled {
-            return Released::Closed;
-        }
-        if let Some(w) = watcher {
+        if let (Some(w), Released::Pooled) = (watcher, released) {
             w.lower_timer(deadline);
         }
-        Released::Pooled
+        released
     }
 }
 

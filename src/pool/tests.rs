@@ -156,7 +156,7 @@ fn a_fork_child_never_waits_for_a_lock_held_at_the_fork() {
     let (a, _a_peer) = UnixStream::pair().unwrap();
     let a_raw = a.as_raw_fd();
     assert_eq!(pool.release(key, a.into()), Released::Pooled);
-    let (_, shard) = pool.shard(pool.state(), key.as_bytes());
+    let shard = pool.shard_of(pool.state(), pool.hasher.hash_key(key.as_bytes()));
     let (locked_tx, locked_rx) = mpsc::channel();
     let (done_tx, done_rx) = mpsc::channel::<()>();
     std::thread::scope(|s| {

@@ -1,8 +1,14 @@
 //! One key's entry in a shard: its idle connections, most recently released last (reuse is
-//! LIFO, eviction takes the front). Only the shard guard changes an entry (its methods are
-//! private to `crate::shard`), so the shard's counts stay in step with every change.
+//! LIFO, eviction takes the front), what it has out (lent, connect slots, connections being
+//! closed or checked), its waiters and its counters. Only the shard guard changes an entry
+//! (its methods are private to `crate::shard`), so the shard's counts stay in step.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
 
 use crate::conn::{Conn, NEVER};
+use crate::stats::Counters;
+use crate::wait::Waiter;
 
 #[derive(Debug)]
 pub(crate) struct Entry {
@@ -18,6 +24,21 @@ pub(crate) struct Entry {
     /// Purges of this key so far: a connection checked out before one is closed, not put
     /// back, when it returns.
     purges: u32,
+    /// Handed out (by an acquire or a hand-off) and not yet given back (release, discard).
+    pub(super) lent: u32,
+    /// Connect slots reserved by acquires at a limit's key.
+    pub(super) connecting: u32,
+    /// With a limit: taken to be closed, not closed yet (their slots are freed after).
+    pub(super) closing: u32,
+    /// Threads waiting for a connection or a slot, longest waiting first.
+    pub(super) waiters: VecDeque<Arc<Waiter>>,
+    /// An acquire found the key at its limit since the event loop was last told of a slot.
+    pub(super) blocked: bool,
+    /// Drains of this key: connections lent before one are closed at their release.
+    pub(super) drains: u16,
+    /// A key handle names it: kept even when it holds nothing (its counters live on).
+    pub(super) handle: bool,
+    pub(super) counters: Counters,
 }
 
 impl Entry {
@@ -29,13 +50,35 @@ impl Entry {
             earliest: NEVER,
             checking: 0,
             purges: 0,
+            lent: 0,
+            connecting: 0,
+            closing: 0,
+            waiters: VecDeque::new(),
+            blocked: false,
+            drains: 0,
+            handle: false,
+            counters: Counters::default(),
         }
     }
 
-    /// Whether the entry must stay even with no idle connection (connections out for a
-    /// check will come back to it).
-    pub fn pinned(&self) -> bool {
+    /// Whether the entry must stay even with no idle connection: something of it is out
+    /// and will come back to it, or a handle names it. Its loans pin it only with a limit
+    /// (`limited`), where every loan must come back, or once it was drained (the drain must
+    /// meet them at their release): without a limit a caller may close a lent connection
+    /// itself, and the entry of a key it never comes back to must not stay for ever.
+    pub fn pinned(&self, limited: bool) -> bool {
         self.checking > 0
+            || (self.lent > 0 && (limited || self.drains != 0))
+            || self.connecting > 0
+            || self.closing > 0
+            || !self.waiters.is_empty()
+            || self.handle
+    }
+
+    /// Connections of this key that count against a limit: idle, out for a check, lent,
+    /// being connected, being closed.
+    pub(super) fn total(&self) -> u32 {
+        self.conns.len() as u32 + self.checking + self.lent + self.connecting + self.closing
     }
 
     /// Idle connections held.

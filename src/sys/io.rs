@@ -83,6 +83,20 @@ pub fn eventfd_signal(fd: BorrowedFd<'_>) {
     };
 }
 
+/// Makes the eventfd numbered `fd` readable (raw: the caller keeps it open for the call).
+pub fn eventfd_signal_raw(fd: RawFd) {
+    let one = 1u64;
+    // SAFETY: 8 readable bytes; a bad fd is an error return.
+    unsafe {
+        libc::syscall(
+            libc::SYS_write,
+            fd,
+            (&one as *const u64).cast::<libc::c_void>(),
+            8usize,
+        )
+    };
+}
+
 /// Reads an 8-byte counter (timerfd expirations, eventfd) without blocking, so the fd
 /// stops being readable; the value is not needed.
 pub fn drain_counter(fd: BorrowedFd<'_>) {

@@ -18,6 +18,9 @@ pub use epoll::{
     epoll_arm, epoll_create, epoll_del_raw, epoll_disarm, epoll_ready, timerfd_create, timerfd_set,
 };
 pub use fork::{atfork_child, ForkMarker};
-pub use io::{close_raw, drain_counter, eventfd_create, eventfd_signal, peek, wait_readable, Peek};
+pub use io::{
+    close_raw, drain_counter, eventfd_create, eventfd_signal, eventfd_signal_raw, peek,
+    wait_readable, Peek,
+};
 pub use thread::{block_all_signals, futex_wait, futex_wake, without_cancellation};
 pub use time::{coarse_now_ns, coarse_resolution_ns, precise_now_ns};

@@ -1,17 +1,22 @@
 //! The reference model of a pool, shared by the model test (`tests/model.rs`) and the fuzz
 //! target (`fuzz/fuzz_targets/ops.rs`, which includes this file by path): per-key LIFO
-//! stacks of connections with their deadlines, uses and release order, the counters, and
-//! for every operation the result the pool must give and the connections it must close,
-//! each with its reason. The harnesses drive the pool and this model with the same
-//! operations and compare; each connection carries the harness's own payload `T` (the
-//! backend's end, inodes, ...), and whether one is alive is the harness's question.
+//! stacks of connections with their deadlines, uses and release order; per key, its loans,
+//! connect slots and drains (with a connection limit); the counters; and for every
+//! operation the result the pool must give and the connections it must close, each with
+//! its reason. The harnesses drive the pool and this model with the same operations and
+//! compare; each connection carries the harness's own payload `T` (the backend's end,
+//! inodes, ...), and whether one is alive is the harness's question.
 #![allow(dead_code)] // each harness uses a different part
+
+mod keys;
 
 use std::collections::HashMap;
 use std::os::fd::RawFd;
 use std::time::Duration;
 
 use connpool::{CloseReason, Config, Released, Stats};
+
+pub use keys::KeyState;
 
 /// The model's limits, in clock nanoseconds (`u64::MAX`: none).
 #[derive(Debug, Clone)]
@@ -24,6 +29,8 @@ pub struct Limits {
     pub check: bool,
     /// `Config::skip_check_if_idle_under` in ns (0: none).
     pub skip_ns: u64,
+    /// `Config::max_conns_per_key` (0: none).
+    pub conns: u32,
 }
 
 impl Limits {
@@ -39,9 +46,18 @@ impl Limits {
             check_liveness: self.check,
             skip_check_if_idle_under: (self.skip_ns != 0)
                 .then(|| Duration::from_nanos(self.skip_ns)),
+            max_conns_per_key: (self.conns != 0).then_some(self.conns),
             ..Config::default()
         }
     }
+}
+
+/// A loan, as the pool records it by fd number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Loan {
+    pub key: usize,
+    pub key_drains: u16,
+    pub pool_drains: u16,
 }
 
 /// A connection as the model knows it.
@@ -55,24 +71,41 @@ pub struct Conn<T> {
     pub deadline: u64,
     /// Release order (with a global cap only, as the pool).
     pub seq: u64,
+    /// While the caller holds it: the loan it was handed out with (None: a new one).
+    pub loan: Option<Loan>,
 }
 
 /// Connections the pool must have closed during one operation, with the reason.
 pub type Closed<T> = Vec<(Conn<T>, CloseReason)>;
 
+/// What an acquire found.
+#[derive(Debug)]
+pub enum Got<T> {
+    Hit(Conn<T>),
+    /// Connect a new one (with a limit, a slot is reserved).
+    Connect,
+    AtLimit,
+}
+
 pub struct Model<T> {
     pub lim: Limits,
+    /// Per key: its idle stack (most recent last) and what the pool keeps of it.
     pub keys: Vec<Vec<Conn<T>>>,
+    pub slots: Vec<KeyState>,
     pub stats: Stats,
     /// Releases the pool closed because the connection had already expired (counted in
     /// `expired` but never pooled).
     pub expired_on_release: u64,
+    /// Releases the pool closed because their connection was lent before a drain (counted
+    /// in `purged` but never pooled).
+    pub purged_on_release: u64,
     /// Releases other than double releases.
     pub releases: u64,
+    pool_drains: u16,
     seq: u64,
-    /// The pool's record of fd numbers it lent and the caller closed: (born, uses). A new
-    /// socket that gets such a number continues that history (see src/fd_table.rs).
-    stale: HashMap<RawFd, (u64, u32)>,
+    /// The pool's record of fd numbers it lent and the caller closed: (born, uses, loan).
+    /// A new socket that gets such a number continues that history (src/fd_table.rs).
+    stale: HashMap<RawFd, (u64, u32, Loan)>,
 }
 
 impl<T> Model<T> {
@@ -80,9 +113,12 @@ impl<T> Model<T> {
         Model {
             lim,
             keys: (0..keys).map(|_| Vec::new()).collect(),
+            slots: (0..keys).map(|_| KeyState::default()).collect(),
             stats: Stats::default(),
             expired_on_release: 0,
+            purged_on_release: 0,
             releases: 0,
+            pool_drains: 0,
             seq: 0,
             stale: HashMap::new(),
         }
@@ -97,13 +133,20 @@ impl<T> Model<T> {
         let mut s = self.stats;
         s.idle = self.idle() as u64;
         s.keys = self.keys.iter().filter(|s| !s.is_empty()).count() as u64;
+        for k in self.slots.iter().filter(|k| k.entry) {
+            s.lent += u64::from(k.lent);
+            s.connecting += u64::from(k.connecting);
+        }
         s
     }
 
     /// A new connection of the caller's on fd number `fd` (a recycled number continues the
     /// history the pool kept for it).
     pub fn connect(&mut self, fd: RawFd, now: u64, t: T) -> Conn<T> {
-        let (born, uses) = self.stale.remove(&fd).unwrap_or((now, 0));
+        let (born, uses, loan) = match self.stale.remove(&fd) {
+            Some((born, uses, loan)) => (born, uses, Some(loan)),
+            None => (now, 0, None),
+        };
         Conn {
             t,
             born,
@@ -111,12 +154,15 @@ impl<T> Model<T> {
             released: 0,
             deadline: 0,
             seq: 0,
+            loan,
         }
     }
 
     /// The caller closed a connection it held (fd number `fd`) instead of releasing it.
     pub fn caller_closed(&mut self, fd: RawFd, c: &Conn<T>) {
-        self.stale.insert(fd, (c.born, c.uses));
+        if let Some(loan) = c.loan {
+            self.stale.insert(fd, (c.born, c.uses, loan));
+        }
     }
 
     /// Whether acquire checks `c` at `now` (prune checks every connection).
@@ -137,26 +183,49 @@ impl<T> Model<T> {
         }
     }
 
-    /// Acquire of key `k`: the connection handed out, if any.
+    /// Acquire of key `k`.
     pub fn acquire(
         &mut self,
         k: usize,
         now: u64,
         alive: impl Fn(&T) -> bool,
         closed: &mut Closed<T>,
-    ) -> Option<Conn<T>> {
+    ) -> Got<T> {
+        let limited = self.lim.conns != 0;
+        if !limited && !self.slots[k].entry {
+            self.stats.misses += 1;
+            return Got::Connect;
+        }
+        self.slots[k].entry = true;
         self.expire(k, now, closed);
-        while let Some(c) = self.keys[k].pop() {
+        while let Some(mut c) = self.keys[k].pop() {
             if self.checks(&c, now) && !alive(&c.t) {
                 self.stats.dead += 1;
                 closed.push((c, CloseReason::Dead));
                 continue;
             }
             self.stats.hits += 1;
-            return Some(c);
+            let s = &mut self.slots[k];
+            s.lent += 1;
+            c.loan = Some(Loan {
+                key: k,
+                key_drains: s.drains,
+                pool_drains: self.pool_drains,
+            });
+            return Got::Hit(c);
         }
         self.stats.misses += 1;
-        None
+        if !limited {
+            return Got::Connect;
+        }
+        let idle = self.keys[k].len() as u32;
+        let s = &mut self.slots[k];
+        if s.total(idle) < self.lim.conns {
+            s.connecting += 1;
+            Got::Connect
+        } else {
+            Got::AtLimit
+        }
     }
 
     /// Release of `c` into key `k` with a keep-alive hint in ns.
@@ -169,91 +238,129 @@ impl<T> Model<T> {
         closed: &mut Closed<T>,
     ) -> Released {
         self.releases += 1;
+        let ret = self.returning(k, c.loan.take());
         c.uses += 1;
         c.released = now;
-        let lim = &self.lim;
+        let lim = self.lim.clone();
         let idle = lim.idle_ns.min(hint_ns.unwrap_or(u64::MAX));
         c.deadline = now
             .saturating_add(idle)
             .min(c.born.saturating_add(lim.lifetime_ns));
         if lim.max_uses != 0 && c.uses >= lim.max_uses {
-            self.stats.retired += 1;
-            closed.push((c, CloseReason::Retired));
-            return Released::Closed;
+            return self.put(k, c, ret, now, Some(CloseReason::Retired), closed);
         }
         if c.deadline <= now {
-            self.stats.expired += 1;
-            self.expired_on_release += 1;
-            closed.push((c, CloseReason::Expired));
-            return Released::Closed;
+            return self.put(k, c, ret, now, Some(CloseReason::Expired), closed);
         }
-        // The key's expired connections go first (before the cap is judged).
-        self.expire(k, now, closed);
-        let full = self.keys[k].len() >= self.lim.per_key;
-        if let (Some(cap), false) = (self.lim.total, full) {
+        if let Some(cap) = lim.total {
             if self.idle() >= cap {
-                // Evict the least recently released idle connection of any key.
-                let vk = (0..self.keys.len())
-                    .filter(|&i| !self.keys[i].is_empty())
-                    .min_by_key(|&i| self.keys[i][0].seq)
-                    .expect("at the cap, something is idle");
-                let v = self.keys[vk].remove(0);
-                self.stats.evicted += 1;
-                closed.push((v, CloseReason::Evicted));
+                // A key already full keeps nothing and evicts nothing (judged after its
+                // expired connections go).
+                self.expire(k, now, closed);
+                if self.keys[k].len() >= lim.per_key {
+                    return self.put(k, c, ret, now, Some(CloseReason::Full), closed);
+                }
+                if self.idle() >= cap {
+                    // Evict the least recently released idle connection of any key.
+                    let vk = (0..self.keys.len())
+                        .filter(|&i| !self.keys[i].is_empty())
+                        .min_by_key(|&i| self.keys[i][0].seq)
+                        .expect("at the cap, something is idle");
+                    let v = self.keys[vk].remove(0);
+                    self.stats.evicted += 1;
+                    closed.push((v, CloseReason::Evicted));
+                }
             }
             self.seq += 1;
             c.seq = self.seq;
         }
-        if full {
-            self.stats.closed_full += 1;
-            closed.push((c, CloseReason::Full));
-            Released::Closed
-        } else {
-            self.keys[k].push(c);
-            self.stats.pooled += 1;
-            Released::Pooled
-        }
+        self.put(k, c, ret, now, None, closed)
     }
 
-    /// Prune: every expired connection and, with the check on, every dead one.
-    pub fn prune(&mut self, now: u64, alive: impl Fn(&T) -> bool, closed: &mut Closed<T>) {
-        for k in 0..self.keys.len() {
-            self.expire(k, now, closed);
-            if self.lim.check {
-                let stack = std::mem::take(&mut self.keys[k]);
-                for c in stack {
-                    if alive(&c.t) {
-                        self.keys[k].push(c);
-                    } else {
-                        self.stats.dead += 1;
-                        closed.push((c, CloseReason::Dead));
-                    }
-                }
+    /// The release into `k`, under the key's lock: see `ShardGuard::put`.
+    fn put(
+        &mut self,
+        k: usize,
+        c: Conn<T>,
+        ret: Option<(u16, bool)>,
+        now: u64,
+        close: Option<CloseReason>,
+        closed: &mut Closed<T>,
+    ) -> Released {
+        let idle = self.keys[k].len() as u32;
+        let s = &mut self.slots[k];
+        s.entry = true;
+        let drained = match ret {
+            Some((key_drains, drained)) if s.lent > 0 => {
+                s.lent -= 1;
+                drained || key_drains != s.drains
             }
-        }
-    }
-
-    /// Purge of key `k`, or of every key.
-    pub fn purge(&mut self, k: Option<usize>, closed: &mut Closed<T>) {
-        let keys = match k {
-            Some(k) => k..k + 1,
-            None => 0..self.keys.len(),
+            _ if s.connecting > 0 => {
+                s.connecting -= 1;
+                false
+            }
+            _ if self.lim.conns != 0 && s.total(idle) >= self.lim.conns => {
+                self.stats.closed_full += 1;
+                closed.push((c, CloseReason::Full));
+                return Released::Closed;
+            }
+            _ => false,
         };
-        for k in keys {
-            for c in std::mem::take(&mut self.keys[k]) {
-                self.stats.purged += 1;
-                closed.push((c, CloseReason::Purged));
+        self.expire(k, now, closed);
+        let why = match close {
+            Some(why) => Some(why),
+            None if drained => Some(CloseReason::Purged),
+            None if self.keys[k].len() >= self.lim.per_key => Some(CloseReason::Full),
+            None => None,
+        };
+        match why {
+            Some(why) => {
+                self.count(why);
+                match (close, why) {
+                    (Some(CloseReason::Expired), _) => self.expired_on_release += 1,
+                    (None, CloseReason::Purged) => self.purged_on_release += 1,
+                    _ => {}
+                }
+                closed.push((c, why));
+                Released::Closed
+            }
+            None => {
+                self.keys[k].push(c);
+                self.stats.pooled += 1;
+                Released::Pooled
             }
         }
     }
 
-    /// idle_count_key: the key's connections that have not expired (nothing changes).
-    pub fn count_key(&self, k: usize, now: u64) -> usize {
-        self.keys[k].iter().filter(|c| c.deadline > now).count()
+    fn count(&mut self, why: CloseReason) {
+        let s = &mut self.stats;
+        match why {
+            CloseReason::Full => s.closed_full += 1,
+            CloseReason::Evicted => s.evicted += 1,
+            CloseReason::Expired => s.expired += 1,
+            CloseReason::Dead => s.dead += 1,
+            CloseReason::Retired => s.retired += 1,
+            CloseReason::Purged => s.purged += 1,
+            CloseReason::Discarded => s.discarded += 1,
+        }
     }
 
-    /// Every idle connection, as dropping the pool closes them (counted purged).
-    pub fn drain(&mut self) -> Vec<Conn<T>> {
-        self.keys.iter_mut().flat_map(std::mem::take).collect()
+    /// How a connection lent as `loan` stands with key `k`: `Some((key drains at the loan,
+    /// drained since by a drain of every key))` for a loan of `k`; a loan of another key
+    /// ends there (None: a new connection here).
+    fn returning(&mut self, k: usize, loan: Option<Loan>) -> Option<(u16, bool)> {
+        let loan = loan?;
+        if loan.key != k {
+            self.end_loan(loan.key);
+            return None;
+        }
+        Some((loan.key_drains, loan.pool_drains != self.pool_drains))
+    }
+
+    fn end_loan(&mut self, k: usize) {
+        let s = &mut self.slots[k];
+        if s.entry && s.lent > 0 {
+            s.lent -= 1;
+        }
     }
 }
