@@ -230,6 +230,8 @@ int tls_idle_check(SSL *ssl)
 {
     char byte;
     ERR_clear_error(); /* SSL_get_error() reads this thread's queue: start it empty */
+    /* SSL_MODE_AUTO_RETRY (OpenSSL's default) makes it go on past each ticket while more
+     * records are waiting: a close_notify behind a ticket is seen in this same call. */
     in_check = 1;
     int r = SSL_peek(ssl, &byte, 1);
     in_check = 0;
