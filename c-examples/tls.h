@@ -61,9 +61,10 @@ ssize_t tls_write_nb(SSL *ssl, const void *buf, size_t len);
 void tls_send_ticket(SSL *ssl);
 
 /* Is an idle client connection still usable? 0: healthy; 1: dead. For libconnpool's
- * check callback. One non-blocking SSL_peek(): records the server sent meanwhile that are
- * not application data (a TLS 1.3 session ticket, a KeyUpdate) are processed inside
- * OpenSSL and the answer is "nothing to read" (SSL_ERROR_WANT_READ): healthy. The peer's
+ * check callback. Nothing waiting (one recv(MSG_PEEK | MSG_DONTWAIT), as the pool's default
+ * check): healthy. Bytes waiting: one non-blocking SSL_peek(); records that are not
+ * application data (a TLS 1.3 session ticket, a KeyUpdate) are processed inside OpenSSL
+ * and the answer is "nothing to read" (SSL_ERROR_WANT_READ): healthy. The peer's
  * close_notify, an EOF, a reset or a TLS error: dead. Application data on an idle HTTP/1.1
  * connection: nobody asked for it, the stream is out of step: dead (peeked, never
  * consumed). Never blocks: the fd is non-blocking (tls_connect made it so). */
