@@ -21,9 +21,9 @@
  * and, on SIGINT or SIGTERM, its counters ("backend: accepted=N requests=N ...").
  *
  * --tls serves TLS 1.3 only, with a self-signed certificate made at start-up, in memory.
- * Its connections close with close_notify. OpenSSL sends a server's session tickets at the
- * end of its handshake, before the first response, so a client reads them with that
- * response; --late-ticket sends the ticket after the first response instead, so that it
+ * Its connections close with close_notify. OpenSSL sends a server's session tickets as
+ * its handshake ends and with its next write, before the first response, so a client reads
+ * them with that response; --late-ticket sends the ticket after the first response instead, so that it
  * reaches the client on an idle connection (as a later ticket or a KeyUpdate does): what
  * a connection pool's check must not take for a dead connection.
  */
