@@ -8,7 +8,7 @@
  *
  *   backend [--port N] [--size BYTES] [--idle-ms N] [--max-requests N]
  *           [--framing length|chunked|close|mixed] [--no-keep-alive-header]
- *           [--drop-every N]
+ *           [--drop-every N] [--tls [--late-ticket]]
  *
  * Any request gets 200 and a body of --size bytes ("/bytes/N" asks for N bytes instead),
  * framed by Content-Length, chunked encoding, or the connection's close (mixed: rotates
@@ -19,6 +19,13 @@
  * when a server's idle timer fires just as its request arrives (a race no client check
  * can prevent; the proxy must retry). It prints "backend: listening on 127.0.0.1:PORT pid PID" when ready
  * and, on SIGINT or SIGTERM, its counters ("backend: accepted=N requests=N ...").
+ *
+ * --tls serves TLS 1.3 only, with a self-signed certificate made at start-up, in memory.
+ * Its connections close with close_notify. OpenSSL sends a server's session tickets as
+ * its handshake ends and with its next write, before the first response, so a client reads
+ * them with that response; --late-ticket sends the ticket after the first response instead, so that it
+ * reaches the client on an idle connection (as a later ticket or a KeyUpdate does): what
+ * a connection pool's check must not take for a dead connection.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -35,46 +42,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "http.h"
+#include "backend.h"
 #include "net.h"
+#include "tls.h"
 
-#define MAX_BODY (16u << 20) /* /bytes/N is capped at 16 MiB */
-#define CHUNK 4096           /* chunked responses use chunks of this size */
-
-enum framing { FRAME_LENGTH, FRAME_CHUNKED, FRAME_CLOSE, FRAME_MIXED };
-
-static struct {
-    int port;
-    size_t size;
-    uint64_t idle_ms; /* 0: never close idle connections */
-    uint32_t max_requests; /* 0: no limit */
-    enum framing framing;
-    int keep_alive_header; /* announce "Keep-Alive: timeout=..." */
-    uint64_t drop_every;   /* 0: never drop a request */
-} opt = {0, 1024, 5000, 0, FRAME_LENGTH, 1, 0};
-
-static struct {
-    uint64_t accepted, requests, idle_closed, max_closed, peer_closed, dropped;
-    uint64_t reused_requests; /* requests on an already used connection, for --drop-every */
-} stats;
-
-/* One client connection. It sits on the idle list (oldest first) whenever it has no
- * response to write, so the oldest idle connection is always at the head: the idle timer
- * is then O(1) per event and exact, without a periodic scan. */
-struct conn {
-    int fd;
-    char in[HTTP_MAX_HEAD];
-    size_t in_len;
-    uint64_t discard;      /* request body bytes still to be skipped */
-    char *out;             /* the response being written: out[out_off .. out_len) */
-    size_t out_len, out_off, out_cap;
-    int close_after;       /* close once out is written */
-    uint32_t requests;     /* served on this connection */
-    uint64_t last_active;  /* ms: last byte in or response fully out */
-    struct list *on_list;  /* idle_list, fresh_list or none */
-    struct conn *prev, *next; /* on_list */
-    struct conn *all_prev, *all_next; /* every connection, to close them at exit */
-};
+struct backend_options opt = {0, 1024, 5000, 0, FRAME_LENGTH, 1, 0, 0, 0};
+struct backend_stats stats;
+static SSL_CTX *tls_ctx; /* with --tls */
 
 /* Connections waiting, oldest first: idle between requests (closed after idle_ms, the
  * keep-alive timeout) or accepted and still waiting for their first request (closed after
@@ -86,8 +60,6 @@ struct list {
 };
 static struct list idle_list, fresh_list;
 static struct conn *all_conns;
-static char filler[CHUNK]; /* body bytes */
-static uint64_t framing_rotation;
 
 static void idle_remove(struct conn *c)
 {
@@ -122,177 +94,40 @@ static void conn_close(struct conn *c)
     idle_remove(c);
     if (c->all_prev) c->all_prev->all_next = c->all_next; else all_conns = c->all_next;
     if (c->all_next) c->all_next->all_prev = c->all_prev;
+    /* With TLS, close_notify first: the client can tell a close from a cut connection. */
+    tls_close(c->ssl, c->tls_ready);
     close(c->fd); /* also removes it from the epoll set */
     free(c->out);
     free(c);
 }
 
-static int out_reserve(struct conn *c, size_t more)
+/* send() and recv(), or with --tls their TLS forms, which answer the same way (-1 with
+ * EAGAIN: wait for the next readiness). */
+static ssize_t conn_send(struct conn *c, const void *p, size_t n)
 {
-    if (c->out_len + more <= c->out_cap)
-        return 0;
-    size_t cap = c->out_cap ? c->out_cap : 4096;
-    while (cap < c->out_len + more)
-        cap *= 2;
-    char *p = realloc(c->out, cap);
-    if (p == NULL)
-        return -1;
-    c->out = p;
-    c->out_cap = cap;
-    return 0;
+    return c->ssl ? tls_write_nb(c->ssl, p, n) : send(c->fd, p, n, MSG_NOSIGNAL);
 }
 
-static int out_append(struct conn *c, const void *p, size_t n)
+static ssize_t conn_recv(struct conn *c, void *p, size_t n)
 {
-    if (out_reserve(c, n) != 0)
-        return -1;
-    memcpy(c->out + c->out_len, p, n);
-    c->out_len += n;
-    return 0;
+    return c->ssl ? tls_read_nb(c->ssl, p, n) : recv(c->fd, p, n, 0);
 }
 
-static int out_printf(struct conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int out_printf(struct conn *c, const char *fmt, ...)
-{
-    char line[256];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    return n < 0 || (size_t)n >= sizeof line ? -1 : out_append(c, line, (size_t)n);
-}
-
-static int out_body(struct conn *c, size_t n)
-{
-    for (size_t i = 0; i < n; i += CHUNK)
-        if (out_append(c, filler, n - i < CHUNK ? n - i : CHUNK) != 0)
-            return -1;
-    return 0;
-}
-
-/* An error answer; the connection closes after it (we may not know where the request
- * ended). */
-static void respond_error(struct conn *c, int status, const char *reason)
-{
-    c->out_len = c->out_off = 0;
-    out_printf(c, "HTTP/1.1 %d %s\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", status, reason);
-    c->close_after = 1;
-}
-
-/* Render the response to the request h into c->out. */
-static int respond(struct conn *c, const struct http_head *h)
-{
-    size_t size = opt.size;
-    static const char prefix[] = "/bytes/";
-    if (h->target_len > sizeof prefix - 1 && memcmp(h->target, prefix, sizeof prefix - 1) == 0) {
-        size = (size_t)strtoul(h->target + sizeof prefix - 1, NULL, 10);
-        if (size > MAX_BODY)
-            size = MAX_BODY;
-    }
-    enum framing f = opt.framing == FRAME_MIXED ? (enum framing)(framing_rotation++ % 3) : opt.framing;
-    if (f == FRAME_CHUNKED && h->minor_version == 0)
-        f = FRAME_CLOSE; /* HTTP/1.0 clients do not know chunked encoding */
-    int head_only = h->method_len == 4 && memcmp(h->method, "HEAD", 4) == 0;
-
-    c->requests++;
-    stats.requests++;
-    int last = opt.max_requests && c->requests >= opt.max_requests;
-    if (last)
-        stats.max_closed++;
-    c->close_after = !h->keep_alive || last || f == FRAME_CLOSE;
-
-    c->out_len = c->out_off = 0;
-    int rc = out_printf(c, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n");
-    if (f == FRAME_LENGTH)
-        rc |= out_printf(c, "Content-Length: %zu\r\n", size);
-    else if (f == FRAME_CHUNKED)
-        rc |= out_printf(c, "Transfer-Encoding: chunked\r\n");
-    if (c->close_after) {
-        rc |= out_printf(c, "Connection: close\r\n");
-    } else {
-        if (h->minor_version == 0)
-            rc |= out_printf(c, "Connection: keep-alive\r\n");
-        if (opt.idle_ms > 0 && opt.keep_alive_header) {
-            /* The header counts seconds. Real servers send whole seconds; the demo's
-             * sub-second timeouts need a fraction ("timeout=0.300"), which the demo proxy
-             * reads to the millisecond. */
-            rc |= out_printf(c, "Keep-Alive: timeout=%llu.%03llu", (unsigned long long)(opt.idle_ms / 1000),
-                             (unsigned long long)(opt.idle_ms % 1000));
-            if (opt.max_requests)
-                rc |= out_printf(c, ", max=%u", opt.max_requests - c->requests);
-            rc |= out_printf(c, "\r\n");
-        }
-    }
-    rc |= out_printf(c, "\r\n");
-    if (head_only || rc != 0)
-        return rc;
-    if (f != FRAME_CHUNKED)
-        return out_body(c, size);
-    for (size_t i = 0; i < size; i += CHUNK) {
-        size_t n = size - i < CHUNK ? size - i : CHUNK;
-        rc |= out_printf(c, "%zx\r\n", n);
-        rc |= out_body(c, n);
-        rc |= out_printf(c, "\r\n");
-    }
-    return rc | out_printf(c, "0\r\n\r\n");
-}
-
-static void consume_input(struct conn *c, size_t n)
-{
-    memmove(c->in, c->in + n, c->in_len - n);
-    c->in_len -= n;
-}
-
-/* Take one complete request from c->in, if there is one, and render its response.
- * 1: a response is ready; 0: need more input; -1: drop the connection unanswered. */
-static int next_request(struct conn *c)
-{
-    if (c->discard > 0) { /* the previous request's body */
-        size_t n = c->in_len < c->discard ? c->in_len : (size_t)c->discard;
-        consume_input(c, n);
-        c->discard -= n;
-        if (c->discard > 0)
-            return 0;
-    }
-    size_t head_len = http_head_length(c->in, c->in_len);
-    if (head_len == 0) {
-        if (c->in_len < sizeof c->in)
-            return 0;
-        respond_error(c, 431, "Request Header Fields Too Large");
-        return 1;
-    }
-    struct http_head h;
-    struct http_body body;
-    if (http_parse_request(c->in, head_len, &h) != 0) {
-        respond_error(c, 400, "Bad Request");
-        return 1;
-    }
-    if (http_body_for_request(&body, &h) != 0 || body.framing == HTTP_CHUNKED) {
-        /* Chunked request bodies are allowed by HTTP/1.1, but this small server (like
-         * many) wants a length. */
-        respond_error(c, 411, "Length Required");
-        return 1;
-    }
-    if (c->requests > 0 && opt.drop_every > 0 && ++stats.reused_requests % opt.drop_every == 0) {
-        stats.dropped++;
-        return -1;
-    }
-    if (respond(c, &h) != 0) {
-        respond_error(c, 500, "Internal Server Error");
-        return 1;
-    }
-    c->discard = body.framing == HTTP_LENGTH ? body.left : 0;
-    consume_input(c, head_len);
-    return 1;
-}
-
-/* Do everything the connection allows now: write, parse, read, until the socket would
- * block (edge-triggered epoll reports each readiness change once). */
+/* Do everything the connection allows now: handshake, write, parse, read, until the
+ * socket would block (edge-triggered epoll reports each readiness change once). */
 static void service(struct conn *c)
 {
+    if (c->ssl != NULL && !c->tls_ready) {
+        if (tls_accept_nb(c->ssl) < 0) {
+            if (errno != EAGAIN)
+                conn_close(c);
+            return;
+        }
+        c->tls_ready = 1;
+    }
     for (;;) {
         if (c->out_off < c->out_len) {
-            ssize_t w = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
+            ssize_t w = conn_send(c, c->out + c->out_off, c->out_len - c->out_off);
             if (w < 0) {
                 if (errno == EAGAIN || errno == EWOULDBLOCK)
                     return; /* EPOLLOUT will call us again; not idle meanwhile */
@@ -309,6 +144,10 @@ static void service(struct conn *c)
                 return;
             }
             idle_touch(c); /* response out: the idle clock starts */
+            /* --late-ticket: the session ticket follows the first response, so it reaches
+             * the client while the connection is idle in its pool. */
+            if (c->ssl != NULL && opt.late_ticket && c->requests == 1)
+                tls_send_ticket(c->ssl);
             continue;
         }
         int next = next_request(c);
@@ -320,7 +159,7 @@ static void service(struct conn *c)
             idle_remove(c); /* busy until its response is out */
             continue;
         }
-        ssize_t r = recv(c->fd, c->in + c->in_len, sizeof c->in - c->in_len, 0);
+        ssize_t r = conn_recv(c, c->in + c->in_len, sizeof c->in - c->in_len);
         if (r > 0) {
             c->in_len += (size_t)r;
             idle_touch(c);
@@ -330,7 +169,7 @@ static void service(struct conn *c)
             continue;
         if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
             return;
-        stats.peer_closed++; /* EOF or error */
+        stats.peer_closed++; /* EOF (TLS: close_notify) or error */
         conn_close(c);
         return;
     }
@@ -354,6 +193,14 @@ static void accept_all(int epfd, int listener)
         if (all_conns)
             all_conns->all_prev = c;
         all_conns = c;
+        if (tls_ctx != NULL) {
+            c->ssl = SSL_new(tls_ctx);
+            if (c->ssl == NULL || SSL_set_fd(c->ssl, fd) != 1) {
+                conn_close(c);
+                continue;
+            }
+            SSL_set_accept_state(c->ssl);
+        }
         list_touch(&fresh_list, c); /* one that never sends a request is closed too, later */
         struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.ptr = c};
         if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
@@ -367,7 +214,7 @@ static void usage(void)
 {
     fprintf(stderr, "usage: backend [--port N] [--size BYTES] [--idle-ms N] [--max-requests N]\n"
                     "               [--framing length|chunked|close|mixed] [--no-keep-alive-header]\n"
-                    "               [--drop-every N]\n");
+                    "               [--drop-every N] [--tls [--late-ticket]]\n");
     exit(2);
 }
 
@@ -377,7 +224,8 @@ static void parse_options(int argc, char **argv)
         {"port", required_argument, NULL, 'p'},         {"size", required_argument, NULL, 's'},
         {"idle-ms", required_argument, NULL, 'i'},      {"max-requests", required_argument, NULL, 'm'},
         {"framing", required_argument, NULL, 'f'},      {"no-keep-alive-header", no_argument, NULL, 'k'},
-        {"drop-every", required_argument, NULL, 'd'},   {NULL, 0, NULL, 0}};
+        {"drop-every", required_argument, NULL, 'd'},   {"tls", no_argument, NULL, 't'},
+        {"late-ticket", no_argument, NULL, 'l'},         {NULL, 0, NULL, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         switch (ch) {
@@ -387,6 +235,8 @@ static void parse_options(int argc, char **argv)
         case 'm': opt.max_requests = (uint32_t)strtoul(optarg, NULL, 10); break;
         case 'k': opt.keep_alive_header = 0; break;
         case 'd': opt.drop_every = strtoull(optarg, NULL, 10); break;
+        case 't': opt.tls = 1; break;
+        case 'l': opt.late_ticket = 1; break;
         case 'f':
             if (strcmp(optarg, "length") == 0) opt.framing = FRAME_LENGTH;
             else if (strcmp(optarg, "chunked") == 0) opt.framing = FRAME_CHUNKED;
@@ -397,14 +247,15 @@ static void parse_options(int argc, char **argv)
         default: usage();
         }
     }
-    if (optind != argc || opt.size > MAX_BODY)
+    if (optind != argc || opt.size > MAX_BODY || (opt.late_ticket && !opt.tls))
         usage();
 }
 
 int main(int argc, char **argv)
 {
     parse_options(argc, argv);
-    memset(filler, 'x', sizeof filler);
+    if (opt.tls && (tls_ctx = tls_server_ctx(opt.late_ticket ? TLS_SERVER_LATE_TICKET : 0)) == NULL)
+        return 1;
 
     /* Signals arrive as readable events of a signalfd, so stopping is one more event of
      * the loop, with no handler racing the loop's state. */
@@ -476,6 +327,7 @@ int main(int argc, char **argv)
     close(epfd);
     close(listener);
     close(sfd);
+    SSL_CTX_free(tls_ctx);
     printf("backend: accepted=%llu requests=%llu idle_closed=%llu max_closed=%llu peer_closed=%llu dropped=%llu\n",
            (unsigned long long)stats.accepted, (unsigned long long)stats.requests,
            (unsigned long long)stats.idle_closed, (unsigned long long)stats.max_closed,

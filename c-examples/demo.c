@@ -7,18 +7,25 @@
  * bursts separated by pauses longer than that idle timeout, so that every pause kills
  * the pooled connections. It does so three times: with the pool; with the pool behind
  * backends that do not announce their timeout (the pool must then detect the closed
- * connections); and with --no-pool. Then it prints one table.
+ * connections); and with --no-pool. Then three TLS runs (see kinds[] below): TLS 1.3 to
+ * the backends with the pool, with the pool but its default check, and without the pool,
+ * counting the proxy's TLS handshakes. It prints a table for each kind of run (about 30 s).
  *
  * Every process it starts is stopped before it exits, also on error and on Ctrl-C. Exits
  * 1 if any request failed or a check failed, 77 if the proxy wrapper reported "skipped",
  * 0 otherwise. Options (for the tests; the defaults are the demo):
- *   --runs pool,pool-silent,no-pool  --seconds S  --connections C  --backends B
+ *   --runs pool,pool-silent,no-pool,tls,tls-naive,tls-no-pool  --seconds S  --connections C
+ *   --backends B
  *   --idle-ms N  --max-requests N  --size BYTES  --bursts K  --pause-ms P
  *   --framing length|chunked|close|mixed
  *   --drop-every N           backends drop every Nth request on a used connection unanswered:
  *                            pool runs must then show retries, and still 0 failed requests
  *   --check-max-accepted N   fail if a backend accepted more than N connections in a pool run
  *   --check-hits             fail if a pool run had no pool hit
+ * Always judged (demo_report.c): no failed request; TLS with the pool: handshakes <= backend
+ * connections (and < requests / 10 when responses keep their connections), no connection
+ * called dead, tickets read by the check; with the recv-peek check: connections called
+ * dead; TLS without the pool: one handshake per request.
  *   --proxy-wrapper ARG      prefix the proxy's command line (repeat: valgrind ...)
  *   --client -- CMD [ARGS]   instead: start one backend, run CMD ARGS 127.0.0.1:PORT, stop
  */
@@ -33,6 +40,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "demo.h"
 #include "spawn.h"
 
 #define MAX_BACKENDS 8
@@ -41,24 +49,18 @@
 #define WRAPPED_READY_MS 120000 /* the proxy starting under valgrind */
 #define STOP_MS 30000           /* a process stopping after SIGTERM (valgrind writes its log) */
 
-struct kind {
-    const char *name, *label;
-    int pool;              /* proxy with the pool */
-    int keep_alive_header; /* backends announce their idle timeout */
-};
-
+/* The TLS runs: the backends serve TLS 1.3 (--tls), send their session ticket after a
+ * connection's first response (--late-ticket: so that it arrives while the connection is
+ * idle in the proxy's pool) and keep idle connections open (--idle-ms 0: then every
+ * connection the pool calls dead was healthy). The proxy talks TLS to them
+ * (--backend-tls), with the TLS-aware check or (--naive-check) the pool's default one. */
 static const struct kind kinds[] = {
-    {"pool", "pool", 1, 1},
-    {"pool-silent", "pool, timeout not announced", 1, 0},
-    {"no-pool", "--no-pool", 0, 1},
-};
-
-struct row {
-    const struct kind *kind;
-    long long requests, errors, p50_us, p99_us, accepted, accepted_max, dropped;
-    long long hits, misses, expired, dead, retries;
-    double rps;
-    char memcheck[160]; /* the proxy wrapper's verdict line, if any */
+    {"pool", "pool", 1, 1, 0, 0},
+    {"pool-silent", "pool, timeout not announced", 1, 0, 0, 0},
+    {"no-pool", "--no-pool", 0, 1, 0, 0},
+    {"tls", "TLS, pool", 1, 1, 1, 0},
+    {"tls-naive", "TLS, pool, recv-peek check", 1, 1, 1, 1},
+    {"tls-no-pool", "TLS, --no-pool", 0, 1, 1, 0},
 };
 
 static struct {
@@ -72,7 +74,7 @@ static struct {
     char *wrapper[MAX_WRAPPER];
     int nwrapper;
     char **client; /* argv of the --client command, NULL-terminated */
-} opt = {"pool,pool-silent,no-pool", 4, 16, 2, 300, 1000, 1024, 4, 400, "length", 0, -1, 0, {0}, 0, NULL};
+} opt = {"pool,pool-silent,no-pool,tls,tls-naive,tls-no-pool", 4, 16, 2, 300, 1000, 1024, 4, 400, "length", 0, -1, 0, {0}, 0, NULL};
 
 static char bindir[PATH_MAX];
 static struct child backends[MAX_BACKENDS], proxy, loadgen;
@@ -114,14 +116,18 @@ static char *num(long long v)
     return p;
 }
 
-static void start_backends(int keep_alive_header)
+static void start_backends(int keep_alive_header, int tls)
 {
     for (int i = 0; i < opt.backends; i++) {
-        char *argv[16] = {program("backend"), "--idle-ms", num(opt.idle_ms), "--max-requests",
+        char *argv[16] = {program("backend"), "--idle-ms", num(tls ? 0 : opt.idle_ms), "--max-requests",
                           num(opt.max_requests), "--size", num(opt.size), "--framing", (char *)opt.framing};
         int n = 9;
         if (!keep_alive_header)
             argv[n++] = "--no-keep-alive-header";
+        if (tls) {
+            argv[n++] = "--tls";
+            argv[n++] = "--late-ticket";
+        }
         if (opt.drop_every > 0) {
             argv[n++] = "--drop-every";
             argv[n++] = num(opt.drop_every);
@@ -151,15 +157,19 @@ static int run(const struct kind *k, struct row *row)
 {
     memset(row, 0, sizeof *row);
     row->kind = k;
-    start_backends(k->keep_alive_header);
+    start_backends(k->keep_alive_header, k->tls);
 
-    char *argv[MAX_WRAPPER + MAX_BACKENDS + 4];
+    char *argv[MAX_WRAPPER + MAX_BACKENDS + 6];
     int n = 0;
     for (int i = 0; i < opt.nwrapper; i++)
         argv[n++] = opt.wrapper[i];
     argv[n++] = program("proxy");
     if (!k->pool)
         argv[n++] = "--no-pool";
+    if (k->tls)
+        argv[n++] = "--backend-tls";
+    if (k->naive_check)
+        argv[n++] = "--naive-check";
     char addrs[MAX_BACKENDS][32];
     for (int i = 0; i < opt.backends; i++) {
         snprintf(addrs[i], sizeof addrs[i], "127.0.0.1:%d", backends[i].port);
@@ -206,6 +216,9 @@ static int run(const struct kind *k, struct row *row)
     row->p50_us = spawn_field(&loadgen, "loadgen:", "p50_us");
     row->p99_us = spawn_field(&loadgen, "loadgen:", "p99_us");
     row->retries = spawn_field(&proxy, "proxy:", "retries");
+    row->proxy_requests = spawn_field(&proxy, "proxy:", "requests");
+    row->handshakes = spawn_field(&proxy, "proxy:", "tls_handshakes");
+    row->tickets_in_check = spawn_field(&proxy, "proxy:", "tickets_in_check");
     row->hits = spawn_field(&proxy, "pool:", "hits");
     row->misses = spawn_field(&proxy, "pool:", "misses");
     row->expired = spawn_field(&proxy, "pool:", "expired");
@@ -220,7 +233,7 @@ static int run(const struct kind *k, struct row *row)
 static int run_client(void)
 {
     opt.backends = 1;
-    start_backends(1);
+    start_backends(1, 0);
     char target[32];
     snprintf(target, sizeof target, "127.0.0.1:%d", backends[0].port);
     char *argv[64];
@@ -242,44 +255,9 @@ static int run_client(void)
     return c->status;
 }
 
-static const char *dash_or(long long v, int pool)
-{
-    return pool ? num(v) : "-";
-}
-
-static void print_table(const struct row *rows, int nrows)
-{
-    printf("\n%-28s %8s %8s %8s %7s %9s %8s %7s %8s %6s %8s\n", "", "req/s", "p50 ms", "p99 ms", "failed",
-           "backend", "pool", "misses", "expired", "dead", "retries");
-    printf("%-28s %8s %8s %8s %7s %9s %8s\n", "", "", "", "", "", "conns", "hits");
-    for (int i = 0; i < nrows; i++) {
-        const struct row *r = &rows[i];
-        int pool = r->kind->pool;
-        printf("%-28s %8.0f %8.2f %8.2f %7lld %9lld %8s", r->kind->label, r->rps, (double)r->p50_us / 1000.0,
-               (double)r->p99_us / 1000.0, r->errors, r->accepted, dash_or(r->hits, pool));
-        printf(" %7s", dash_or(r->misses, pool));
-        printf(" %8s", dash_or(r->expired, pool));
-        printf(" %6s", dash_or(r->dead, pool));
-        printf(" %8s\n", dash_or(r->retries, pool));
-    }
-    for (int i = 0; i < nrows; i++)
-        if (rows[i].memcheck[0])
-            printf("%s: proxy %s\n", rows[i].kind->label, rows[i].memcheck);
-    const struct row *with = NULL, *without = NULL;
-    for (int i = 0; i < nrows; i++) {
-        if (rows[i].kind->pool && with == NULL)
-            with = &rows[i];
-        if (!rows[i].kind->pool && without == NULL)
-            without = &rows[i];
-    }
-    if (with && without && without->rps > 0 && with->accepted > 0)
-        printf("\nWith the pool: %.1fx the requests/s and %.0fx fewer backend connections than without.\n",
-               with->rps / without->rps, (double)without->accepted / (double)with->accepted);
-}
-
 static void usage(void)
 {
-    fprintf(stderr, "usage: demo [--runs pool,pool-silent,no-pool] [--seconds S] [--connections C] [--backends B]\n"
+    fprintf(stderr, "usage: demo [--runs pool,pool-silent,no-pool,tls,tls-naive,tls-no-pool] [--seconds S] [--connections C] [--backends B]\n"
                     "            [--idle-ms N] [--max-requests N] [--size BYTES] [--bursts K] [--pause-ms P]\n"
                     "            [--framing F] [--drop-every N] [--check-max-accepted N] [--check-hits] [--proxy-wrapper ARG]...\n"
                     "            [--client -- CMD [ARGS...]]\n");
@@ -358,6 +336,8 @@ int main(int argc, char **argv)
     if (opt.bursts > 1)
         printf(" in %d bursts with %d ms pauses", opt.bursts, opt.pause_ms);
     printf("; %d-byte responses.\n", opt.size);
+    if (strstr(opt.runs, "tls") != NULL)
+        printf("TLS runs: the same, but TLS 1.3 to backends that keep idle connections open.\n");
 
     struct row rows[8];
     int nrows = 0;
@@ -375,30 +355,9 @@ int main(int argc, char **argv)
             return 77;
         nrows++;
     }
-    print_table(rows, nrows);
-
-    int status = 0;
-    for (int i = 0; i < nrows; i++) {
-        const struct row *r = &rows[i];
-        if (r->errors != 0) {
-            printf("FAIL: %s: %lld failed requests\n", r->kind->label, r->errors);
-            status = 1;
-        }
-        if (r->kind->pool && opt.check_max_accepted >= 0 && r->accepted_max > opt.check_max_accepted) {
-            printf("FAIL: %s: a backend accepted %lld connections (limit %lld)\n", r->kind->label, r->accepted_max,
-                   opt.check_max_accepted);
-            status = 1;
-        }
-        /* Judged on what the backends really dropped: a slow run (valgrind, a loaded
-         * machine) may not reach --drop-every requests on a used connection at all. */
-        if (r->kind->pool && opt.drop_every > 0 && r->dropped > 0 && r->retries <= 0) {
-            printf("FAIL: %s: backends dropped requests, but the proxy retried none\n", r->kind->label);
-            status = 1;
-        }
-        if (r->kind->pool && opt.check_hits && r->hits <= 0) {
-            printf("FAIL: %s: no pool hits\n", r->kind->label);
-            status = 1;
-        }
-    }
-    return status;
+    report_tables(rows, nrows);
+    int keeps = (strcmp(opt.framing, "length") == 0 || strcmp(opt.framing, "chunked") == 0) &&
+                (opt.max_requests == 0 || opt.max_requests >= 100) && (opt.drop_every == 0 || opt.drop_every >= 100);
+    struct checks chk = {opt.check_max_accepted, opt.check_hits, opt.drop_every, keeps};
+    return report_verdicts(rows, nrows, &chk);
 }

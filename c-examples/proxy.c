@@ -2,7 +2,8 @@
  * libconnpool.
  *
  *   proxy [--port N] [--no-pool] [--max-idle-per-key N] [--idle-timeout-ms N]
- *         [--client-timeout-ms N] BACKEND...        (BACKEND: 127.0.0.1:PORT)
+ *         [--client-timeout-ms N] [--backend-tls [--naive-check]] BACKEND...
+ *                                                   (BACKEND: 127.0.0.1:PORT)
  *
  * Listens on 127.0.0.1 (port 0 by default: the kernel picks a free one) and prints
  * "proxy: listening on 127.0.0.1:PORT pid PID" when ready. Each client connection gets a
@@ -10,6 +11,11 @@
  * one pool, which is safe: every libconnpool function may be called concurrently.
  * Requests go to the backends round robin. --no-pool opens a backend connection per
  * request, for comparison.
+ *
+ * --backend-tls talks TLS 1.3 to the backends; each connection's SSL* is pooled with its
+ * fd (proxy_upstream.c). --naive-check keeps the pool's default check (recv peek) instead
+ * of the TLS-aware one, to show what it does to TLS connections. The TLS handshakes done
+ * are counted and printed.
  *
  * On SIGINT or SIGTERM it stops accepting, lets the client threads finish (each wait
  * also watches a stop pipe), prints its counters and the pool's, frees the pool and exits 0.
@@ -30,6 +36,7 @@
 
 #include "net.h"
 #include "proxy.h"
+#include "tls.h"
 
 #define STOP_GRACE_MS 15000 /* how long client threads get to finish at exit */
 #define PRUNE_EVERY_MS 1000
@@ -125,9 +132,11 @@ static int wait_for_threads(void)
 
 static void print_stats(void)
 {
-    printf("proxy: requests=%llu retries=%llu bad_gateway=%llu aborted=%llu connects=%llu reused=%llu\n",
+    printf("proxy: requests=%llu retries=%llu bad_gateway=%llu aborted=%llu connects=%llu reused=%llu "
+           "tls_handshakes=%llu tickets=%llu tickets_in_check=%llu\n",
            (unsigned long long)px.requests, (unsigned long long)px.retries, (unsigned long long)px.bad_gateway,
-           (unsigned long long)px.aborted, (unsigned long long)px.connects, (unsigned long long)px.reused);
+           (unsigned long long)px.aborted, (unsigned long long)px.connects, (unsigned long long)px.reused,
+           (unsigned long long)px.handshakes, tls_tickets_received(), tls_tickets_in_check());
     if (px.pool == NULL) {
         printf("pool: off (--no-pool)\n");
         return;
@@ -148,7 +157,7 @@ static void print_stats(void)
 static void usage(void)
 {
     fprintf(stderr, "usage: proxy [--port N] [--no-pool] [--max-idle-per-key N] [--idle-timeout-ms N]\n"
-                    "             [--client-timeout-ms N] 127.0.0.1:PORT...\n");
+                    "             [--client-timeout-ms N] [--backend-tls [--naive-check]] 127.0.0.1:PORT...\n");
     exit(2);
 }
 
@@ -157,8 +166,9 @@ int main(int argc, char **argv)
     static const struct option longopts[] = {
         {"port", required_argument, NULL, 'p'},           {"no-pool", no_argument, NULL, 'n'},
         {"max-idle-per-key", required_argument, NULL, 'm'}, {"idle-timeout-ms", required_argument, NULL, 'i'},
-        {"client-timeout-ms", required_argument, NULL, 'c'}, {NULL, 0, NULL, 0}};
-    int port = 0, use_pool = 1;
+        {"client-timeout-ms", required_argument, NULL, 'c'}, {"backend-tls", no_argument, NULL, 't'},
+        {"naive-check", no_argument, NULL, 'k'},           {NULL, 0, NULL, 0}};
+    int port = 0, use_pool = 1, backend_tls = 0, naive_check = 0;
     connpool_config cfg;
     connpool_config_init(&cfg); /* defaults, and struct_size for this header's version */
     /* Keep as many idle connections per backend as there can be concurrent requests to
@@ -173,10 +183,12 @@ int main(int argc, char **argv)
         case 'm': cfg.max_idle_per_key = (uint32_t)strtoul(optarg, NULL, 10); break;
         case 'i': cfg.idle_timeout_ms = strtoull(optarg, NULL, 10); break;
         case 'c': px.client_idle_ms = atoi(optarg); break;
+        case 't': backend_tls = 1; break;
+        case 'k': naive_check = 1; break;
         default: usage();
         }
     }
-    if (optind >= argc)
+    if (optind >= argc || (naive_check && !backend_tls))
         usage();
     px.nbackends = (unsigned)(argc - optind);
     px.backends = calloc(px.nbackends, sizeof *px.backends);
@@ -190,10 +202,22 @@ int main(int argc, char **argv)
             return 2;
         }
     }
+    if (backend_tls) {
+        if ((px.tls = tls_client_ctx()) == NULL)
+            return 1;
+        upstream_configure_tls(&cfg, naive_check);
+    }
     if (use_pool && (px.pool = connpool_new_with_config(&cfg)) == NULL) {
         perror("proxy: connpool_new_with_config");
         return 1;
     }
+    /* A proxy knows its backends: resolve each key once; the calls by handle skip the
+     * key's validation and hashing. A handle lives as long as the pool. */
+    for (unsigned i = 0; px.pool != NULL && i < px.nbackends; i++)
+        if ((px.backends[i].handle = connpool_key_get(px.pool, px.backends[i].key)) == NULL) {
+            perror("proxy: connpool_key_get");
+            return 1;
+        }
 
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -217,8 +241,9 @@ int main(int argc, char **argv)
         perror("proxy: listen");
         return 1;
     }
-    printf("proxy: listening on 127.0.0.1:%d pid %d (%s, %u backends)\n", net_local_port(listener), (int)getpid(),
-           px.pool ? "pool" : "no pool", px.nbackends);
+    printf("proxy: listening on 127.0.0.1:%d pid %d (%s, %u backends%s)\n", net_local_port(listener),
+           (int)getpid(), px.pool ? "pool" : "no pool", px.nbackends,
+           !px.tls ? "" : naive_check ? ", TLS, recv-peek check" : ", TLS");
     fflush(stdout);
 
     uint64_t last_prune = now_ms();
@@ -255,7 +280,8 @@ int main(int argc, char **argv)
         _exit(1);
     }
     print_stats();
-    connpool_free(px.pool); /* closes every idle backend connection */
+    connpool_free(px.pool); /* closes every idle backend connection (on_close frees its SSL) */
+    SSL_CTX_free(px.tls);
     close(stop_pipe[0]);
     close(stop_pipe[1]);
     free(px.backends);

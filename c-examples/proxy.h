@@ -4,7 +4,7 @@
  *                    the pool's life and its statistics
  *   proxy_client.c   one client connection: read requests, forward them, relay responses
  *   proxy_upstream.c backend connections: from the pool (or connect), back to the pool
- *                    (or close): everything libconnpool-specific is here
+ *                    (or close), plain or TLS: everything libconnpool-specific is here
  */
 #ifndef DEMO_PROXY_H
 #define DEMO_PROXY_H
@@ -13,8 +13,13 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
 
 #include "connpool.h"
+
+struct ssl_st;     /* OpenSSL's SSL */
+struct ssl_ctx_st; /* OpenSSL's SSL_CTX */
 
 /* Time limits (ms). Generous: they only bound how long a broken peer can hold a thread. */
 #define PROXY_CONNECT_TIMEOUT_MS 2000  /* connecting to a backend */
@@ -24,6 +29,7 @@
 struct backend {
     struct sockaddr_in addr;
     char key[32]; /* "127.0.0.1:8080": the pool key */
+    connpool_key *handle; /* the key's handle in the pool, resolved once at start-up */
 };
 
 struct proxy {
@@ -33,6 +39,7 @@ struct proxy {
     connpool *pool;          /* NULL with --no-pool: one backend connection per request */
     int stop_fd;             /* readable once SIGINT/SIGTERM arrived: every wait watches it */
     int client_idle_ms;      /* keep-alive timeout towards clients */
+    struct ssl_ctx_st *tls;  /* --backend-tls: TLS to the backends, else NULL */
     /* Counters, printed at exit. */
     atomic_ullong requests;     /* requests read from clients */
     atomic_ullong retries;      /* requests retried on a fresh connection */
@@ -40,6 +47,7 @@ struct proxy {
     atomic_ullong aborted;      /* responses cut short after their head was sent */
     atomic_ullong connects;     /* backend connections opened */
     atomic_ullong reused;       /* backend connections taken from the pool */
+    atomic_ullong handshakes;   /* TLS handshakes done (SSL_connect) */
 };
 
 /* A client connection handed to its thread. The thread owns fd and closes it. */
@@ -60,6 +68,7 @@ void proxy_client_done(struct client_job *job);
 struct upstream {
     const struct backend *be;
     int fd;
+    struct ssl_st *ssl; /* with TLS: the connection's SSL, pooled with it as its ctx */
     int reused; /* came from the pool: may have been closed by the backend meanwhile */
 };
 
@@ -71,5 +80,16 @@ int upstream_get(struct proxy *px, const struct backend *be, int fresh, struct u
  * sides keep the connection open; keepalive_timeout_ms: the server's "Keep-Alive:
  * timeout", or -1. The pool gets the fd back, or it is closed. */
 void upstream_put(struct proxy *px, struct upstream *up, int reusable, int64_t keepalive_timeout_ms);
+
+/* Close up after a failure (no close_notify: the connection is broken or out of step). */
+void upstream_close(struct upstream *up);
+
+/* I/O on up, plain or TLS, as net_send_all() and net_recv() (with the backend timeout). */
+int upstream_send(struct proxy *px, struct upstream *up, struct iovec *iov, int n);
+ssize_t upstream_recv(struct proxy *px, struct upstream *up, void *buf, size_t len);
+
+/* With TLS: set the pool's on_close (frees the SSL) and check (tls_idle_check(), or the
+ * pool's default recv peek with naive_check, for comparison). */
+void upstream_configure_tls(connpool_config *cfg, int naive_check);
 
 #endif /* DEMO_PROXY_H */

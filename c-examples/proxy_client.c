@@ -219,7 +219,7 @@ static int relay(struct client *c, const struct request *rq, struct upstream *up
     int keep = rq->h.keep_alive && body.framing != HTTP_UNTIL_CLOSE && !dechunk;
     size_t down_len = downstream_head(c, h, pass_chunked, keep, rq->h.minor_version);
     if (down_len == 0) {
-        close(up->fd);
+        upstream_close(up);
         return bad_gateway(c, rq, 0);
     }
 
@@ -251,7 +251,7 @@ static int relay(struct client *c, const struct request *rq, struct upstream *up
         if (off < got)
             continue; /* iov was full */
         off = got = 0;
-        ssize_t r = net_recv(up->fd, c->resp, sizeof c->resp, PROXY_BACKEND_TIMEOUT_MS, px->stop_fd);
+        ssize_t r = upstream_recv(px, up, c->resp, sizeof c->resp);
         if (r == 0 && body.framing == HTTP_UNTIL_CLOSE) {
             body.done = 1; /* the close is the end of this body */
             break;
@@ -265,7 +265,7 @@ static int relay(struct client *c, const struct request *rq, struct upstream *up
     if (failed) {
         /* The head is out: the client can only learn of the failure by the close. */
         atomic_fetch_add(&px->aborted, 1);
-        close(up->fd);
+        upstream_close(up);
         return 0;
     }
     /* Reusable only if the response ended exactly where its framing says, on a keep-alive
@@ -296,17 +296,17 @@ static int forward(struct client *c, const struct request *rq)
             return bad_gateway(c, rq, errno == ETIMEDOUT);
         struct iovec iov[2] = {{c->up_head, up_len}, {c->in + rq->head_len, rq->body_len}};
         int err = 0;
-        if (net_send_all(up.fd, iov, 2, PROXY_BACKEND_TIMEOUT_MS, px->stop_fd) != 0) {
+        if (upstream_send(px, &up, iov, 2) != 0) {
             err = errno;
         } else {
-            ssize_t r = net_recv(up.fd, c->resp, sizeof c->resp, PROXY_BACKEND_TIMEOUT_MS, px->stop_fd);
+            ssize_t r = upstream_recv(px, &up, c->resp, sizeof c->resp);
             if (r > 0)
                 got = (size_t)r;
             err = r > 0 ? 0 : r == 0 ? ECONNRESET : errno;
         }
         if (err == 0)
             break;
-        close(up.fd);
+        upstream_close(&up);
         /* A reused connection that fails before any response byte was, almost always,
          * closed by the backend's idle timer as our request crossed its close: the
          * request was not processed. Retry once on a new connection (not another pooled
@@ -324,18 +324,18 @@ static int forward(struct client *c, const struct request *rq)
         size_t head_len;
         while ((head_len = http_head_length(c->resp, got)) == 0) {
             ssize_t r = got < HTTP_MAX_HEAD
-                            ? net_recv(up.fd, c->resp + got, sizeof c->resp - got, PROXY_BACKEND_TIMEOUT_MS, px->stop_fd)
+                            ? upstream_recv(px, &up, c->resp + got, sizeof c->resp - got)
                             : -1; /* head too large */
             if (r <= 0) {
                 int timed_out = r < 0 && errno == ETIMEDOUT;
-                close(up.fd);
+                upstream_close(&up);
                 return bad_gateway(c, rq, timed_out);
             }
             got += (size_t)r;
         }
         struct http_head h;
         if (http_parse_response(c->resp, head_len, &h) != 0 || h.status == 101) { /* no upgrades */
-            close(up.fd);
+            upstream_close(&up);
             return bad_gateway(c, rq, 0);
         }
         if (h.status >= 200)
@@ -343,7 +343,7 @@ static int forward(struct client *c, const struct request *rq)
         if (rq->h.minor_version >= 1) { /* HTTP/1.0 clients know no 1xx */
             struct iovec iov = {c->resp, head_len};
             if (net_send_all(c->fd, &iov, 1, PROXY_CLIENT_IO_TIMEOUT_MS, px->stop_fd) != 0) {
-                close(up.fd);
+                upstream_close(&up);
                 return 0;
             }
         }

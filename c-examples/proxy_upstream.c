@@ -1,10 +1,17 @@
 /* proxy_upstream.c: backend connections of the demo proxy, through libconnpool.
  *
- * The whole pool protocol of a proxy is these two functions:
- *   get: connpool_acquire_info() an idle connection for the backend's key; when there is
- *        none (-ENOENT), connect a new one. Either way the fd is now ours.
- *   put: after a complete keep-alive response, connpool_release_hint() gives the fd back
- *        (it is the pool's from then on, whatever the call returns); otherwise close it.
+ * The whole pool protocol of a proxy is these two functions, by key handle (a proxy knows
+ * its backends: proxy.c resolves each backend's key once with connpool_key_get()):
+ *   get: connpool_key_acquire() an idle connection; when there is none (-ENOENT),
+ *        connect a new one (and, with TLS, do the handshake). Either way it is now ours.
+ *   put: after a complete keep-alive response, connpool_key_release() gives it back (it is
+ *        the pool's from then on, whatever the call returns); otherwise close it.
+ *
+ * With TLS the connection is the fd and its SSL*: the SSL* travels with the fd as its ctx,
+ * out of the pool with the acquire and into it with the release. When the pool closes a
+ * connection (expired, full, dead, purged, freed), it calls on_close with the SSL* first,
+ * and on_close frees it. The pool's check is TLS-aware (tls_idle_check()): a session ticket
+ * that arrived while the connection was idle is not a sign of death.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -15,30 +22,68 @@
 
 #include "net.h"
 #include "proxy.h"
+#include "tls.h"
+
+/* The pool's check, for a TLS connection: 0 healthy, else dead. It runs on the thread of
+ * the acquire (or of connpool_prune()), under no pool lock, on a connection nobody else
+ * holds: the SSL is ours to use for that moment. */
+static int check_tls(void *arg, int fd, void *ctx)
+{
+    (void)arg, (void)fd;
+    return tls_idle_check(ctx);
+}
+
+/* The pool is closing a TLS connection: free its SSL (close_notify first, unless the
+ * check found it dead). Never close the fd: the pool does, right after. */
+static void on_close_tls(void *arg, int fd, void *ctx, int reason)
+{
+    (void)arg, (void)fd;
+    tls_close(ctx, reason != CONNPOOL_CLOSE_DEAD);
+}
+
+void upstream_configure_tls(connpool_config *cfg, int naive_check)
+{
+    cfg->on_close = on_close_tls;
+    /* NULL: the pool's recv(MSG_PEEK) check, which calls any unread byte (a ticket too)
+     * a desynchronised stream. */
+    cfg->check = naive_check ? NULL : check_tls;
+}
 
 int upstream_get(struct proxy *px, const struct backend *be, int fresh, struct upstream *up)
 {
     up->be = be;
     up->reused = 0;
+    up->ssl = NULL;
     if (px->pool != NULL && !fresh) {
-        /* The pool has already checked the connection (one recv(MSG_PEEK)): it was not
-         * closed by the backend, reset, or sent bytes nobody asked for. The backend can
-         * still close it a moment later; the caller retries then (see proxy_client.c). */
-        connpool_conn_info info = {.struct_size = sizeof info};
-        int fd = connpool_acquire_info(px->pool, be->key, &info);
+        /* The pool has already checked the connection: it was not closed by the backend,
+         * reset, or sent bytes nobody asked for. The backend can still close it a moment
+         * later; the caller retries then (see proxy_client.c). */
+        void *ctx = NULL;
+        int fd = connpool_key_acquire(be->handle, &ctx, NULL);
         if (fd >= 0) {
             up->fd = fd;
+            up->ssl = ctx; /* NULL for a plain connection */
             up->reused = 1;
             atomic_fetch_add(&px->reused, 1);
             return 0;
         }
-        if (fd != -ENOENT) /* -EINVAL: a bug of ours (bad key) */
-            fprintf(stderr, "proxy: connpool_acquire_info(%s): %s\n", be->key, strerror(-fd));
+        if (fd != -ENOENT) /* -EINVAL: a bug of ours (no handle) */
+            fprintf(stderr, "proxy: connpool_key_acquire(%s): %s\n", be->key, strerror(-fd));
     }
     up->fd = net_connect(&be->addr, PROXY_CONNECT_TIMEOUT_MS);
     if (up->fd < 0)
         return -1;
     atomic_fetch_add(&px->connects, 1);
+    if (px->tls != NULL) {
+        up->ssl = tls_connect(px->tls, up->fd, PROXY_CONNECT_TIMEOUT_MS, px->stop_fd);
+        if (up->ssl == NULL) {
+            int e = errno;
+            close(up->fd);
+            errno = e;
+            return -1;
+        }
+        atomic_fetch_add(&px->handshakes, 1);
+    }
     return 0;
 }
 
@@ -47,18 +92,41 @@ void upstream_put(struct proxy *px, struct upstream *up, int reusable, int64_t k
     int fd = up->fd;
     up->fd = -1;
     if (px->pool != NULL && reusable) {
-        if (keepalive_timeout_ms >= 0) {
-            /* The server closes idle connections after keepalive_timeout_ms. Expire ours
-             * a quarter earlier: a request sent just before the server's timer fires would
-             * cross its close on the wire. (0 means "I won't keep it": the pool closes it.) */
-            uint64_t hint = (uint64_t)keepalive_timeout_ms - (uint64_t)keepalive_timeout_ms / 4;
-            connpool_release_hint(px->pool, up->be->key, fd, hint);
-        } else {
-            connpool_release(px->pool, up->be->key, fd);
-        }
-        /* Whatever the result (kept, or closed because the key was full), fd is no
-         * longer ours: never touch it again. */
+        /* The server closes idle connections after keepalive_timeout_ms. Expire ours a
+         * quarter earlier: a request sent just before the server's timer fires would cross
+         * its close on the wire. (0 means "I won't keep it": the pool closes it.) */
+        uint64_t hint = CONNPOOL_NO_HINT;
+        if (keepalive_timeout_ms >= 0)
+            hint = (uint64_t)keepalive_timeout_ms - (uint64_t)keepalive_timeout_ms / 4;
+        connpool_key_release(up->be->handle, fd, up->ssl, hint);
+        /* Whatever the result (kept, or closed because the key was full), fd and its SSL
+         * are no longer ours: never touch them again. */
+        up->ssl = NULL;
         return;
     }
+    tls_close(up->ssl, 1); /* a clean end: close_notify */
+    up->ssl = NULL;
     close(fd);
+}
+
+void upstream_close(struct upstream *up)
+{
+    tls_close(up->ssl, 0);
+    up->ssl = NULL;
+    close(up->fd);
+    up->fd = -1;
+}
+
+int upstream_send(struct proxy *px, struct upstream *up, struct iovec *iov, int n)
+{
+    if (up->ssl != NULL)
+        return tls_send_all(up->ssl, iov, n, PROXY_BACKEND_TIMEOUT_MS, px->stop_fd);
+    return net_send_all(up->fd, iov, n, PROXY_BACKEND_TIMEOUT_MS, px->stop_fd);
+}
+
+ssize_t upstream_recv(struct proxy *px, struct upstream *up, void *buf, size_t len)
+{
+    if (up->ssl != NULL)
+        return tls_recv(up->ssl, buf, len, PROXY_BACKEND_TIMEOUT_MS, px->stop_fd);
+    return net_recv(up->fd, buf, len, PROXY_BACKEND_TIMEOUT_MS, px->stop_fd);
 }

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # What `make demo` and `make test` need, checked before they build: Rust, a C and C++
-# compiler, make, binutils and CMake; for the tests also valgrind, pkg-config and cargo-fuzz.
+# compiler, make, binutils, CMake and OpenSSL 3's headers (the demo's TLS runs and test_tls;
+# libconnpool itself does not use OpenSSL); for the tests also valgrind, pkg-config and
+# cargo-fuzz.
 # Missing system tools are installed with apt-get when this runs as root on Debian or Ubuntu
 # (non-interactively); otherwise it stops at once and prints the command to run.
 #   usage: scripts/ensure-tools.sh demo|test
@@ -45,6 +47,11 @@ if have cmake; then
 else
   pkgs+=(cmake)
 fi
+# OpenSSL's headers, as the compiler sees them (no compiler yet: it comes with them).
+openssl_h() { printf '#include <openssl/opensslv.h>\nOPENSSL_VERSION_TEXT\n' | cc -E -P -x c - 2>/dev/null | tail -n 1; }
+if ! have cc || ! openssl_h | grep -q '^"OpenSSL'; then
+  pkgs+=(libssl-dev)
+fi
 if [ "$mode" = test ]; then
   have valgrind || pkgs+=(valgrind)
   have pkg-config || pkgs+=(pkg-config)
@@ -78,5 +85,5 @@ if [ "$mode" = test ] && [ "${FUZZ_SECONDS:-60}" != 0 ] && ! cargo fuzz --versio
     say "WARNING: could not install cargo-fuzz $fuzz_version: the fuzz test will be SKIPPED"
 fi
 
-say "ok: $(rustc --version), $(cmake --version | head -n 1), $(cc --version | head -n 1)$(
+say "ok: $(rustc --version), $(cmake --version | head -n 1), $(cc --version | head -n 1), $(openssl_h | tr -d '"')$(
   [ "$mode" = test ] && echo ", $(valgrind --version), pkg-config $(pkg-config --version)")"
