@@ -5,9 +5,8 @@
 //! word, and wakes it after unlocking.
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
 
-use crate::cell::Lock;
+use crate::cell::{Lock, Shared};
 use crate::conn::Conn;
 use crate::sys;
 
@@ -30,8 +29,8 @@ pub(crate) struct Waiter {
 }
 
 impl Waiter {
-    pub fn new() -> Arc<Waiter> {
-        Arc::new(Waiter::default())
+    pub fn new() -> Shared<Waiter> {
+        Shared::new(Waiter::default())
     }
 
     /// Under the key's shard lock, with the waiter taken off the queue: its result. Wake it

@@ -26,7 +26,7 @@ build)
     cargo rustc --release --locked --lib --crate-type staticlib --target x86_64-unknown-linux-gnu)
   lib="$out/cargo/x86_64-unknown-linux-gnu/release/libconnpool.a"
 
-  for name in stress cap churn watch canary; do
+  for name in stress cap churn watch limit limit_stress on_close canary; do
     if [ "$name" = canary ]; then file="$src/tests/c/tsan_canary.c"; else file="$src/tests/c/test_$name.c"; fi
     "$cc" -std=c11 -g -O1 -fsanitize=thread -Wall -Wextra -Werror -UNDEBUG \
       -I "$src/include" -I "$src/tests/c" -c "$file" -o "$out/$name.o"

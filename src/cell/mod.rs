@@ -3,7 +3,8 @@
 //! - [`Lock`]: the pool's mutex, a futex lock of our own;
 //! - [`SwapCell`]: a replaceable value whose old values are never freed;
 //! - [`ChunkDir`]: a fixed directory of lazily allocated chunks, never freed;
-//! - [`Registry`]: an append-only set of values found by hash (the key handles).
+//! - [`Registry`]: an append-only set of values found by hash (the key handles);
+//! - [`Shared`]: a reference count whose last release ThreadSanitizer can see (waiters).
 //!
 //! None of them keeps process-wide state or ever waits on another thread's progress except
 //! inside [`Lock::lock`], so a fork() child that replaces what its parent's threads may
@@ -13,9 +14,11 @@
 mod chunks;
 mod lock;
 mod registry;
+mod shared;
 mod swap;
 
 pub(crate) use chunks::ChunkDir;
 pub(crate) use lock::{assert_unlocked, Guard, Lock};
 pub(crate) use registry::Registry;
+pub(crate) use shared::Shared;
 pub(crate) use swap::SwapCell;

@@ -2,10 +2,10 @@
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::Duration;
 
 use super::{inject_panic, ConnInfo, Generation, Pool};
+use crate::cell::Shared;
 use crate::clock::Clock;
 use crate::conn::Conn;
 use crate::fd_table::{self, Loan};
@@ -272,7 +272,7 @@ impl<C: Clock> Pool<C> {
         st: &Generation,
         hash: u64,
         key: &[u8],
-        w: &Arc<Waiter>,
+        w: &Shared<Waiter>,
         timeout: Duration,
     ) -> Taken {
         let deadline = crate::sys::precise_now_ns()

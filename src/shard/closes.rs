@@ -5,9 +5,9 @@
 //! telling the event loop that a key it was refused may have room.
 
 use std::os::fd::{AsFd, AsRawFd};
-use std::sync::Arc;
 
 use super::{Shard, SHARDS};
+use crate::cell::Shared;
 use crate::closer::{close_fd, Closing};
 use crate::conn::Conn;
 use crate::stats::CloseReason;
@@ -22,7 +22,7 @@ pub(crate) struct CloseList<'a> {
     /// Per closed connection that held a slot of a key with a limit: that key's hash.
     settle: Vec<u64>,
     /// Waiters served under the lock.
-    wakes: Vec<Arc<Waiter>>,
+    wakes: Vec<Shared<Waiter>>,
     /// A key that refused an acquire (-EAGAIN) has a slot or an idle connection now.
     notify: bool,
     places: usize,
@@ -65,7 +65,7 @@ impl<'a> CloseList<'a> {
     }
 
     /// Wakes `w`, served under the lock, after unlocking.
-    pub fn wake(&mut self, w: Arc<Waiter>) {
+    pub fn wake(&mut self, w: Shared<Waiter>) {
         self.wakes.push(w);
     }
 

@@ -4,8 +4,8 @@
 //! (its methods are private to `crate::shard`), so the shard's counts stay in step.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 
+use crate::cell::Shared;
 use crate::conn::{Conn, NEVER};
 use crate::stats::Counters;
 use crate::wait::Waiter;
@@ -31,7 +31,7 @@ pub(crate) struct Entry {
     /// With a limit: taken to be closed, not closed yet (their slots are freed after).
     pub(super) closing: u32,
     /// Threads waiting for a connection or a slot, longest waiting first.
-    pub(super) waiters: VecDeque<Arc<Waiter>>,
+    pub(super) waiters: VecDeque<Shared<Waiter>>,
     /// An acquire found the key at its limit since the event loop was last told of a slot.
     pub(super) blocked: bool,
     /// Drains of this key: connections lent before one are closed at their release.

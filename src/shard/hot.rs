@@ -318,7 +318,7 @@ impl ShardGuard<'_> {
         key: &[u8],
         now: impl FnOnce(u64) -> u64,
         check: impl FnOnce(&Conn) -> bool,
-        w: &std::sync::Arc<crate::wait::Waiter>,
+        w: &crate::cell::Shared<crate::wait::Waiter>,
         closes: &mut CloseList,
     ) -> Took {
         let took = self.take(hash, key, now, check, closes);

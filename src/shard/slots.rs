@@ -3,9 +3,8 @@
 //! slot passes from one connection to the next only after the first one's fd is closed
 //! (`CloseList` frees it then, with [`ShardGuard::free_slot`]).
 
-use std::sync::Arc;
-
 use super::{CloseList, ShardGuard};
+use crate::cell::Shared;
 use crate::conn::Conn;
 use crate::stats::CloseReason;
 use crate::wait::{Served, Waiter};
@@ -125,16 +124,16 @@ impl ShardGuard<'_> {
     }
 
     /// Queues `w` (the key is at its limit), after the waiters already there.
-    pub fn enqueue(&mut self, hash: u64, key: &[u8], w: Arc<Waiter>) {
+    pub fn enqueue(&mut self, hash: u64, key: &[u8], w: Shared<Waiter>) {
         self.entry(hash, key).waiters.push_back(w);
     }
 
     /// Takes `w` off the queue (it gave up: timeout). False if it was served meanwhile.
-    pub fn dequeue(&mut self, hash: u64, key: &[u8], w: &Arc<Waiter>) -> bool {
+    pub fn dequeue(&mut self, hash: u64, key: &[u8], w: &Shared<Waiter>) -> bool {
         let Some(e) = self.find(hash, key) else {
             return false;
         };
-        let Some(i) = e.waiters.iter().position(|x| Arc::ptr_eq(x, w)) else {
+        let Some(i) = e.waiters.iter().position(|x| Shared::ptr_eq(x, w)) else {
             return false;
         };
         e.waiters.remove(i);
