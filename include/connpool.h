@@ -10,8 +10,11 @@
  *   connections     connpool_acquire, connpool_acquire_info, connpool_acquire_ctx,
  *                   connpool_release, connpool_release_hint, connpool_release_ctx
  *   key handles     connpool_key_get, connpool_key_acquire, connpool_key_release
+ *   limits          connpool_acquire_wait, connpool_key_acquire_wait, connpool_discard,
+ *                   connpool_key_discard, connpool_drain, connpool_shutdown
  *   configuration   connpool_config_init (a macro, see the end), connpool_config_init_sized
- *   figures         connpool_stats_get, connpool_idle_count, connpool_idle_count_key
+ *   figures         connpool_stats_get, connpool_stats_get_key, connpool_idle_count,
+ *                   connpool_idle_count_key
  *   maintenance     connpool_purge, connpool_prune
  *   idle watcher    connpool_watch_fd, connpool_reap
  *
@@ -20,11 +23,17 @@
  *   not own and never leaks one it owns.
  *   - An acquire that returns an fd >= 0: the fd is the caller's, who gives it back with a
  *     release or close()s it. An acquire that returns < 0: no fd changed hands.
- *   - A release with fd >= 0: the fd is the pool's from the moment of the call, WHATEVER
- *     the result: CONNPOOL_POOLED (kept idle), CONNPOOL_CLOSED (closed), or an error for bad
- *     arguments (-EINVAL: closed). Never use or close it again. Two exceptions: fd < 0
- *     (-EBADF) changes nothing, and -EALREADY means a pool already owned that fd (a double
- *     release): nothing was changed or closed.
+ *   - A release or a discard with fd >= 0: the fd is the pool's from the moment of the
+ *     call, WHATEVER the result: CONNPOOL_POOLED (kept idle, or handed to a waiter),
+ *     CONNPOOL_CLOSED or 0 from a discard (closed), or an error for bad arguments (-EINVAL:
+ *     closed). Never use or close it again. Two exceptions: fd < 0 (-EBADF) changes
+ *     nothing, and -EALREADY means a pool already owned that fd (a double release): nothing
+ *     was changed or closed.
+ *   - With max_conns_per_key, every fd an acquire handed out and every connect slot an
+ *     acquire reserved (its -ENOENT) must come back to the pool: through a release or
+ *     connpool_discard() (fd = -1 for a slot whose connect failed). A caller that close()s
+ *     such an fd itself leaks its slot, and the key has one connection less for good.
+ *     Without a limit, the caller may close() an fd it acquired, as in 0.1.
  *   - connpool_purge(), connpool_prune(), connpool_reap(), connpool_free() and the pool's
  *     own checks close idle fds the pool owns; fds the caller holds are never touched.
  *   - The fds a pool makes for itself (the watch fd) are the pool's until connpool_free().
@@ -56,8 +65,17 @@
  * ERRORS are negative errno values (from <errno.h>), each listed with its function. If an
  *   internal bug ever panics, the panic is stopped at the library boundary (it never
  *   unwinds into C): int functions return -ENOTRECOVERABLE, size_t functions 0,
- *   constructors NULL; an fd given to a release is closed, as on any other error. An
- *   allocation failure aborts the process (as in Rust's standard library).
+ *   constructors NULL; an fd given to a release is closed, as on any other error.
+ *
+ * MEMORY: an allocation failure aborts the process (as in Rust's standard library). The
+ *   calls that may allocate: connpool_new*(), connpool_key_get(), connpool_free(), the
+ *   releases and discards (a key's first connection, a growing table, the fd table's
+ *   first use of a range of 4096 fd numbers), connpool_stats_get*(), connpool_purge(),
+ *   connpool_drain(), connpool_prune(), connpool_reap(), connpool_shutdown(), the waits,
+ *   an acquire that closes connections (expired or dead ones) or reserves a connect slot
+ *   for a new key, and any call that is the first on a pool in a fork child. The others
+ *   never allocate: connpool_acquire*() that close nothing, connpool_idle_count*(),
+ *   connpool_watch_fd(), connpool_config_init*(), connpool_version().
  *
  * THREADS: every function may be called concurrently on the same pool, except
  *   connpool_free(), which must be the last call on it. No lock is ever held across a
