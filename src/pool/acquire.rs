@@ -163,8 +163,9 @@ impl<C: Clock> Pool<C> {
 
     /// The acquire itself, for the key `key` with hash `hash`: the connection handed out
     /// (now the caller's) and the clock reading it was taken at, or why there is none.
-    /// `wait`: at the key's limit, wait this long (zero or `None`: not at all).
-    #[inline]
+    /// `wait`: at the key's limit, wait this long (zero or `None`: not at all). Inlined
+    /// always, so that the callers that never wait (`None`) lose that code.
+    #[inline(always)]
     pub(super) fn take(
         &self,
         st: &Generation,

@@ -133,34 +133,23 @@ impl<C: Clock> Pool<C> {
             .min(born.saturating_add(lim.lifetime_ns));
         let shard = self.shard_of(st, hash);
         let max = lim.max_idle_per_key;
-        let slow = |conn, close, placed| {
-            // Slow path: something to close after unlocking.
-            let mut closes = self.close_list(st);
-            let mut guard = shard.lock();
-            inject_panic(key);
-            let kept = guard.put(hash, key, conn, ret, max, now, close, placed, &mut closes);
-            if kept {
-                Released::Pooled
-            } else {
-                Released::Closed
-            }
-        };
+        let at = (hash, key, ret, now);
         if lim.max_uses != 0 && uses >= lim.max_uses {
-            return slow(conn, Some(CloseReason::Retired), false);
+            return self.put_closing(st, at, conn, Some(CloseReason::Retired), false);
         }
         if conn.deadline <= self.exact_near(now, conn.deadline) {
-            return slow(conn, Some(CloseReason::Expired), false);
+            return self.put_closing(st, at, conn, Some(CloseReason::Expired), false);
         }
         let capped = lim.max_idle_total != 0;
         if capped {
             // At the cap a release evicts to make room; one into a full key keeps nothing,
             // so it must not evict anything: check the key first (and again under the lock).
             if !self.reserve(st, shard, hash, key, now) {
-                return slow(conn, Some(CloseReason::Full), false);
+                return self.put_closing(st, at, conn, Some(CloseReason::Full), false);
             }
             conn.seq = st.seq.fetch_add(1, Ordering::Relaxed) + 1;
         }
-        let watcher = st.watcher();
+        let watcher = if lim.watch { st.watcher() } else { None };
         if let Some(w) = watcher {
             w.watch(conn.fd.as_fd(), hash, lent); // before it is findable: see crate::watch
         }
@@ -172,12 +161,34 @@ impl<C: Clock> Pool<C> {
         };
         let released = match fast {
             Ok(()) => Released::Pooled,
-            Err(conn) => slow(conn, None, capped),
+            Err(conn) => self.put_closing(st, at, conn, None, capped),
         };
         if let (Some(w), Released::Pooled) = (watcher, released) {
             w.lower_timer(deadline);
         }
         released
+    }
+
+    /// Release's full path, with something to close after unlocking (`close`: the
+    /// connection itself, for that reason; `placed`: it holds a place under the cap).
+    #[cold]
+    fn put_closing(
+        &self,
+        st: &Generation,
+        (hash, key, ret, now): (u64, &[u8], Return, u64),
+        conn: Conn,
+        close: Option<CloseReason>,
+        placed: bool,
+    ) -> Released {
+        let max = self.limits.max_idle_per_key;
+        let mut closes = self.close_list(st);
+        let mut guard = self.shard_of(st, hash).lock();
+        inject_panic(key);
+        if guard.put(hash, key, conn, ret, max, now, close, placed, &mut closes) {
+            Released::Pooled
+        } else {
+            Released::Closed
+        }
     }
 }
 

@@ -167,7 +167,10 @@ impl ShardGuard<'_> {
         now: impl FnOnce(u64) -> u64,
     ) -> Result<(), Conn> {
         let limit = self.shard.limit;
-        let e = self.entry(hash, key);
+        // A key's first connection makes its entry on the full path.
+        let Some(e) = self.find(hash, key) else {
+            return Err(conn);
+        };
         let was_empty = e.is_empty();
         // As `put` decides: a loan of the key comes back (unless drained: the full path), or a
         // connect slot is used, or a fresh connection needs room under the limit.
