@@ -100,7 +100,8 @@ class Lease {
     // slot the acquire reserved, if any.
     void adopt(int fd, void *ctx = nullptr) noexcept
     {
-        finish();
+        if (fd_ >= 0)
+            finish(); // a connection held before goes back; a reserved slot is kept for fd
         fd_ = fd;
         ctx_ = ctx;
         slot_ = false;

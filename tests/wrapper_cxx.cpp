@@ -74,7 +74,10 @@ int main()
         CHECK(pool.stats("10.0.0.1:80").connecting == 1);
         fd = net.connect_one(&peer);
         l.adopt(fd, &state);
+        CHECK(pool.stats("10.0.0.1:80").connecting == 1); // the adopted fd holds the slot
+        CHECK(pool.acquire(k).at_limit());
         CHECK(l.release() == CONNPOOL_POOLED);
+        CHECK(pool.stats("10.0.0.1:80").connecting == 0);
     }
     {
         libconnpool::Lease l = pool.acquire(k);
