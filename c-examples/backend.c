@@ -8,7 +8,7 @@
  *
  *   backend [--port N] [--size BYTES] [--idle-ms N] [--max-requests N]
  *           [--framing length|chunked|close|mixed] [--no-keep-alive-header]
- *           [--drop-every N] [--tls [--late-ticket]]
+ *           [--drop-every N] [--tls [--late-ticket]] [--max-conns N | --count-conns]
  *
  * Any request gets 200 and a body of --size bytes ("/bytes/N" asks for N bytes instead),
  * framed by Content-Length, chunked encoding, or the connection's close (mixed: rotates
@@ -26,6 +26,12 @@
  * them with that response; --late-ticket sends the ticket after the first response instead, so that it
  * reaches the client on an idle connection (as a later ticket or a KeyUpdate does): what
  * a connection pool's check must not take for a dead connection.
+ *
+ * --max-conns N is a capacity: it counts the connections open at once and, if it ever
+ * has more than N, says so on stderr and exits 3 instead of 0 (a proxy with a per-backend
+ * limit must never let that happen). --count-conns counts without a limit. Either way it
+ * also prints "backend: max_open=M over_limit=K" at exit: the most connections open at
+ * once, and the accepts that found more than N. count_open() keeps the count exact.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -46,7 +52,7 @@
 #include "net.h"
 #include "tls.h"
 
-struct backend_options opt = {0, 1024, 5000, 0, FRAME_LENGTH, 1, 0, 0, 0};
+struct backend_options opt = {0, 1024, 5000, 0, FRAME_LENGTH, 1, 0, 0, 0, 0, 0};
 struct backend_stats stats;
 static SSL_CTX *tls_ctx; /* with --tls */
 
@@ -99,6 +105,7 @@ static void conn_close(struct conn *c)
     close(c->fd); /* also removes it from the epoll set */
     free(c->out);
     free(c);
+    stats.open--;
 }
 
 /* send() and recv(), or with --tls their TLS forms, which answer the same way (-1 with
@@ -175,6 +182,37 @@ static void service(struct conn *c)
     }
 }
 
+/* --max-conns, --count-conns: count the connections open now, exactly, after an accept.
+ * A client's close is an EOF the kernel queues on the connection (on loopback, normally
+ * before the client's close() returns), but this loop may not have read it yet: when a
+ * client closes one connection and at once opens another (a pool freeing a slot, then
+ * filling it), the kernel completes the connect, and this loop can take the new connection
+ * from the accept queue (in the same batch, or in accept_all's loop behind others) before
+ * it has seen the EOF. So the loop serves a batch's connections before its accepts (main),
+ * and here, before counting, every connection is looked at for a pending end: an EOF or an
+ * error (a reset) closes it now; pending bytes are served now, as their event would have
+ * been (the EOF may follow them, or they are a TLS close_notify). A connection its client
+ * closed before opening the new one is thus never counted. */
+static void count_open(void)
+{
+    for (struct conn *c = all_conns, *next; c != NULL; c = next) {
+        next = c->all_next; /* service() and conn_close() free c, never another connection */
+        char b;
+        ssize_t r = recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+        if (r == 0 || (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+            stats.peer_closed++;
+            conn_close(c);
+        } else if (r > 0) {
+            service(c);
+        }
+    }
+    if (stats.open > stats.open_max)
+        stats.open_max = stats.open;
+    if (opt.max_conns > 0 && stats.open > opt.max_conns && stats.over_limit++ < 5)
+        fprintf(stderr, "backend: %llu connections open at once, over --max-conns %u\n",
+                (unsigned long long)stats.open, opt.max_conns);
+}
+
 static void accept_all(int epfd, int listener)
 {
     for (;;) {
@@ -187,6 +225,7 @@ static void accept_all(int epfd, int listener)
             continue;
         }
         stats.accepted++;
+        stats.open++;
         c->fd = fd;
         net_nodelay(fd);
         c->all_next = all_conns;
@@ -207,6 +246,8 @@ static void accept_all(int epfd, int listener)
             conn_close(c);
             continue;
         }
+        if (opt.count_conns)
+            count_open(); /* c included: one its client already closed is not counted */
     }
 }
 
@@ -214,7 +255,7 @@ static void usage(void)
 {
     fprintf(stderr, "usage: backend [--port N] [--size BYTES] [--idle-ms N] [--max-requests N]\n"
                     "               [--framing length|chunked|close|mixed] [--no-keep-alive-header]\n"
-                    "               [--drop-every N] [--tls [--late-ticket]]\n");
+                    "               [--drop-every N] [--tls [--late-ticket]] [--max-conns N | --count-conns]\n");
     exit(2);
 }
 
@@ -225,7 +266,8 @@ static void parse_options(int argc, char **argv)
         {"idle-ms", required_argument, NULL, 'i'},      {"max-requests", required_argument, NULL, 'm'},
         {"framing", required_argument, NULL, 'f'},      {"no-keep-alive-header", no_argument, NULL, 'k'},
         {"drop-every", required_argument, NULL, 'd'},   {"tls", no_argument, NULL, 't'},
-        {"late-ticket", no_argument, NULL, 'l'},         {NULL, 0, NULL, 0}};
+        {"late-ticket", no_argument, NULL, 'l'},         {"max-conns", required_argument, NULL, 'x'},
+        {"count-conns", no_argument, NULL, 'n'},         {NULL, 0, NULL, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         switch (ch) {
@@ -237,6 +279,8 @@ static void parse_options(int argc, char **argv)
         case 'd': opt.drop_every = strtoull(optarg, NULL, 10); break;
         case 't': opt.tls = 1; break;
         case 'l': opt.late_ticket = 1; break;
+        case 'x': opt.max_conns = (uint32_t)strtoul(optarg, NULL, 10); opt.count_conns = 1; break;
+        case 'n': opt.count_conns = 1; break;
         case 'f':
             if (strcmp(optarg, "length") == 0) opt.framing = FRAME_LENGTH;
             else if (strcmp(optarg, "chunked") == 0) opt.framing = FRAME_CHUNKED;
@@ -301,14 +345,20 @@ int main(int argc, char **argv)
             perror("backend: epoll_wait");
             break;
         }
+        /* Accepts after the batch's connections: their EOFs are handled before a new
+         * connection is counted, and count_open() (which may close connections) never
+         * frees one whose event is still ahead in the batch. */
+        int accept_ready = 0;
         for (int i = 0; i < n; i++) {
             if (events[i].data.ptr == &listener)
-                accept_all(epfd, listener);
+                accept_ready = 1;
             else if (events[i].data.ptr == &sfd)
                 running = 0;
             else
                 service(events[i].data.ptr);
         }
+        if (accept_ready)
+            accept_all(epfd, listener);
         /* Close the connections idle for idle_ms, oldest first, like a server's
          * keep-alive timer. */
         uint64_t now = now_ms();
@@ -332,5 +382,8 @@ int main(int argc, char **argv)
            (unsigned long long)stats.accepted, (unsigned long long)stats.requests,
            (unsigned long long)stats.idle_closed, (unsigned long long)stats.max_closed,
            (unsigned long long)stats.peer_closed, (unsigned long long)stats.dropped);
-    return 0;
+    if (opt.count_conns)
+        printf("backend: max_open=%llu over_limit=%llu\n", (unsigned long long)stats.open_max,
+               (unsigned long long)stats.over_limit);
+    return stats.over_limit > 0 ? 3 : 0;
 }

@@ -28,11 +28,15 @@ extern struct backend_options {
     uint64_t drop_every;   /* 0: never drop a request */
     int tls;               /* serve TLS 1.3 */
     int late_ticket;       /* TLS: the session ticket after the first response, not in the handshake */
+    int count_conns;       /* count the connections open at once (--count-conns, --max-conns) */
+    uint32_t max_conns;    /* 0: no limit; else more open at once fails the run */
 } opt;
 
 extern struct backend_stats {
     uint64_t accepted, requests, idle_closed, max_closed, peer_closed, dropped;
     uint64_t reused_requests; /* requests on an already used connection, for --drop-every */
+    uint64_t open, open_max;  /* connections open now, and the most at once (when counting) */
+    uint64_t over_limit;      /* accepts that found more than --max-conns open */
 } stats;
 
 /* One client connection. It sits on the idle list (oldest first) whenever it has no

@@ -9,13 +9,16 @@
  * backends that do not announce their timeout (the pool must then detect the closed
  * connections); and with --no-pool. Then three TLS runs (see kinds[] below): TLS 1.3 to
  * the backends with the pool, with the pool but its default check, and without the pool,
- * counting the proxy's TLS handshakes. It prints a table for each kind of run (about 30 s).
+ * counting the proxy's TLS handshakes. Then two runs against one backend that counts its
+ * connections open at once: the proxy with max_conns_per_key = --limit N (the backend has
+ * --max-conns N: more open at once fails), and without, to show what the backend would
+ * have had. It prints a table for each kind of run (about 32 s).
  *
  * Every process it starts is stopped before it exits, also on error and on Ctrl-C. Exits
  * 1 if any request failed or a check failed, 77 if the proxy wrapper reported "skipped",
  * 0 otherwise. Options (for the tests; the defaults are the demo):
- *   --runs pool,pool-silent,no-pool,tls,tls-naive,tls-no-pool  --seconds S  --connections C
- *   --backends B
+ *   --runs pool,pool-silent,no-pool,tls,tls-naive,tls-no-pool,limit,no-limit
+ *   --seconds S  --connections C  --backends B (not the limit runs': one)  --limit N
  *   --idle-ms N  --max-requests N  --size BYTES  --bursts K  --pause-ms P
  *   --framing length|chunked|close|mixed
  *   --drop-every N           backends drop every Nth request on a used connection unanswered:
@@ -25,7 +28,8 @@
  * Always judged (demo_report.c): no failed request; TLS with the pool: handshakes <= backend
  * connections (and < requests / 10 when responses keep their connections), no connection
  * called dead, tickets read by the check; with the recv-peek check: connections called
- * dead; TLS without the pool: one handshake per request.
+ * dead; TLS without the pool: one handshake per request; with the limit: the backend never
+ * had more than N connections open, and the proxy gave every connection and slot back.
  *   --proxy-wrapper ARG      prefix the proxy's command line (repeat: valgrind ...)
  *   --client -- CMD [ARGS]   instead: start one backend, run CMD ARGS 127.0.0.1:PORT, stop
  */
@@ -55,13 +59,16 @@
  * connection the pool calls dead was healthy). The proxy talks TLS to them
  * (--backend-tls), with the TLS-aware check or (--naive-check) the pool's default one. */
 static const struct kind kinds[] = {
-    {"pool", "pool", 1, 1, 0, 0},
-    {"pool-silent", "pool, timeout not announced", 1, 0, 0, 0},
-    {"no-pool", "--no-pool", 0, 1, 0, 0},
-    {"tls", "TLS, pool", 1, 1, 1, 0},
-    {"tls-naive", "TLS, pool, recv-peek check", 1, 1, 1, 1},
-    {"tls-no-pool", "TLS, --no-pool", 0, 1, 1, 0},
+    {"pool", "pool", 1, 1, 0, 0, 0, 0},
+    {"pool-silent", "pool, timeout not announced", 1, 0, 0, 0, 0, 0},
+    {"no-pool", "--no-pool", 0, 1, 0, 0, 0, 0},
+    {"tls", "TLS, pool", 1, 1, 1, 0, 0, 0},
+    {"tls-naive", "TLS, pool, recv-peek check", 1, 1, 1, 1, 0, 0},
+    {"tls-no-pool", "TLS, --no-pool", 0, 1, 1, 0, 0, 0},
+    {"limit", "pool, limit per backend", 1, 1, 0, 0, 1, 1},
+    {"no-limit", "pool, no limit", 1, 1, 0, 0, 1, 0},
 };
+#define MAX_ROWS 16
 
 static struct {
     const char *runs;
@@ -71,10 +78,12 @@ static struct {
     int drop_every;
     long long check_max_accepted;
     int check_hits;
+    int limit;
     char *wrapper[MAX_WRAPPER];
     int nwrapper;
     char **client; /* argv of the --client command, NULL-terminated */
-} opt = {"pool,pool-silent,no-pool,tls,tls-naive,tls-no-pool", 4, 16, 2, 300, 1000, 1024, 4, 400, "length", 0, -1, 0, {0}, 0, NULL};
+} opt = {"pool,pool-silent,no-pool,tls,tls-naive,tls-no-pool,limit,no-limit", 4, 16, 2, 300, 1000, 1024, 4, 400, "length",
+         0, -1, 0, 4, {0}, 0, NULL};
 
 static char bindir[PATH_MAX];
 static struct child backends[MAX_BACKENDS], proxy, loadgen;
@@ -116,10 +125,12 @@ static char *num(long long v)
     return p;
 }
 
-static void start_backends(int keep_alive_header, int tls)
+/* Start nb backends; k NULL: plain, announcing their timeout. */
+static void start_backends(int nb, const struct kind *k)
 {
-    for (int i = 0; i < opt.backends; i++) {
-        char *argv[16] = {program("backend"), "--idle-ms", num(tls ? 0 : opt.idle_ms), "--max-requests",
+    int keep_alive_header = k == NULL || k->keep_alive_header, tls = k != NULL && k->tls;
+    for (int i = 0; i < nb; i++) {
+        char *argv[20] = {program("backend"), "--idle-ms", num(tls ? 0 : opt.idle_ms), "--max-requests",
                           num(opt.max_requests), "--size", num(opt.size), "--framing", (char *)opt.framing};
         int n = 9;
         if (!keep_alive_header)
@@ -132,22 +143,33 @@ static void start_backends(int keep_alive_header, int tls)
             argv[n++] = "--drop-every";
             argv[n++] = num(opt.drop_every);
         }
+        if (k != NULL && k->counted) /* the limit runs: --max-conns N, or count only */
+            argv[n++] = k->limit ? "--max-conns" : "--count-conns";
+        if (k != NULL && k->limit)
+            argv[n++] = num(opt.limit);
         if (spawn_start(&backends[i], "backend", argv) != 0 || spawn_wait_ready(&backends[i], READY_MS) != 0)
             die("backend %d did not start", i + 1);
     }
 }
 
-static void stop_backends(long long *accepted, long long *accepted_max, long long *dropped)
+/* Stop nb backends and fill row's backend figures. */
+static void stop_backends(int nb, struct row *row)
 {
-    *accepted = *accepted_max = *dropped = 0;
-    for (int i = 0; i < opt.backends; i++) {
-        if (spawn_stop(&backends[i], STOP_MS) != 0 || backends[i].status != 0)
+    row->accepted = row->accepted_max = row->dropped = 0;
+    row->open_max = -1;
+    for (int i = 0; i < nb; i++) {
+        /* 3: a backend with --max-conns had more open at once: a verdict, not a crash. */
+        int stopped = spawn_stop(&backends[i], STOP_MS) == 0, status = backends[i].status;
+        int over = stopped && row->kind != NULL && row->kind->limit && status == 3;
+        if (!stopped || (status != 0 && !over))
             die("backend %d did not exit cleanly", i + 1);
+        row->over_limit |= over;
         long long a = spawn_field(&backends[i], "backend:", "accepted");
-        *accepted += a;
-        if (a > *accepted_max)
-            *accepted_max = a;
-        *dropped += spawn_field(&backends[i], "backend:", "dropped");
+        long long m = spawn_field(&backends[i], "backend:", "max_open");
+        row->accepted += a;
+        row->accepted_max = a > row->accepted_max ? a : row->accepted_max;
+        row->open_max = m > row->open_max ? m : row->open_max;
+        row->dropped += spawn_field(&backends[i], "backend:", "dropped");
     }
 }
 
@@ -157,9 +179,10 @@ static int run(const struct kind *k, struct row *row)
 {
     memset(row, 0, sizeof *row);
     row->kind = k;
-    start_backends(k->keep_alive_header, k->tls);
+    int nb = k->counted ? 1 : opt.backends; /* limit runs: all clients compete for one backend */
+    start_backends(nb, k);
 
-    char *argv[MAX_WRAPPER + MAX_BACKENDS + 6];
+    char *argv[MAX_WRAPPER + MAX_BACKENDS + 8];
     int n = 0;
     for (int i = 0; i < opt.nwrapper; i++)
         argv[n++] = opt.wrapper[i];
@@ -170,8 +193,12 @@ static int run(const struct kind *k, struct row *row)
         argv[n++] = "--backend-tls";
     if (k->naive_check)
         argv[n++] = "--naive-check";
+    if (k->limit) {
+        argv[n++] = "--max-conns-per-backend";
+        argv[n++] = num(opt.limit);
+    }
     char addrs[MAX_BACKENDS][32];
-    for (int i = 0; i < opt.backends; i++) {
+    for (int i = 0; i < nb; i++) {
         snprintf(addrs[i], sizeof addrs[i], "127.0.0.1:%d", backends[i].port);
         argv[n++] = addrs[i];
     }
@@ -208,7 +235,7 @@ static int run(const struct kind *k, struct row *row)
         fputs(proxy.output, stderr);
         die("the proxy did not exit cleanly (status %d)", proxy.status);
     }
-    stop_backends(&row->accepted, &row->accepted_max, &row->dropped);
+    stop_backends(nb, row);
 
     row->requests = spawn_field(&loadgen, "loadgen:", "requests");
     row->errors = spawn_field(&loadgen, "loadgen:", "errors");
@@ -223,6 +250,12 @@ static int run(const struct kind *k, struct row *row)
     row->misses = spawn_field(&proxy, "pool:", "misses");
     row->expired = spawn_field(&proxy, "pool:", "expired");
     row->dead = spawn_field(&proxy, "pool:", "dead");
+    if (k->limit) {
+        row->queued = spawn_field(&proxy, "limit:", "queued");
+        row->unavailable = spawn_field(&proxy, "limit:", "unavailable");
+        row->held = spawn_field(&proxy, "limit:", "lent") + spawn_field(&proxy, "limit:", "connecting") +
+                    spawn_field(&proxy, "limit:", "waiting"); /* < 0: a figure missing */
+    }
     const char *mc = strstr(proxy.output, "memcheck:");
     if (mc != NULL)
         snprintf(row->memcheck, sizeof row->memcheck, "%.*s", (int)strcspn(mc, "\n"), mc);
@@ -233,7 +266,7 @@ static int run(const struct kind *k, struct row *row)
 static int run_client(void)
 {
     opt.backends = 1;
-    start_backends(1, 0);
+    start_backends(1, NULL);
     char target[32];
     snprintf(target, sizeof target, "127.0.0.1:%d", backends[0].port);
     char *argv[64];
@@ -248,16 +281,17 @@ static int run_client(void)
     if (spawn_start(c, "client", argv) != 0 || spawn_wait_exit(c, 120000) != 0)
         die("%s did not finish", argv[0]);
     fputs(c->output, stdout);
-    long long accepted, max, dropped;
-    stop_backends(&accepted, &max, &dropped);
+    struct row row = {0};
+    stop_backends(1, &row);
     printf("demo: %s exited with status %d; the backend accepted %lld connections\n", argv[0], c->status,
-           accepted);
+           row.accepted);
     return c->status;
 }
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: demo [--runs pool,pool-silent,no-pool,tls,tls-naive,tls-no-pool] [--seconds S] [--connections C] [--backends B]\n"
+    fprintf(stderr, "usage: demo [--runs pool,pool-silent,no-pool,tls,tls-naive,tls-no-pool,limit,no-limit] [--seconds S]\n"
+                    "            [--connections C] [--backends B] [--limit N]\n"
                     "            [--idle-ms N] [--max-requests N] [--size BYTES] [--bursts K] [--pause-ms P]\n"
                     "            [--framing F] [--drop-every N] [--check-max-accepted N] [--check-hits] [--proxy-wrapper ARG]...\n"
                     "            [--client -- CMD [ARGS...]]\n");
@@ -275,7 +309,7 @@ static void parse_options(int argc, char **argv)
         {"drop-every", required_argument, NULL, 'd'},
         {"check-max-accepted", required_argument, NULL, 'a'}, {"check-hits", no_argument, NULL, 'h'},
         {"proxy-wrapper", required_argument, NULL, 'w'}, {"client", no_argument, NULL, 'C'},
-        {NULL, 0, NULL, 0}};
+        {"limit", required_argument, NULL, 'l'},         {NULL, 0, NULL, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         switch (ch) {
@@ -292,6 +326,7 @@ static void parse_options(int argc, char **argv)
         case 'd': opt.drop_every = atoi(optarg); break;
         case 'a': opt.check_max_accepted = atoll(optarg); break;
         case 'h': opt.check_hits = 1; break;
+        case 'l': opt.limit = atoi(optarg); break;
         case 'w':
             if (opt.nwrapper == MAX_WRAPPER)
                 usage();
@@ -309,7 +344,7 @@ static void parse_options(int argc, char **argv)
         usage();
     }
     if (opt.backends < 1 || opt.backends > MAX_BACKENDS || opt.seconds <= 0 ||
-        opt.connections < 1 || opt.bursts < 1)
+        opt.connections < 1 || opt.bursts < 1 || opt.limit < 1)
         usage();
 }
 
@@ -338,8 +373,10 @@ int main(int argc, char **argv)
     printf("; %d-byte responses.\n", opt.size);
     if (strstr(opt.runs, "tls") != NULL)
         printf("TLS runs: the same, but TLS 1.3 to backends that keep idle connections open.\n");
+    if (strstr(opt.runs, "limit") != NULL)
+        printf("Limit runs: the same against one backend, with and without a limit of %d connections.\n", opt.limit);
 
-    struct row rows[8];
+    struct row rows[MAX_ROWS];
     int nrows = 0;
     char runs[256];
     snprintf(runs, sizeof runs, "%s", opt.runs);
@@ -348,16 +385,16 @@ int main(int argc, char **argv)
         for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
             if (strcmp(kinds[i].name, name) == 0)
                 k = &kinds[i];
-        if (k == NULL || nrows == 8)
+        if (k == NULL || nrows == MAX_ROWS)
             usage();
         printf("running: %s ...\n", k->label);
         if (run(k, &rows[nrows]) == 77)
             return 77;
         nrows++;
     }
-    report_tables(rows, nrows);
+    report_tables(rows, nrows, opt.limit, opt.connections);
     int keeps = (strcmp(opt.framing, "length") == 0 || strcmp(opt.framing, "chunked") == 0) &&
                 (opt.max_requests == 0 || opt.max_requests >= 100) && (opt.drop_every == 0 || opt.drop_every >= 100);
-    struct checks chk = {opt.check_max_accepted, opt.check_hits, opt.drop_every, keeps};
+    struct checks chk = {opt.check_max_accepted, opt.check_hits, opt.drop_every, keeps, opt.limit};
     return report_verdicts(rows, nrows, &chk);
 }

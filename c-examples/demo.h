@@ -13,6 +13,10 @@ struct kind {
     int keep_alive_header; /* backends announce their idle timeout */
     int tls;               /* TLS 1.3 between proxy and backends (see demo.c) */
     int naive_check;       /* TLS: the pool's default recv-peek check, not the TLS-aware one */
+    int counted;           /* one backend, counting its connections open at once: the limit
+                              runs (own table) */
+    int limit;             /* the proxy with --max-conns-per-backend, the backend with
+                              --max-conns (both the demo's --limit) */
 };
 
 /* What one run measured. */
@@ -22,6 +26,10 @@ struct row {
     long long accepted, accepted_max, dropped;  /* the backends': sum, largest, dropped */
     long long hits, misses, expired, dead;      /* the pool's */
     long long proxy_requests, retries, handshakes, tickets_in_check; /* the proxy's */
+    long long open_max;   /* counted runs: the most connections a backend had open at once */
+    int over_limit;       /* a backend exited 3: it saw more than --max-conns */
+    long long queued, unavailable, held; /* the proxy's with a limit; held: lent + connecting
+                                            + waiting left at exit (must be 0) */
     double rps;
     char memcheck[160]; /* the proxy wrapper's verdict line, if any */
 };
@@ -33,10 +41,11 @@ struct checks {
     int drop_every;         /* backends dropped requests: pool runs must have retried */
     int keeps_connections;  /* every response keeps its connection (framing length or
                                chunked, no max): TLS handshakes must be < requests / 10 */
+    long long limit;        /* the limit runs' connections per backend */
 };
 
-/* Print the table of the plain runs, then the table of the TLS runs. */
-void report_tables(const struct row *rows, int nrows);
+/* Print the table of the plain runs, of the TLS runs, then of the limit runs. */
+void report_tables(const struct row *rows, int nrows, long long limit, int connections);
 
 /* Print a FAIL line per failed check; 1 if any failed, else 0. */
 int report_verdicts(const struct row *rows, int nrows, const struct checks *chk);

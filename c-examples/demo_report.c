@@ -16,11 +16,13 @@ static const char *dash_or(long long v, int pool)
     return p;
 }
 
-/* The first row of rows[0..n) with these pool and tls settings (and the TLS check), or NULL. */
+/* The first row of rows[0..n) with these pool and tls settings (and the TLS check), not a
+ * limit run, or NULL. */
 static const struct row *find(const struct row *rows, int n, int pool, int tls, int naive)
 {
     for (int i = 0; i < n; i++)
-        if (rows[i].kind->pool == pool && rows[i].kind->tls == tls && rows[i].kind->naive_check == naive)
+        if (rows[i].kind->pool == pool && rows[i].kind->tls == tls && rows[i].kind->naive_check == naive &&
+            !rows[i].kind->counted)
             return &rows[i];
     return NULL;
 }
@@ -33,7 +35,7 @@ static void plain_table(const struct row *rows, int nrows)
     for (int i = 0; i < nrows; i++) {
         const struct row *r = &rows[i];
         int pool = r->kind->pool;
-        if (r->kind->tls)
+        if (r->kind->tls || r->kind->counted)
             continue;
         printf("%-28s %8.0f %8.2f %8.2f %7lld %9lld %8s", r->kind->label, r->rps, (double)r->p50_us / 1000.0,
                (double)r->p99_us / 1000.0, r->errors, r->accepted, dash_or(r->hits, pool));
@@ -77,15 +79,59 @@ static void tls_table(const struct row *rows, int nrows)
                naive->dead, naive->handshakes, with->handshakes);
 }
 
-void report_tables(const struct row *rows, int nrows)
+/* The limit runs: one backend counting its connections open at once, through the proxy
+ * with max_conns_per_key = limit and without a limit. */
+static void limit_table(const struct row *rows, int nrows, long long limit, int connections)
 {
-    int plain = 0, tls = 0;
+    printf("\nOne backend that counts its connections open at once (with the limit it runs with\n"
+           "--max-conns %lld: it fails if it ever has more); %d client connections through the proxy:\n",
+           limit, connections);
+    printf("\n%-28s %8s %8s %8s %7s %9s %9s %9s %6s\n", "", "req/s", "p50 ms", "p99 ms", "failed", "backend",
+           "backend", "requests", "503s");
+    printf("%-28s %8s %8s %8s %7s %9s %9s %9s\n", "", "", "", "", "", "max open", "conns", "queued");
+    const struct row *with = NULL, *without = NULL;
+    for (int i = 0; i < nrows; i++) {
+        const struct row *r = &rows[i];
+        int lim = r->kind->limit;
+        if (!r->kind->counted)
+            continue;
+        if (lim && with == NULL)
+            with = r;
+        if (!lim && without == NULL)
+            without = r;
+        char label[40];
+        if (lim)
+            snprintf(label, sizeof label, "pool, limit %lld", limit);
+        else
+            snprintf(label, sizeof label, "%s", r->kind->label);
+        printf("%-28s %8.0f %8.2f %8.2f %7lld %9lld %9lld %9s %6s\n", label, r->rps, (double)r->p50_us / 1000.0,
+               (double)r->p99_us / 1000.0, r->errors, r->open_max, r->accepted, dash_or(r->queued, lim),
+               dash_or(r->unavailable, lim));
+    }
+    if (with)
+        printf("\nWith max_conns_per_key = %lld the backend never had more than %lld connections open; %lld\n"
+               "requests waited in the proxy for one of them (first come, first served), %lld in vain (503).\n",
+               limit, with->open_max, with->queued, with->unavailable);
+    if (without && without->open_max > limit)
+        printf("Without the limit it had up to %lld open at once: %.1fx the limit.\n", without->open_max,
+               (double)without->open_max / (double)limit);
+    else if (without)
+        printf("Without the limit it had at most %lld open at once, not more than %lld: this load did not\n"
+               "need more connections, so the run shows nothing (more --connections would).\n",
+               without->open_max, limit);
+}
+
+void report_tables(const struct row *rows, int nrows, long long limit, int connections)
+{
+    int plain = 0, tls = 0, counted = 0;
     for (int i = 0; i < nrows; i++)
-        rows[i].kind->tls ? tls++ : plain++;
+        rows[i].kind->counted ? counted++ : rows[i].kind->tls ? tls++ : plain++;
     if (plain)
         plain_table(rows, nrows);
     if (tls)
         tls_table(rows, nrows);
+    if (counted)
+        limit_table(rows, nrows, limit, connections);
     for (int i = 0; i < nrows; i++)
         if (rows[i].memcheck[0])
             printf("%s: proxy %s\n", rows[i].kind->label, rows[i].memcheck);
@@ -135,6 +181,14 @@ int report_verdicts(const struct row *rows, int nrows, const struct checks *chk)
         }
         if (k->tls && k->naive_check && r->dead <= 0)
             status |= fail(r, "the recv-peek check closed no connection: no ticket reached an idle one");
+        if (k->counted && r->open_max < 0)
+            status |= fail(r, "the backend reported no count of its open connections");
+        if (k->limit && (r->over_limit || r->open_max > chk->limit))
+            status |= fail(r, "the backend had %lld connections open at once (limit %lld)", r->open_max, chk->limit);
+        /* Every connection the pool lent and every connect slot came back (released or
+         * discarded), and no thread was left waiting: the pool's per-key figures at exit. */
+        if (k->limit && r->held != 0)
+            status |= fail(r, "%lld connections, slots or waiters left in the pool at exit (want 0)", r->held);
         if (k->tls && !k->pool && r->handshakes != r->proxy_requests)
             status |= fail(r, "%lld TLS handshakes for %lld requests: want one per request", r->handshakes,
                            r->proxy_requests);

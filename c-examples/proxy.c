@@ -2,7 +2,8 @@
  * libconnpool.
  *
  *   proxy [--port N] [--no-pool] [--max-idle-per-key N] [--idle-timeout-ms N]
- *         [--client-timeout-ms N] [--backend-tls [--naive-check]] BACKEND...
+ *         [--client-timeout-ms N] [--backend-tls [--naive-check]]
+ *         [--max-conns-per-backend N [--queue-timeout-ms N]] BACKEND...
  *                                                   (BACKEND: 127.0.0.1:PORT)
  *
  * Listens on 127.0.0.1 (port 0 by default: the kernel picks a free one) and prints
@@ -17,8 +18,17 @@
  * of the TLS-aware one, to show what it does to TLS connections. The TLS handshakes done
  * are counted and printed.
  *
+ * --max-conns-per-backend N sets the pool's max_conns_per_key: never more than N
+ * connections to a backend (idle, in use or being connected), however many clients. A
+ * request that finds its backend at N waits in the pool (first come, first served) for a
+ * connection another thread gives back or a slot a close frees, up to --queue-timeout-ms
+ * (default 5000), then gets 503. Every connection then comes back to the pool, released
+ * or discarded (proxy_upstream.c); at exit the pool's per-key figures must show none lent
+ * or connecting, and the line "limit: ..." prints them with the requests that waited.
+ *
  * On SIGINT or SIGTERM it stops accepting, lets the client threads finish (each wait
- * also watches a stop pipe), prints its counters and the pool's, frees the pool and exits 0.
+ * also watches a stop pipe; connpool_shutdown() ends the waits in the pool), prints its
+ * counters and the pool's, frees the pool and exits 0.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -152,12 +162,28 @@ static void print_stats(void)
            (unsigned long long)st.expired, (unsigned long long)st.pooled, (unsigned long long)st.closed_full,
            (unsigned long long)st.evicted, (unsigned long long)st.retired, (unsigned long long)st.purged,
            (unsigned long long)st.idle);
+    if (px.limit == 0)
+        return;
+    /* Summed over the backends' keys. After every client thread has ended, lent and
+     * connecting must be 0: every connection and connect slot came back to the pool. */
+    unsigned long long lent = 0, connecting = 0, waiting = 0, discarded = 0;
+    for (unsigned i = 0; i < px.nbackends; i++) {
+        connpool_stats k = {.struct_size = sizeof k};
+        if (connpool_stats_get_key(px.pool, px.backends[i].key, &k) != 0)
+            continue;
+        lent += k.lent, connecting += k.connecting, waiting += k.waiting, discarded += k.discarded;
+    }
+    printf("limit: max_conns_per_key=%u queued=%llu unavailable=%llu discarded=%llu lent=%llu connecting=%llu "
+           "waiting=%llu\n",
+           px.limit, (unsigned long long)px.queued, (unsigned long long)px.unavailable, discarded, lent, connecting,
+           waiting);
 }
 
 static void usage(void)
 {
     fprintf(stderr, "usage: proxy [--port N] [--no-pool] [--max-idle-per-key N] [--idle-timeout-ms N]\n"
-                    "             [--client-timeout-ms N] [--backend-tls [--naive-check]] 127.0.0.1:PORT...\n");
+                    "             [--client-timeout-ms N] [--backend-tls [--naive-check]]\n"
+                    "             [--max-conns-per-backend N [--queue-timeout-ms N]] 127.0.0.1:PORT...\n");
     exit(2);
 }
 
@@ -167,7 +193,8 @@ int main(int argc, char **argv)
         {"port", required_argument, NULL, 'p'},           {"no-pool", no_argument, NULL, 'n'},
         {"max-idle-per-key", required_argument, NULL, 'm'}, {"idle-timeout-ms", required_argument, NULL, 'i'},
         {"client-timeout-ms", required_argument, NULL, 'c'}, {"backend-tls", no_argument, NULL, 't'},
-        {"naive-check", no_argument, NULL, 'k'},           {NULL, 0, NULL, 0}};
+        {"naive-check", no_argument, NULL, 'k'},           {"max-conns-per-backend", required_argument, NULL, 'l'},
+        {"queue-timeout-ms", required_argument, NULL, 'q'}, {NULL, 0, NULL, 0}};
     int port = 0, use_pool = 1, backend_tls = 0, naive_check = 0;
     connpool_config cfg;
     connpool_config_init(&cfg); /* defaults, and struct_size for this header's version */
@@ -175,6 +202,7 @@ int main(int argc, char **argv)
      * it, or a burst's connections are closed on release and reopened on the next burst. */
     cfg.max_idle_per_key = 64;
     px.client_idle_ms = 60000;
+    px.queue_timeout_ms = PROXY_QUEUE_TIMEOUT_MS;
     int ch;
     while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         switch (ch) {
@@ -185,11 +213,14 @@ int main(int argc, char **argv)
         case 'c': px.client_idle_ms = atoi(optarg); break;
         case 't': backend_tls = 1; break;
         case 'k': naive_check = 1; break;
+        case 'l': px.limit = (uint32_t)strtoul(optarg, NULL, 10); break;
+        case 'q': px.queue_timeout_ms = atoi(optarg); break;
         default: usage();
         }
     }
-    if (optind >= argc || (naive_check && !backend_tls))
+    if (optind >= argc || (naive_check && !backend_tls) || (px.limit > 0 && !use_pool) || px.queue_timeout_ms < 0)
         usage();
+    cfg.max_conns_per_key = px.limit;
     px.nbackends = (unsigned)(argc - optind);
     px.backends = calloc(px.nbackends, sizeof *px.backends);
     if (px.backends == NULL)
@@ -241,9 +272,10 @@ int main(int argc, char **argv)
         perror("proxy: listen");
         return 1;
     }
-    printf("proxy: listening on 127.0.0.1:%d pid %d (%s, %u backends%s)\n", net_local_port(listener),
+    printf("proxy: listening on 127.0.0.1:%d pid %d (%s, %u backends%s%s)\n", net_local_port(listener),
            (int)getpid(), px.pool ? "pool" : "no pool", px.nbackends,
-           !px.tls ? "" : naive_check ? ", TLS, recv-peek check" : ", TLS");
+           !px.tls ? "" : naive_check ? ", TLS, recv-peek check" : ", TLS",
+           px.limit ? ", limit per backend" : "");
     fflush(stdout);
 
     uint64_t last_prune = now_ms();
@@ -271,6 +303,10 @@ int main(int argc, char **argv)
     }
 
     close(listener);
+    /* Threads waiting in the pool for a connection return -ECANCELED now (they answer 503)
+     * rather than at their queue timeout. */
+    if (px.pool != NULL && px.limit > 0)
+        connpool_shutdown(px.pool);
     int status = 0;
     if (wait_for_threads() != 0) {
         /* Never free the pool under a running thread: report and leave it to exit(). */

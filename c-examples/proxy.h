@@ -25,6 +25,7 @@ struct ssl_ctx_st; /* OpenSSL's SSL_CTX */
 #define PROXY_CONNECT_TIMEOUT_MS 2000  /* connecting to a backend */
 #define PROXY_BACKEND_TIMEOUT_MS 10000 /* waiting for a backend's next response byte */
 #define PROXY_CLIENT_IO_TIMEOUT_MS 10000 /* a client's next byte within a request, or a send */
+#define PROXY_QUEUE_TIMEOUT_MS 5000 /* waiting for a connection at the backend's limit: then 503 */
 
 struct backend {
     struct sockaddr_in addr;
@@ -40,6 +41,8 @@ struct proxy {
     int stop_fd;             /* readable once SIGINT/SIGTERM arrived: every wait watches it */
     int client_idle_ms;      /* keep-alive timeout towards clients */
     struct ssl_ctx_st *tls;  /* --backend-tls: TLS to the backends, else NULL */
+    uint32_t limit;          /* --max-conns-per-backend: the pool's max_conns_per_key, 0: none */
+    int queue_timeout_ms;    /* with a limit: how long a request waits for a connection */
     /* Counters, printed at exit. */
     atomic_ullong requests;     /* requests read from clients */
     atomic_ullong retries;      /* requests retried on a fresh connection */
@@ -48,6 +51,8 @@ struct proxy {
     atomic_ullong connects;     /* backend connections opened */
     atomic_ullong reused;       /* backend connections taken from the pool */
     atomic_ullong handshakes;   /* TLS handshakes done (SSL_connect) */
+    atomic_ullong queued;       /* with a limit: requests that found the backend at it and waited */
+    atomic_ullong unavailable;  /* with a limit: 503 answers, no connection within the queue timeout */
 };
 
 /* A client connection handed to its thread. The thread owns fd and closes it. */
@@ -70,18 +75,23 @@ struct upstream {
     int fd;
     struct ssl_st *ssl; /* with TLS: the connection's SSL, pooled with it as its ctx */
     int reused; /* came from the pool: may have been closed by the backend meanwhile */
+    int slot;   /* with a limit: the pool counts this connection (or the connect slot it was
+                   made for) until it is released or discarded, never just closed */
 };
 
 /* Get a connection to be: an idle one from the pool unless fresh is set, else a new one.
- * 0, or -1 when connecting failed. */
+ * With a limit, from the pool in any case (an idle one or a connect slot), waiting at the
+ * limit. 0, or -1 with errno: EBUSY (no connection within the queue timeout), ECANCELED
+ * (stopping), or connecting failed (ETIMEDOUT, ECONNREFUSED...). */
 int upstream_get(struct proxy *px, const struct backend *be, int fresh, struct upstream *up);
 
 /* Done with up->fd after a response. reusable: the response was read completely and both
  * sides keep the connection open; keepalive_timeout_ms: the server's "Keep-Alive:
- * timeout", or -1. The pool gets the fd back, or it is closed. */
+ * timeout", or -1. The pool gets the fd back, or it is closed (with a limit: discarded). */
 void upstream_put(struct proxy *px, struct upstream *up, int reusable, int64_t keepalive_timeout_ms);
 
-/* Close up after a failure (no close_notify: the connection is broken or out of step). */
+/* Close up after a failure (no close_notify: the connection is broken or out of step).
+ * With a limit, through connpool_key_discard(), which frees its slot. */
 void upstream_close(struct upstream *up);
 
 /* I/O on up, plain or TLS, as net_send_all() and net_recv() (with the backend timeout). */

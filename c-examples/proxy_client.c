@@ -202,6 +202,16 @@ static int bad_gateway(struct client *c, const struct request *rq, int timed_out
     return keep;
 }
 
+/* With a limit: no backend connection within the queue timeout, or we are stopping: 503,
+ * as a proxy whose backend is at capacity answers. Returns whether the client connection
+ * stays open. */
+static int unavailable(struct client *c, const struct request *rq, int stopping)
+{
+    atomic_fetch_add(&c->px->unavailable, 1);
+    int keep = rq->h.keep_alive && !stopping;
+    return send_simple(c, 503, "Service Unavailable", keep, rq->h.minor_version) == 0 && keep;
+}
+
 /* Relay the response whose head (head_len bytes) and first got bytes are in c->resp,
  * then give the backend connection back or close it. Returns whether the client
  * connection stays open. */
@@ -289,11 +299,15 @@ static int forward(struct client *c, const struct request *rq)
         return 0;
     }
     int idempotent = http_method_idempotent(rq->h.method, rq->h.method_len);
+    int max_retries = px->limit > 0 ? (int)px->limit : 1; /* see below */
     struct upstream up;
     size_t got = 0;
     for (int attempt = 0;; attempt++) {
-        if (upstream_get(px, be, attempt > 0, &up) != 0)
+        if (upstream_get(px, be, attempt > 0, &up) != 0) {
+            if (errno == EBUSY || (errno == ECANCELED && px->limit > 0))
+                return unavailable(c, rq, errno == ECANCELED);
             return bad_gateway(c, rq, errno == ETIMEDOUT);
+        }
         struct iovec iov[2] = {{c->up_head, up_len}, {c->in + rq->head_len, rq->body_len}};
         int err = 0;
         if (upstream_send(px, &up, iov, 2) != 0) {
@@ -311,8 +325,9 @@ static int forward(struct client *c, const struct request *rq)
          * closed by the backend's idle timer as our request crossed its close: the
          * request was not processed. Retry once on a new connection (not another pooled
          * one), as nginx and Go do, but only an idempotent request: a POST may have been
-         * processed before the connection broke. */
-        if (up.reused && attempt == 0 && idempotent && err != ETIMEDOUT && err != ECANCELED) {
+         * processed before the connection broke. With a limit a retry cannot bypass the
+         * pool and may get another idle one: up to limit retries, ending at a new one. */
+        if (up.reused && attempt < max_retries && idempotent && err != ETIMEDOUT && err != ECANCELED) {
             atomic_fetch_add(&px->retries, 1);
             continue;
         }
