@@ -8,7 +8,6 @@ use super::{inject_panic, ConnInfo, Generation, Pool};
 use crate::cell::Shared;
 use crate::clock::Clock;
 use crate::conn::Conn;
-use crate::fd_table::{self, Loan};
 use crate::key::Key;
 use crate::shard::Took;
 use crate::wait::{Served, Waiter};
@@ -55,16 +54,7 @@ impl<C: Clock> Pool<C> {
     /// `None`: connect a new one (with a limit, see [`Pool::try_acquire`]: `None` then also
     /// means the key is at its limit).
     pub fn acquire(&self, key: Key<'_>) -> Option<OwnedFd> {
-        let st = self.state();
-        match self.take(
-            st,
-            self.hasher.hash_key(key.as_bytes()),
-            key.as_bytes(),
-            None,
-        ) {
-            Taken::Hit(c, _) => Some(c.fd),
-            _ => None,
-        }
+        self.acquire_fd_ctx(key).map(|(fd, _)| fd)
     }
 
     /// As [`Pool::acquire`], with what is known of the connection. The key's expired
@@ -85,30 +75,15 @@ impl<C: Clock> Pool<C> {
     /// As [`Pool::acquire`], with the caller's state released with the connection (0: none),
     /// without the figures of [`Pool::acquire_ctx`] (which cost a precise clock read).
     pub fn acquire_fd_ctx(&self, key: Key<'_>) -> Option<(OwnedFd, usize)> {
-        let st = self.state();
-        match self.take(
-            st,
-            self.hasher.hash_key(key.as_bytes()),
-            key.as_bytes(),
-            None,
-        ) {
-            Taken::Hit(c, _) => Some((c.fd, c.ctx)),
-            _ => None,
-        }
+        self.try_acquire_fd(key).ok()
     }
 
     /// [`Pool::acquire_fd_ctx`] that tells why there is none.
+    #[inline]
     pub fn try_acquire_fd(&self, key: Key<'_>) -> Result<(OwnedFd, usize), Outcome> {
         let st = self.state();
-        match self.take(
-            st,
-            self.hasher.hash_key(key.as_bytes()),
-            key.as_bytes(),
-            None,
-        ) {
-            Taken::Hit(c, _) => Ok((c.fd, c.ctx)),
-            taken => Err(self.outcome(taken)),
-        }
+        let hash = self.hasher.hash_key(key.as_bytes());
+        self.take_fd(st, hash, key.as_bytes())
     }
 
     /// An acquire that tells what it found: a connection, a connect slot, or the limit.
@@ -253,18 +228,6 @@ impl<C: Clock> Pool<C> {
         }
     }
 
-    /// Records the loan of `c` from the key with hash `hash`, for its release.
-    #[inline]
-    fn lend(&self, st: &Generation, c: &Conn, hash: u64, key_drains: u16) {
-        let loan = Loan {
-            born: c.born,
-            uses: c.uses,
-            key: hash,
-            mark: self.mark(st, key_drains),
-        };
-        fd_table::lend(c.fd.as_raw_fd(), self.id, loan);
-    }
-
     /// Queued as `w` at the key's limit: sleeps up to `timeout` to be served a connection
     /// (handed over by a release, lent already) or a slot.
     #[cold]
@@ -304,7 +267,7 @@ impl<C: Clock> Pool<C> {
     /// skip window is set and `c` was certainly idle for less (its idle time read from a
     /// coarse clock may be up to one tick short).
     #[inline]
-    fn must_check(&self, c: &Conn, reading: u64) -> bool {
+    pub(super) fn must_check(&self, c: &Conn, reading: u64) -> bool {
         self.limits.check_liveness
             && reading
                 .saturating_sub(c.released)

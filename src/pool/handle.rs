@@ -5,7 +5,7 @@
 use std::os::fd::OwnedFd;
 use std::time::Duration;
 
-use super::acquire::{Outcome, Taken};
+use super::acquire::Outcome;
 use super::limits::Discarded;
 use super::release::hint_ns;
 use super::{Pool, Released};
@@ -75,10 +75,7 @@ impl<C: Clock> Pool<C> {
     pub fn acquire_fd_by(&self, k: &KeyHandle) -> Result<(OwnedFd, usize), Outcome> {
         self.assert_mine(k);
         let st = self.state();
-        match self.take(st, k.hash, &k.key, None) {
-            Taken::Hit(c, _) => Ok((c.fd, c.ctx)),
-            taken => Err(self.outcome(taken)),
-        }
+        self.take_fd(st, k.hash, &k.key)
     }
 
     /// [`Pool::discard`] by handle. Panics if `k` belongs to another pool.

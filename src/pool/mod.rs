@@ -47,6 +47,7 @@ mod acquire;
 mod cap;
 mod fork;
 mod handle;
+mod lean;
 mod limits;
 mod maintain;
 mod reaper;
@@ -218,6 +219,8 @@ static NEXT_ID: AtomicU32 = AtomicU32::new(1);
 #[derive(Debug)]
 pub struct Pool<C: Clock = MonotonicClock> {
     limits: Limits,
+    /// Which operations may take the lean path.
+    lean: lean::Lean,
     hooks: Hooks,
     hasher: KeyHasher,
     clock: C,
@@ -307,6 +310,7 @@ impl<C: Clock> Pool<C> {
 
     fn assemble((limits, hooks, first, id, hasher): Parts, clock: C, me: Weak<Self>) -> Self {
         Pool {
+            lean: lean::Lean::new(&limits),
             limits,
             hooks,
             hasher,

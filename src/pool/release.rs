@@ -69,7 +69,14 @@ impl<C: Clock> Pool<C> {
         // If a bug panics before the fd is stored or closed, unwinding closes it (OwnedFd's
         // drop): forget the claim too, or the number would stay marked as the pool's.
         let unclaim = ForgetOnUnwind(raw);
-        let r = self.store(st, hash, key, fd, ctx, hint_ns, loan);
+        let r = if self.lean.release {
+            match self.store_lean(st, hash, key, fd, ctx, hint_ns, loan) {
+                Ok(r) => r,
+                Err(fd) => self.store(st, hash, key, fd, ctx, hint_ns, loan),
+            }
+        } else {
+            self.store(st, hash, key, fd, ctx, hint_ns, loan)
+        };
         std::mem::forget(unclaim);
         r
     }
@@ -101,7 +108,7 @@ impl<C: Clock> Pool<C> {
 
     /// The claimed connection `fd`, kept, handed over or closed.
     #[allow(clippy::too_many_arguments)]
-    #[inline]
+    #[inline(never)]
     fn store(
         &self,
         st: &Generation,
@@ -172,7 +179,7 @@ impl<C: Clock> Pool<C> {
     /// Release's full path, with something to close after unlocking (`close`: the
     /// connection itself, for that reason; `placed`: it holds a place under the cap).
     #[cold]
-    fn put_closing(
+    pub(super) fn put_closing(
         &self,
         st: &Generation,
         (hash, key, ret, now): (u64, &[u8], Return, u64),

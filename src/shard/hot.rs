@@ -74,13 +74,15 @@ impl ShardGuard<'_> {
                 Took::Conn(c, check, e.drains)
             }
             None => {
-                e.counters.misses += 1;
                 if limit == 0 {
+                    e.counters.misses += 1;
                     Took::Miss
                 } else if e.total() < limit {
+                    e.counters.misses += 1;
                     e.connecting += 1;
                     Took::Slot
                 } else {
+                    // Not a miss (-EAGAIN): a miss is an acquire told to connect.
                     e.blocked = true;
                     Took::AtLimit
                 }
@@ -132,13 +134,15 @@ impl ShardGuard<'_> {
             }
             None if limit != 0 && expired > 0 && e.total() >= limit => Took::Retry,
             None => {
-                e.counters.misses += 1;
                 if limit == 0 {
+                    e.counters.misses += 1;
                     Took::Miss
                 } else if e.total() < limit {
+                    e.counters.misses += 1;
                     e.connecting += 1;
                     Took::Slot
                 } else {
+                    // Not a miss (-EAGAIN): a miss is an acquire told to connect.
                     e.blocked = true;
                     Took::AtLimit
                 }

@@ -4,13 +4,15 @@
 //! every connection they remove to a [`CloseList`] (acted on after unlocking). The locking
 //! rules are in `crate::pool`.
 //!
-//! The guard's methods, by job: `hot.rs` (acquire and release), `slots.rs` (a key's
+//! The guard's methods, by job: `lean.rs` (acquire and release, the common case), `hot.rs`
+//! (acquire and release, the full path), `slots.rs` (a key's
 //! connection limit: loans, connect slots, waiters, drains), `maintain.rs` (counts, purge,
 //! expiry, checks outside the lock, eviction).
 
 mod closes;
 mod entry;
 mod hot;
+mod lean;
 mod maintain;
 mod slots;
 
@@ -26,6 +28,7 @@ use crate::stats::{Counters, Stats};
 pub(crate) use closes::CloseList;
 pub(crate) use entry::Entry;
 pub(crate) use hot::{Return, Took};
+pub(crate) use lean::Popped;
 
 /// Number of lock shards (a power of two). 64 keeps contention between unrelated keys rare on
 /// machines with tens of cores while costing 8 KiB per pool.

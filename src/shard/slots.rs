@@ -115,6 +115,7 @@ impl ShardGuard<'_> {
         }
         if let Some(w) = e.waiters.pop_front() {
             e.connecting += 1;
+            e.counters.misses += 1; // its acquire returns "connect"
             w.serve(Served::Slot);
             closes.wake(w);
         } else if std::mem::take(&mut e.blocked) {

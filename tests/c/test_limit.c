@@ -53,6 +53,7 @@ static void slots(void)
     CHECK_EQ(connpool_acquire(p, "k:1"), -ENOENT); /* slot 2 */
     CHECK_EQ(connpool_acquire(p, "k:1"), -EAGAIN); /* at the limit: nothing changed */
     CHECK_EQ(key_stats(p, "k:1").connecting, 2);
+    CHECK_EQ(key_stats(p, "k:1").misses, 2); /* -EAGAIN is not a miss */
     CHECK_EQ(connpool_discard(p, "k:1", -1, NULL), 0); /* a connect failed: slot back */
     CHECK_EQ(key_stats(p, "k:1").connecting, 1);
     CHECK_EQ(connpool_acquire(p, "k:1"), -ENOENT);
@@ -173,6 +174,9 @@ static void slots_to_waiters(void)
     CHECK_EQ(pthread_join(t[0], NULL), 0);
     CHECK_EQ(w[0].got, -ENOENT);
     CHECK_EQ(key_stats(p, "k:1").connecting, 1);
+    /* Misses are the acquires told to connect: the first and the served waiter; not the
+     * -EAGAIN, the timeout nor the wait's own attempts. */
+    CHECK_EQ(key_stats(p, "k:1").misses, 2);
 
     int s2;
     int c2 = conn(&s2);

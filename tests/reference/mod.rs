@@ -214,17 +214,18 @@ impl<T> Model<T> {
             });
             return Got::Hit(c);
         }
-        self.stats.misses += 1;
         if !limited {
+            self.stats.misses += 1;
             return Got::Connect;
         }
         let idle = self.keys[k].len() as u32;
         let s = &mut self.slots[k];
         if s.total(idle) < self.lim.conns {
             s.connecting += 1;
+            self.stats.misses += 1;
             Got::Connect
         } else {
-            Got::AtLimit
+            Got::AtLimit // not a miss: -EAGAIN
         }
     }
 

@@ -1,0 +1,167 @@
+//! The hot path of pools that need nothing more (no connection limit, no global cap, no
+//! watcher): acquire and release in one lock hold each, with the connection moved once.
+//! Everything else (a check to run, expired connections to close, a full key, a loan from
+//! before a drain) falls through, with nothing changed, to the full path in `acquire.rs`
+//! and `release.rs`, which handles every case; so this file decides nothing the full path
+//! does not decide the same way.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::Ordering;
+
+use super::acquire::Outcome;
+use super::{inject_panic, Generation, Pool, Released};
+use crate::clock::Clock;
+use crate::conn::Conn;
+use crate::fd_table::{self, Loan};
+use crate::shard::{Popped, Return};
+use crate::stats::CloseReason;
+
+/// Which operations a pool's configuration lets take the lean path.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Lean {
+    /// Acquire (none of the above, and no check on every acquire: with the check on, only
+    /// with a skip window, for the connections it skips).
+    pub acquire: bool,
+    /// Release (none of the above).
+    pub release: bool,
+}
+
+impl Lean {
+    pub(super) fn new(limits: &super::Limits) -> Self {
+        let plain = limits.max_conns_per_key == 0 && limits.max_idle_total == 0 && !limits.watch;
+        Lean {
+            acquire: plain && (!limits.check_liveness || limits.skip_check_ns > 0),
+            release: plain,
+        }
+    }
+}
+
+impl<C: Clock> Pool<C> {
+    /// Acquire, for the callers that want the fd and its state only: the lean path when
+    /// the configuration allows it and it applies, else the full one.
+    #[inline(always)]
+    pub(super) fn take_fd(
+        &self,
+        st: &Generation,
+        hash: u64,
+        key: &[u8],
+    ) -> Result<(OwnedFd, usize), Outcome> {
+        if self.lean.acquire {
+            let (reading, now) = self.now();
+            let popped = {
+                let mut guard = self.shard_of(st, hash).lock();
+                inject_panic(key);
+                guard.pop_lean(
+                    hash,
+                    key,
+                    |e| self.exact_near(now, e),
+                    |c| self.must_check(c, reading),
+                    |c, drains| self.lend(st, c, hash, drains),
+                )
+            };
+            match popped {
+                Some(Popped::Hit(fd, ctx)) => return Ok((fd, ctx)),
+                Some(Popped::Miss) => return Err(Outcome::Connect),
+                None => {}
+            }
+        }
+        self.take_fd_full(st, hash, key)
+    }
+
+    #[inline(never)]
+    fn take_fd_full(
+        &self,
+        st: &Generation,
+        hash: u64,
+        key: &[u8],
+    ) -> Result<(OwnedFd, usize), Outcome> {
+        match self.take(st, hash, key, None) {
+            super::acquire::Taken::Hit(c, _) => Ok((c.fd, c.ctx)),
+            taken => Err(self.outcome(taken)),
+        }
+    }
+
+    /// Records the loan of `c` from the key with hash `hash`, for its release.
+    #[inline]
+    pub(super) fn lend(&self, st: &Generation, c: &Conn, hash: u64, key_drains: u16) {
+        let loan = Loan {
+            born: c.born,
+            uses: c.uses,
+            key: hash,
+            mark: self.mark(st, key_drains),
+        };
+        fd_table::lend(c.fd.as_raw_fd(), self.id, loan);
+    }
+
+    /// Release's lean path for the claimed connection `fd` (`loan`: its record if this
+    /// pool lent it). `Err`: not the lean path's case, nothing done, everything given back.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn store_lean(
+        &self,
+        st: &Generation,
+        hash: u64,
+        key: &[u8],
+        fd: OwnedFd,
+        ctx: usize,
+        hint_ns: u64,
+        loan: Option<Loan>,
+    ) -> Result<Released, OwnedFd> {
+        // A loan of this key, this process generation, made since the last drain of every
+        // key: its connection returns (the key's own drains are judged under the lock).
+        let key_drains = match loan {
+            None => None,
+            Some(l)
+                if l.mark >> 32 == st.process & 0xffff_ffff
+                    && l.key == hash
+                    && (l.mark >> 16) as u16 == st.drains.load(Ordering::Relaxed) as u16 =>
+            {
+                Some(l.mark as u16)
+            }
+            Some(_) => return Err(fd),
+        };
+        let lim = &self.limits;
+        let (reading, now) = self.now();
+        let (born, uses) = loan.map_or((reading, 1), |l| (l.born, l.uses.saturating_add(1)));
+        let deadline = reading
+            .saturating_add(lim.idle_timeout_ns.min(hint_ns))
+            .min(born.saturating_add(lim.lifetime_ns));
+        if (lim.max_uses != 0 && uses >= lim.max_uses) || deadline <= self.exact_near(now, deadline)
+        {
+            return Err(fd);
+        }
+        let conn = Conn {
+            fd,
+            ctx,
+            deadline,
+            released: reading,
+            born,
+            uses,
+            seq: 0,
+        };
+        let shard = self.shard_of(st, hash);
+        let pushed = {
+            let mut guard = shard.lock();
+            inject_panic(key);
+            let max = lim.max_idle_per_key;
+            guard.push_lean(hash, key, conn, key_drains, max, |e| {
+                self.exact_near(now, e)
+            })
+        };
+        Ok(match pushed {
+            Ok(()) => Released::Pooled,
+            Err(conn) => {
+                let ret = key_drains.map_or(Return::Fresh, |d| Return::Lent {
+                    key_drains: d,
+                    drained: false,
+                });
+                self.put_full(st, (hash, key, ret, now), conn)
+            }
+        })
+    }
+
+    #[inline(never)]
+    fn put_full(&self, st: &Generation, at: (u64, &[u8], Return, u64), conn: Conn) -> Released {
+        self.put_closing(st, at, conn, None::<CloseReason>, false)
+    }
+}
