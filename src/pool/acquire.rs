@@ -83,7 +83,7 @@ impl<C: Clock> Pool<C> {
     pub fn try_acquire_fd(&self, key: Key<'_>) -> Result<(OwnedFd, usize), Outcome> {
         let st = self.state();
         let hash = self.hasher.hash_key(key.as_bytes());
-        self.take_fd(st, hash, key.as_bytes())
+        self.take_fd(st, hash, key.as_bytes(), None)
     }
 
     /// An acquire that tells what it found: a connection, a connect slot, or the limit.

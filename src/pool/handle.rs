@@ -3,6 +3,7 @@
 //! call. A handle lives as long as its pool; the same bytes give the same handle.
 
 use std::os::fd::OwnedFd;
+use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
 use super::acquire::Outcome;
@@ -17,6 +18,8 @@ use crate::key::Key;
 pub struct KeyHandle {
     hash: u64,
     key: Box<[u8]>,
+    /// Where its entry was last found in its shard's table (a guess, checked).
+    place: AtomicUsize,
     /// The pool it belongs to.
     pool_id: u32,
     /// The address of that pool (for the C API, which reaches the pool through the handle;
@@ -55,6 +58,7 @@ impl<C: Clock> Pool<C> {
             || KeyHandle {
                 hash,
                 key: bytes.into(),
+                place: AtomicUsize::new(usize::MAX),
                 pool_id: self.id,
                 owner: self as *const Self as usize,
             },
@@ -75,7 +79,7 @@ impl<C: Clock> Pool<C> {
     pub fn acquire_fd_by(&self, k: &KeyHandle) -> Result<(OwnedFd, usize), Outcome> {
         self.assert_mine(k);
         let st = self.state();
-        self.take_fd(st, k.hash, &k.key)
+        self.take_fd(st, k.hash, &k.key, Some(&k.place))
     }
 
     /// [`Pool::discard`] by handle. Panics if `k` belongs to another pool.
@@ -102,7 +106,15 @@ impl<C: Clock> Pool<C> {
     ) -> Released {
         self.assert_mine(k);
         let st = self.state();
-        self.put(st, k.hash, &k.key, fd, ctx, hint_ns(keepalive))
+        self.put(
+            st,
+            k.hash,
+            &k.key,
+            fd,
+            ctx,
+            hint_ns(keepalive),
+            Some(&k.place),
+        )
     }
 
     #[inline]

@@ -6,7 +6,7 @@
 //! does not decide the same way.
 
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::acquire::Outcome;
 use super::{inject_panic, Generation, Pool, Released};
@@ -45,6 +45,7 @@ impl<C: Clock> Pool<C> {
         st: &Generation,
         hash: u64,
         key: &[u8],
+        place: Option<&AtomicUsize>,
     ) -> Result<(OwnedFd, usize), Outcome> {
         if self.lean.acquire {
             let (reading, now) = self.now();
@@ -54,6 +55,7 @@ impl<C: Clock> Pool<C> {
                 guard.pop_lean(
                     hash,
                     key,
+                    place,
                     |e| self.exact_near(now, e),
                     |c| self.must_check(c, reading),
                     |c, drains| self.lend(st, c, hash, drains),
@@ -106,6 +108,7 @@ impl<C: Clock> Pool<C> {
         ctx: usize,
         hint_ns: u64,
         loan: Option<Loan>,
+        place: Option<&AtomicUsize>,
     ) -> Result<Released, OwnedFd> {
         // A loan of this key, this process generation, made since the last drain of every
         // key: its connection returns (the key's own drains are judged under the lock).
@@ -144,7 +147,7 @@ impl<C: Clock> Pool<C> {
             let mut guard = shard.lock();
             inject_panic(key);
             let max = lim.max_idle_per_key;
-            guard.push_lean(hash, key, conn, key_drains, max, |e| {
+            guard.push_lean(hash, key, place, conn, key_drains, max, |e| {
                 self.exact_near(now, e)
             })
         };

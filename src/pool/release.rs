@@ -2,7 +2,7 @@
 //! waiter, or closes it.
 
 use std::os::fd::{AsFd, AsRawFd, IntoRawFd, OwnedFd};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use super::{inject_panic, ForgetOnUnwind, Generation, Pool, Released};
@@ -42,12 +42,13 @@ impl<C: Clock> Pool<C> {
     ) -> Released {
         let st = self.state();
         let hash = self.hasher.hash_key(key.as_bytes());
-        self.put(st, hash, key.as_bytes(), fd, ctx, hint_ns(keepalive))
+        self.put(st, hash, key.as_bytes(), fd, ctx, hint_ns(keepalive), None)
     }
 
     /// The release itself, into the key `key` with hash `hash`, with the caller's state
     /// and a keep-alive hint in ns ([`NEVER`]: none).
     #[inline]
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn put(
         &self,
         st: &Generation,
@@ -56,6 +57,7 @@ impl<C: Clock> Pool<C> {
         fd: OwnedFd,
         ctx: usize,
         hint_ns: u64,
+        place: Option<&AtomicUsize>,
     ) -> Released {
         let raw = fd.as_raw_fd();
         let loan = match fd_table::claim(raw, self.id) {
@@ -70,7 +72,7 @@ impl<C: Clock> Pool<C> {
         // drop): forget the claim too, or the number would stay marked as the pool's.
         let unclaim = ForgetOnUnwind(raw);
         let r = if self.lean.release {
-            match self.store_lean(st, hash, key, fd, ctx, hint_ns, loan) {
+            match self.store_lean(st, hash, key, fd, ctx, hint_ns, loan, place) {
                 Ok(r) => r,
                 Err(fd) => self.store(st, hash, key, fd, ctx, hint_ns, loan),
             }

@@ -5,8 +5,9 @@
 //! caller then takes the full path (`hot.rs`), which handles everything.
 
 use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::ShardGuard;
+use super::{Entry, ShardGuard};
 use crate::conn::Conn;
 use crate::key::key_eq;
 
@@ -28,13 +29,14 @@ impl ShardGuard<'_> {
         &mut self,
         hash: u64,
         key: &[u8],
+        place: Option<&AtomicUsize>,
         now: impl FnOnce(u64) -> u64,
         check: impl FnOnce(&Conn) -> bool,
         lend: impl FnOnce(&Conn, u16),
     ) -> Option<Popped> {
         debug_assert_eq!(self.shard.limit, 0);
         let st = &mut *self.st;
-        let Some(e) = st.table.find_mut(hash, |e| key_eq(&e.key, key)) else {
+        let Some(e) = find(&mut st.table, hash, key, place) else {
             st.counters.misses += 1;
             return Some(Popped::Miss);
         };
@@ -67,10 +69,12 @@ impl ShardGuard<'_> {
     /// a new connection); a loan from before a drain is the full path's to close. `Err`:
     /// nothing changed, `conn` given back.
     #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
     pub fn push_lean(
         &mut self,
         hash: u64,
         key: &[u8],
+        place: Option<&AtomicUsize>,
         conn: Conn,
         key_drains: Option<u16>,
         max: usize,
@@ -78,7 +82,7 @@ impl ShardGuard<'_> {
     ) -> Result<(), Conn> {
         debug_assert_eq!(self.shard.limit, 0);
         let st = &mut *self.st;
-        let Some(e) = st.table.find_mut(hash, |e| key_eq(&e.key, key)) else {
+        let Some(e) = find(&mut st.table, hash, key, place) else {
             return Err(conn); // a key's first connection makes its entry on the full path
         };
         let returns = match key_drains {
@@ -101,4 +105,32 @@ impl ShardGuard<'_> {
         st.idle += 1;
         Ok(())
     }
+}
+
+/// The key's entry. `place`: a key handle's guess of its bucket (entries move only when
+/// the table is resized or rehashed), checked by the keyed 64-bit hash and the length (as
+/// the loans' bookkeeping tells keys apart, see `find_hash`), updated when wrong; so a
+/// handle skips the probe, and a stale guess costs only the probe it saves.
+#[inline(always)]
+fn find<'t>(
+    table: &'t mut hashbrown::HashTable<Entry>,
+    hash: u64,
+    key: &[u8],
+    place: Option<&AtomicUsize>,
+) -> Option<&'t mut Entry> {
+    let Some(place) = place else {
+        return table.find_mut(hash, |e| key_eq(&e.key, key));
+    };
+    let guess = place.load(Ordering::Relaxed);
+    let hit = table
+        .get_bucket(guess)
+        .is_some_and(|e| e.hash == hash && e.key.len() == key.len());
+    let at = if hit {
+        guess
+    } else {
+        let at = table.find_bucket_index(hash, |e| key_eq(&e.key, key))?;
+        place.store(at, Ordering::Relaxed);
+        at
+    };
+    table.get_bucket_mut(at)
 }
