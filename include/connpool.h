@@ -165,6 +165,28 @@
 #define CONNPOOL_CHECK_SKIP_RECENT (1 << 3)
 
 /**
+ * connpool_config.flags, with CONNPOOL_CHECK_LIVENESS (no effect without it): check by
+ * harvest instead of one recv(MSG_PEEK) per acquire. Each connection is registered once
+ * (at its first release) in an epoll set of the pool; an acquire reads that set with one
+ * epoll_wait(0) when the last read is older than CONNPOOL_HARVEST_WINDOW_MS, and only the
+ * connections it found readable (bytes, EOF, reset: what the recv check calls dead) are
+ * closed, or given to your check. The guarantee: a connection is handed out dead only if
+ * it became readable within CONNPOOL_HARVEST_WINDOW_MS before the acquire (the recv check's
+ * own race, stretched by the window). A connection found readable while you hold it (a
+ * response you have not read yet) costs two epoll_ctl() calls (muted, then unmuted at its
+ * release); one read promptly costs none. With this flag, end a connection you will not
+ * release with connpool_discard(), never close(): a new socket that gets the closed
+ * number would not be watched. Takes precedence over CONNPOOL_CHECK_SKIP_RECENT. Since
+ * 0.2.
+ */
+#define CONNPOOL_CHECK_HARVEST (1 << 4)
+
+/**
+ * The window of CONNPOOL_CHECK_HARVEST, in milliseconds.
+ */
+#define CONNPOOL_HARVEST_WINDOW_MS 1
+
+/**
  * The window of CONNPOOL_CHECK_SKIP_RECENT, in milliseconds. It is judged conservatively:
  * a connection is checked unless it was certainly idle for less.
  */
@@ -261,8 +283,9 @@ typedef struct connpool_config {
    */
   uint32_t max_uses;
   /**
-   * A combination of CONNPOOL_CHECK_LIVENESS, CONNPOOL_CHECK_SKIP_RECENT, CONNPOOL_WATCH
-   * and CONNPOOL_REAPER_THREAD (default CONNPOOL_CHECK_LIVENESS alone). Unknown bits make
+   * A combination of CONNPOOL_CHECK_LIVENESS, CONNPOOL_CHECK_SKIP_RECENT,
+   * CONNPOOL_CHECK_HARVEST, CONNPOOL_WATCH and CONNPOOL_REAPER_THREAD (default
+   * CONNPOOL_CHECK_LIVENESS alone). Unknown bits make
    * connpool_new_with_config() fail with EINVAL.
    */
   uint32_t flags;

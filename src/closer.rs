@@ -25,8 +25,8 @@ pub(crate) fn close_fd(fd: OwnedFd) {
 /// What closing needs to know of a pool generation, made once with it.
 #[derive(Debug)]
 pub(crate) struct Closing {
-    /// With the idle watcher: its epoll fd, which every closed fd leaves first.
-    epoll: Option<RawFd>,
+    /// The epoll sets every closed fd leaves first: the idle watcher's, the harvest's.
+    sets: [Option<RawFd>; 2],
     /// With the idle watcher: its notice eventfd (a refused key has room).
     notice: Option<RawFd>,
     /// With a global cap: idle connections plus places reserved by releases in progress.
@@ -38,19 +38,24 @@ pub(crate) struct Closing {
 impl Closing {
     pub fn new(
         watcher: Option<(RawFd, RawFd)>,
+        harvest: Option<RawFd>,
         capped: bool,
         on_close: Option<Callback<OnClose>>,
     ) -> Self {
         Closing {
-            epoll: watcher.map(|w| w.0),
+            sets: [watcher.map(|w| w.0), harvest],
             notice: watcher.map(|w| w.1),
             total: capped.then(|| AtomicUsize::new(0)),
             on_close,
         }
     }
 
-    pub fn epoll(&self) -> Option<RawFd> {
-        self.epoll
+    /// Takes `fd` out of the pool's epoll sets, before it is closed: the kernel keeps a
+    /// closed fd in a set while another process (a fork child) holds the same file.
+    pub fn unwatch(&self, fd: RawFd) {
+        for set in self.sets.into_iter().flatten() {
+            sys::epoll_del_raw(set, fd);
+        }
     }
 
     pub fn on_close(&self) -> Option<&Callback<OnClose>> {

@@ -71,6 +71,14 @@ pub struct Config {
     /// restart, a crash) gets it handed out dead: the caller's retry on a reused connection
     /// must cover that. `None` (the default): every idle connection is checked.
     pub skip_check_if_idle_under: Option<Duration>,
+    /// With `check_liveness`: check by harvest instead of one `recv(MSG_PEEK)` per acquire
+    /// (see `crate::harvest`): connections are registered once in an epoll set, and an
+    /// acquire reads it (one `epoll_wait(0)`) when the last read is older than 1 ms; only
+    /// the connections it found readable are checked (closed; or given to `check`). Only a
+    /// connection that became readable within that window is handed out dead. Callers end
+    /// connections with `Pool::discard`, never by closing them themselves. Takes precedence
+    /// over `skip_check_if_idle_under`.
+    pub harvest: bool,
     /// Watch idle connections (an epoll set plus a timerfd, see `Pool::watch_fd` and
     /// `Pool::reap`), so they can be closed the moment their backend closes them or their
     /// deadline passes, without waiting for an acquire. Costs two `epoll_ctl` (`MOD`) calls per
@@ -105,6 +113,7 @@ impl Default for Config {
             max_uses: None,
             check_liveness: true,
             skip_check_if_idle_under: None,
+            harvest: false,
             watch: false,
             reaper_thread: false,
             max_conns_per_key: None,

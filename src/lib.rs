@@ -7,7 +7,8 @@
 //!   the header cbindgen generates from this module, `include/connpool.h`.
 //! - [`pool`]: the safe core ([`Pool`]); the locking design is written down there, once.
 //!   Under it: `shard` (a lock shard's table of keys and its guard), `closer` (closing after
-//!   unlocking), `watch` (the idle watcher), `fd_table` (who owns each fd number),
+//!   unlocking), `watch` (the idle watcher), `harvest` (the harvest check), `fd_table` (who
+//!   owns each fd number),
 //!   `process` (fork detection), [`key`], [`clock`], [`config`], [`stats`], [`Error`].
 //! - `cell`: the shared-memory primitives (the futex lock, lock-free cells).
 //! - `sys`: the libc and kernel calls, which depend on nothing else in the crate.
@@ -24,6 +25,7 @@ pub mod config;
 mod conn;
 mod error;
 mod fd_table;
+mod harvest;
 pub mod key;
 pub mod pool;
 mod process;

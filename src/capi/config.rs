@@ -33,6 +33,23 @@ pub const CONNPOOL_REAPER_THREAD: u32 = 1 << 2;
 /// only if your proxy retries an idempotent request that fails on a reused connection
 /// before any response byte (see connpool_acquire_info()).
 pub const CONNPOOL_CHECK_SKIP_RECENT: u32 = 1 << 3;
+/// connpool_config.flags, with CONNPOOL_CHECK_LIVENESS (no effect without it): check by
+/// harvest instead of one recv(MSG_PEEK) per acquire. Each connection is registered once
+/// (at its first release) in an epoll set of the pool; an acquire reads that set with one
+/// epoll_wait(0) when the last read is older than CONNPOOL_HARVEST_WINDOW_MS, and only the
+/// connections it found readable (bytes, EOF, reset: what the recv check calls dead) are
+/// closed, or given to your check. The guarantee: a connection is handed out dead only if
+/// it became readable within CONNPOOL_HARVEST_WINDOW_MS before the acquire (the recv check's
+/// own race, stretched by the window). A connection found readable while you hold it (a
+/// response you have not read yet) costs two epoll_ctl() calls (muted, then unmuted at its
+/// release); one read promptly costs none. With this flag, end a connection you will not
+/// release with connpool_discard(), never close(): a new socket that gets the closed
+/// number would not be watched. Takes precedence over CONNPOOL_CHECK_SKIP_RECENT. Since
+/// 0.2.
+pub const CONNPOOL_CHECK_HARVEST: u32 = 1 << 4;
+/// The window of CONNPOOL_CHECK_HARVEST, in milliseconds.
+pub const CONNPOOL_HARVEST_WINDOW_MS: u64 = 1;
+const _: () = assert!(CONNPOOL_HARVEST_WINDOW_MS * 1_000_000 == crate::harvest::WINDOW_NS);
 /// The window of CONNPOOL_CHECK_SKIP_RECENT, in milliseconds. It is judged conservatively:
 /// a connection is checked unless it was certainly idle for less.
 pub const CONNPOOL_SKIP_RECENT_MS: u64 = 100;
@@ -67,8 +84,11 @@ fn reason_code(why: CloseReason) -> c_int {
     }
 }
 
-const KNOWN_FLAGS: u32 =
-    CONNPOOL_CHECK_LIVENESS | CONNPOOL_WATCH | CONNPOOL_REAPER_THREAD | CONNPOOL_CHECK_SKIP_RECENT;
+const KNOWN_FLAGS: u32 = CONNPOOL_CHECK_LIVENESS
+    | CONNPOOL_WATCH
+    | CONNPOOL_REAPER_THREAD
+    | CONNPOOL_CHECK_SKIP_RECENT
+    | CONNPOOL_CHECK_HARVEST;
 
 /// Pool configuration. Fill it with connpool_config_init() (which sets struct_size and
 /// every default), change the fields you need, and pass it to connpool_new_with_config().
@@ -97,8 +117,9 @@ pub struct connpool_config {
     /// CONNPOOL_CLOSED (default 0: no limit). A connection has served 1 request at its first
     /// release and one more per acquire and release: with 3, its third release closes it.
     pub max_uses: u32,
-    /// A combination of CONNPOOL_CHECK_LIVENESS, CONNPOOL_CHECK_SKIP_RECENT, CONNPOOL_WATCH
-    /// and CONNPOOL_REAPER_THREAD (default CONNPOOL_CHECK_LIVENESS alone). Unknown bits make
+    /// A combination of CONNPOOL_CHECK_LIVENESS, CONNPOOL_CHECK_SKIP_RECENT,
+    /// CONNPOOL_CHECK_HARVEST, CONNPOOL_WATCH and CONNPOOL_REAPER_THREAD (default
+    /// CONNPOOL_CHECK_LIVENESS alone). Unknown bits make
     /// connpool_new_with_config() fail with EINVAL.
     pub flags: u32,
     /// Called exactly once for every connection the pool owned and closes (default NULL:
@@ -214,6 +235,7 @@ pub(super) unsafe fn config_arg(cfg: *const connpool_config) -> Option<Config> {
         check_liveness: c.flags & CONNPOOL_CHECK_LIVENESS != 0,
         skip_check_if_idle_under: (c.flags & CONNPOOL_CHECK_SKIP_RECENT != 0)
             .then(|| Duration::from_millis(CONNPOOL_SKIP_RECENT_MS)),
+        harvest: c.flags & CONNPOOL_CHECK_HARVEST != 0,
         watch: c.flags & CONNPOOL_WATCH != 0,
         reaper_thread: c.flags & CONNPOOL_REAPER_THREAD != 0,
         max_conns_per_key: (c.max_conns_per_key != 0).then_some(c.max_conns_per_key),

@@ -148,6 +148,7 @@ impl<C: Clock> Pool<C> {
         key: &[u8],
         wait: Option<Duration>,
     ) -> Taken {
+        self.harvest_due(st);
         let (reading, now) = self.now();
         let shard = self.shard_of(st, hash);
         let will_check = |c: &Conn| self.must_check(c, reading);
@@ -223,7 +224,7 @@ impl<C: Clock> Pool<C> {
             } else {
                 c
             };
-            self.lend(st, &c, hash, drains);
+            self.lend(st, &c, hash, drains, checked && self.limits.harvest);
             return Taken::Hit(c, reading);
         }
     }
@@ -255,7 +256,7 @@ impl<C: Clock> Pool<C> {
                 if let Some(w) = st.watcher() {
                     w.disarm(c.fd.as_raw_fd());
                 }
-                self.lend(st, &c, hash, drains);
+                self.lend(st, &c, hash, drains, false);
                 Taken::Hit(c, self.now().0)
             }
             Some(Served::Slot) => Taken::Connect,
@@ -268,6 +269,9 @@ impl<C: Clock> Pool<C> {
     /// coarse clock may be up to one tick short).
     #[inline]
     pub(super) fn must_check(&self, c: &Conn, reading: u64) -> bool {
+        if self.limits.harvest {
+            return crate::fd_table::is_suspect(c.fd.as_raw_fd());
+        }
         self.limits.check_liveness
             && reading
                 .saturating_sub(c.released)

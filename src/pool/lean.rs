@@ -5,7 +5,7 @@
 //! and `release.rs`, which handles every case; so this file decides nothing the full path
 //! does not decide the same way.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::acquire::Outcome;
@@ -30,7 +30,8 @@ impl Lean {
     pub(super) fn new(limits: &super::Limits) -> Self {
         let plain = limits.max_conns_per_key == 0 && limits.max_idle_total == 0 && !limits.watch;
         Lean {
-            acquire: plain && (!limits.check_liveness || limits.skip_check_ns > 0),
+            acquire: plain
+                && (!limits.check_liveness || limits.harvest || limits.skip_check_ns > 0),
             release: plain,
         }
     }
@@ -48,6 +49,7 @@ impl<C: Clock> Pool<C> {
         place: Option<&AtomicUsize>,
     ) -> Result<(OwnedFd, usize), Outcome> {
         if self.lean.acquire {
+            self.harvest_due(st);
             let (reading, now) = self.now();
             let popped = {
                 let mut guard = self.shard_of(st, hash).lock();
@@ -58,7 +60,7 @@ impl<C: Clock> Pool<C> {
                     place,
                     |e| self.exact_near(now, e),
                     |c| self.must_check(c, reading),
-                    |c, drains| self.lend(st, c, hash, drains),
+                    |c, drains| self.lend(st, c, hash, drains, false),
                 )
             };
             match popped {
@@ -83,16 +85,55 @@ impl<C: Clock> Pool<C> {
         }
     }
 
-    /// Records the loan of `c` from the key with hash `hash`, for its release.
+    /// Records the loan of `c` from the key with hash `hash`, for its release. `muted`: a
+    /// harvest found it readable (and muted its entry), and a check passed it.
     #[inline]
-    pub(super) fn lend(&self, st: &Generation, c: &Conn, hash: u64, key_drains: u16) {
+    pub(super) fn lend(&self, st: &Generation, c: &Conn, hash: u64, key_drains: u16, muted: bool) {
         let loan = Loan {
             born: c.born,
             uses: c.uses,
             key: hash,
             mark: self.mark(st, key_drains),
+            muted,
         };
-        fd_table::lend(c.fd.as_raw_fd(), self.id, loan);
+        if st.harvest().is_some() {
+            fd_table::lend_watched(c.fd.as_raw_fd(), self.id, loan);
+        } else {
+            fd_table::lend(c.fd.as_raw_fd(), self.id, loan);
+        }
+    }
+
+    /// With the harvest check: harvests if the last harvest is older than its window (so
+    /// that the fd table's suspect flags are at most that old when an acquire looks).
+    #[inline]
+    pub(super) fn harvest_due(&self, st: &Generation) {
+        if let Some(h) = st.harvest() {
+            h.harvest_if_due(crate::sys::precise_now_ns(), false);
+        }
+    }
+
+    /// With the harvest check: watches `fd`, about to be stored, in the harvest set. It is
+    /// registered unless this pool lent it in this process generation (then it still is;
+    /// unmuted if a harvest muted it meanwhile). False: epoll cannot watch it.
+    #[inline]
+    pub(super) fn harvest_watch(
+        &self,
+        st: &Generation,
+        fd: BorrowedFd<'_>,
+        loan: Option<Loan>,
+    ) -> bool {
+        let Some(h) = st.harvest() else {
+            return true;
+        };
+        match loan {
+            Some(l) if l.mark >> 32 == st.process & 0xffff_ffff => {
+                if l.muted {
+                    h.unmute(fd.as_raw_fd());
+                }
+                true
+            }
+            _ => h.register(fd),
+        }
     }
 
     /// Release's lean path for the claimed connection `fd` (`loan`: its record if this

@@ -75,6 +75,7 @@ impl<C: Clock> Pool<C> {
         let st = self.state();
         // Maintenance, not the hot path: judged by the exact clock (see `Pool::exact_near`).
         let now = self.exact_near(self.now().1, 0);
+        self.harvest_now(st);
         let mut total = 0;
         for shard in st.shards.iter() {
             let hashes = {
@@ -92,6 +93,14 @@ impl<C: Clock> Pool<C> {
             }
         }
         total
+    }
+
+    /// With the harvest check: harvests now, so that the checks below (which check only the
+    /// connections it flags) judge by what is readable now.
+    fn harvest_now(&self, st: &Generation) {
+        if let Some(h) = st.harvest() {
+            h.harvest_if_due(crate::sys::precise_now_ns(), true);
+        }
     }
 
     /// Checks the idle connections of the key(s) with `hash` outside the lock, closing
@@ -151,6 +160,7 @@ impl<C: Clock> Pool<C> {
         let mut closed = 0;
         let mut timer = false;
         let now = self.exact_near(self.now().1, 0);
+        self.harvest_now(st);
         // One batch at a time: each closed fd leaves the set, so the next batch holds new
         // events. A full batch that closed nothing (fds being handed out or stored right
         // now, or healthy) stops the loop: level-triggering reports them again once they

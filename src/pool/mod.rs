@@ -57,7 +57,7 @@ pub use acquire::{Acquired, Outcome};
 pub use handle::KeyHandle;
 pub use limits::Discarded;
 
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -68,6 +68,7 @@ use crate::closer::Closing;
 use crate::config::{Callback, Check, Config, OnClose};
 use crate::conn::{Conn, NEVER};
 use crate::error::Error;
+use crate::harvest::Harvest;
 use crate::key::KeyHasher;
 use crate::process;
 use crate::shard::{CloseList, Shard};
@@ -121,6 +122,8 @@ struct Limits {
     /// 0: none.
     max_uses: u32,
     check_liveness: bool,
+    /// With `check_liveness`: check by harvest (`crate::harvest`).
+    harvest: bool,
     /// With `check_liveness`: connections idle for less are not checked (0: all are).
     skip_check_ns: u64,
     watch: bool,
@@ -145,9 +148,11 @@ impl Limits {
             lifetime_ns: nanos(config.max_lifetime),
             max_uses: config.max_uses.unwrap_or(0),
             check_liveness: config.check_liveness,
-            skip_check_ns: config
-                .skip_check_if_idle_under
-                .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(NEVER)),
+            harvest: config.check_liveness && config.harvest,
+            skip_check_ns: match config.skip_check_if_idle_under {
+                Some(d) if !config.harvest => u64::try_from(d.as_nanos()).unwrap_or(NEVER),
+                _ => 0,
+            },
             watch: config.watch || config.reaper_thread,
             reaper_thread: config.reaper_thread,
             max_conns_per_key: config.max_conns_per_key.unwrap_or(0),
@@ -173,6 +178,8 @@ struct Generation {
     shutdown: AtomicBool,
     /// With `watch`: the epoll set and timer.
     watcher: Option<Watcher>,
+    /// With the harvest check: its epoll set.
+    harvest: Option<Harvest>,
     /// Why there is no watcher (`Error::NoWatcher` without `watch`; why it could not be
     /// made, e.g. in a fork child out of fds).
     no_watcher: Error,
@@ -187,16 +194,33 @@ impl Generation {
             Err(Error::NoWatcher)
         };
         let fds = watch.as_ref().ok().map(|w| (w.fd(), w.notice_fd()));
-        let no_watcher = watch.as_ref().err().copied().unwrap_or(Error::NoWatcher);
+        let mut no_watcher = watch.as_ref().err().copied().unwrap_or(Error::NoWatcher);
+        let harvest = if limits.harvest {
+            match Harvest::new(pool_id) {
+                Ok(h) => Some(h),
+                Err(e) => {
+                    no_watcher = Error::last_os(e);
+                    None
+                }
+            }
+        } else {
+            None
+        };
         let limit = limits.max_conns_per_key;
         Generation {
             process,
             shards: Box::new(std::array::from_fn(|_| Shard::new(limit))),
-            closing: Closing::new(fds, limits.max_idle_total != 0, hooks.on_close.clone()),
+            closing: Closing::new(
+                fds,
+                harvest.as_ref().map(Harvest::fd),
+                limits.max_idle_total != 0,
+                hooks.on_close.clone(),
+            ),
             seq: AtomicU64::new(0),
             drains: AtomicU32::new(0),
             shutdown: AtomicBool::new(false),
             watcher: watch.ok(),
+            harvest,
             no_watcher,
             reaper: Lock::new(None),
         }
@@ -205,6 +229,11 @@ impl Generation {
     #[inline]
     fn watcher(&self) -> Option<&Watcher> {
         self.watcher.as_ref()
+    }
+
+    #[inline]
+    fn harvest(&self) -> Option<&Harvest> {
+        self.harvest.as_ref()
     }
 }
 
@@ -302,7 +331,8 @@ impl<C: Clock> Pool<C> {
         };
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed).max(1);
         let first = Generation::new(process::generation(), &limits, &hooks, id);
-        if limits.watch && first.watcher.is_none() {
+        if (limits.watch && first.watcher.is_none()) || (limits.harvest && first.harvest.is_none())
+        {
             return Err(first.no_watcher);
         }
         Ok((limits, hooks, first, id, KeyHasher::new()))
@@ -360,6 +390,9 @@ impl<C: Clock> Pool<C> {
     /// Whether an idle connection is healthy: the caller's check, or one non-blocking
     /// `recv(MSG_PEEK)` (nothing to read: healthy). Never under a lock.
     fn healthy(&self, c: &Conn) -> bool {
+        if self.limits.harvest && !crate::fd_table::is_suspect(c.fd.as_raw_fd()) {
+            return true; // the harvest found nothing to read on it
+        }
         match &self.hooks.check {
             // C code: a cancellation there would unwind through these frames.
             Some(check) => sys::without_cancellation(|| check(c.fd.as_fd(), c.ctx)),

@@ -71,7 +71,9 @@ impl<C: Clock> Pool<C> {
         // If a bug panics before the fd is stored or closed, unwinding closes it (OwnedFd's
         // drop): forget the claim too, or the number would stay marked as the pool's.
         let unclaim = ForgetOnUnwind(raw);
-        let r = if self.lean.release {
+        let r = if !self.harvest_watch(st, fd.as_fd(), loan) {
+            self.put_unwatchable(st, hash, key, fd, ctx, loan)
+        } else if self.lean.release {
             match self.store_lean(st, hash, key, fd, ctx, hint_ns, loan, place) {
                 Ok(r) => r,
                 Err(fd) => self.store(st, hash, key, fd, ctx, hint_ns, loan),
@@ -176,6 +178,38 @@ impl<C: Clock> Pool<C> {
             w.lower_timer(deadline);
         }
         released
+    }
+
+    /// A connection the harvest check cannot watch (epoll refuses it: a regular file): it
+    /// cannot be kept under that check's guarantee, so it is closed (counted dead).
+    #[cold]
+    fn put_unwatchable(
+        &self,
+        st: &Generation,
+        hash: u64,
+        key: &[u8],
+        fd: OwnedFd,
+        ctx: usize,
+        loan: Option<Loan>,
+    ) -> Released {
+        let ret = self.returning(st, hash, loan);
+        let (reading, now) = self.now();
+        let conn = Conn {
+            fd,
+            ctx,
+            deadline: NEVER,
+            released: reading,
+            born: loan.map_or(reading, |l| l.born),
+            uses: loan.map_or(1, |l| l.uses.saturating_add(1)),
+            seq: 0,
+        };
+        self.put_closing(
+            st,
+            (hash, key, ret, now),
+            conn,
+            Some(CloseReason::Dead),
+            false,
+        )
     }
 
     /// Release's full path, with something to close after unlocking (`close`: the

@@ -79,9 +79,7 @@ impl Drop for CloseList<'_> {
     fn drop(&mut self) {
         self.closing.give_back(std::mem::take(&mut self.places));
         for (conn, why) in self.conns.drain(..) {
-            if let Some(epoll) = self.closing.epoll() {
-                sys::epoll_del_raw(epoll, conn.fd.as_raw_fd());
-            }
+            self.closing.unwatch(conn.fd.as_raw_fd());
             if let Some(f) = self.closing.on_close() {
                 // C code: a cancellation there would unwind through these frames.
                 sys::without_cancellation(|| f(conn.fd.as_fd(), conn.ctx, why));

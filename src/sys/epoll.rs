@@ -53,6 +53,19 @@ pub fn epoll_arm(
     }
 }
 
+/// One `epoll_ctl` by fd number: `op` with `events`, tagged with `data`.
+pub fn epoll_ctl(
+    epoll: RawFd,
+    op: libc::c_int,
+    fd: RawFd,
+    events: u32,
+    data: u64,
+) -> std::io::Result<()> {
+    let mut ev = libc::epoll_event { events, u64: data };
+    // SAFETY: `ev` is a valid epoll_event; bad fds are error returns.
+    cvt(unsafe { libc::epoll_ctl(epoll, op, fd, &mut ev) })
+}
+
 /// Disarms a watched `fd` without removing it (one `EPOLL_CTL_MOD`, much cheaper than a
 /// `DEL` now and an `ADD` at its next arming): no events are asked for, and the hang-up
 /// and error events the kernel always adds can fire at most once (`EPOLLONESHOT`), tagged

@@ -1,7 +1,8 @@
 /* Fault injection with real sockets:
  * - a backend restart: every idle connection of a backend dies at once (FIN or RST); the
  *   pool hands out none of them, closes all of them (counted dead), and then works with new
- *   connections; and the same while 4 threads keep working through the restart;
+ *   connections; and the same while 4 threads keep working through the restart. Both with
+ *   the recv check and with the harvest (CONNPOOL_CHECK_HARVEST);
  * - fd exhaustion (RLIMIT_NOFILE lowered, in a child process): the pool keeps working
  *   without needing any new fd, still drops dead connections, and a pool that needs fds
  *   (the watcher) fails cleanly with EMFILE. */
@@ -26,10 +27,13 @@ static void kill_backend_end(int s, int rst)
     CHECK_SYS(close(s) == 0);
 }
 
+/* The check under test: CONNPOOL_CHECK_LIVENESS, alone or with CONNPOOL_CHECK_HARVEST. */
+static uint32_t g_check = CONNPOOL_CHECK_LIVENESS;
+
 /* Every idle connection dies at once; the pool hands out none of them. */
 static void restart_while_idle(void)
 {
-    connpool *pool = pool_new(PER_KEY, 0, 60000, 0, 0, CONNPOOL_CHECK_LIVENESS);
+    connpool *pool = pool_new(PER_KEY, 0, 60000, 0, 0, g_check);
     int listener = listener_open();
     int c[N], s[N], watch[N];
     tcp_connect_pairs(listener, N, c, s);
@@ -47,6 +51,8 @@ static void restart_while_idle(void)
         CHECK(wait_event(watch[i], POLLIN | POLLRDHUP) == 0);
         close(watch[i]);
     }
+    if (g_check & CONNPOOL_CHECK_HARVEST) /* the harvest's guarantee starts after its window */
+        sleep_ms((long)CONNPOOL_HARVEST_WINDOW_MS + 1);
     for (int k = 0; k < KEYS; k++) {
         char key[32];
         key_of(key, sizeof key, k);
@@ -150,9 +156,13 @@ static void *worker(void *arg)
             fd = connect_backend();
         }
         if (request(fd, (unsigned char)id) != 0) {
-            /* Reset by a restart while in use (a proxy would retry): the caller closes. */
+            /* Reset by a restart while in use (a proxy would retry): the caller ends it
+             * (with the harvest, through the pool, as its contract says). */
             atomic_fetch_add(&g_failed, 1);
-            close(fd);
+            if (g_check & CONNPOOL_CHECK_HARVEST)
+                CHECK_EQ(connpool_discard(g_pool, key, fd, NULL), 0);
+            else
+                close(fd);
             continue;
         }
         int rc = connpool_release(g_pool, key, fd);
@@ -165,7 +175,10 @@ static void *worker(void *arg)
 static void restart_under_load(void)
 {
     int baseline = count_open_fds();
-    g_pool = pool_new(PER_KEY, 0, 60000, 0, 0, CONNPOOL_CHECK_LIVENESS);
+    g_pool = pool_new(PER_KEY, 0, 60000, 0, 0, g_check);
+    atomic_store(&g_stop, 0);
+    atomic_store(&g_ops, 0);
+    atomic_store(&g_failed, 0);
     g_listener = listener_open();
     CHECK_SYS(pipe(g_control) == 0);
     pthread_t b, t[WORKERS];
@@ -186,12 +199,14 @@ static void restart_under_load(void)
     for (int i = 0; i < WORKERS; i++)
         pthread_join(t[i], NULL);
     connpool_stats st = stats_of(g_pool);
-    printf("restart under load: %d restarts, %ld requests, %ld reset while in use, dead %llu, "
+    printf("restart under load (%s): %d restarts, %ld requests, %ld reset while in use, dead %llu, "
            "hits %llu, misses %llu\n",
-           restarts, atomic_load(&g_ops), atomic_load(&g_failed), (unsigned long long)st.dead,
+           g_check & CONNPOOL_CHECK_HARVEST ? "harvest" : "recv check", restarts, atomic_load(&g_ops), atomic_load(&g_failed), (unsigned long long)st.dead,
            (unsigned long long)st.hits, (unsigned long long)st.misses);
     CHECK(st.dead > 0); /* idle connections killed by restarts were caught by the check */
     CHECK_EQ(st.pooled, st.idle + st.hits + st.dead + st.expired + st.evicted);
+    if (g_check & CONNPOOL_CHECK_HARVEST) /* every connection released or discarded */
+        CHECK_EQ(st.lent, 0);
     connpool_free(g_pool);
     CHECK_SYS(write(g_control[1], "q", 1) == 1);
     pthread_join(b, NULL);
@@ -274,9 +289,13 @@ static void fd_exhaustion(void)
 int main(void)
 {
     int baseline = count_open_fds();
-    restart_while_idle();
-    CHECK_EQ(count_open_fds(), baseline);
-    restart_under_load();
+    for (int round = 0; round < 2; round++) {
+        g_check = CONNPOOL_CHECK_LIVENESS | (round ? CONNPOOL_CHECK_HARVEST : 0);
+        restart_while_idle();
+        CHECK_EQ(count_open_fds(), baseline);
+        restart_under_load();
+    }
+    g_check = CONNPOOL_CHECK_LIVENESS;
     fd_exhaustion();
     CHECK_EQ(count_open_fds(), baseline);
     printf("faults: restarts (idle and under load) and fd exhaustion handled\n");

@@ -1,7 +1,9 @@
 /* The liveness check on acquire (CONNPOOL_CHECK_LIVENESS, on by default): an idle connection
  * whose backend closed it (FIN), reset it (RST) or wrote stray bytes while it was idle is
  * never handed out; the pool closes it and tries the next one. connpool_prune() closes them
- * too. Real loopback TCP throughout. */
+ * too. Real loopback TCP throughout. Each test runs twice: with the recv check, and with
+ * the harvest (CONNPOOL_CHECK_HARVEST), whose guarantee holds once its window has passed
+ * since the fault was visible. */
 #define _GNU_SOURCE
 #include "harness.h"
 
@@ -10,6 +12,11 @@
 #define KEY "127.0.0.1:8080"
 
 enum fault { FAULT_FIN, FAULT_RST, FAULT_BYTES };
+
+/* The check under test: CONNPOOL_CHECK_LIVENESS, alone or with CONNPOOL_CHECK_HARVEST. */
+static uint32_t g_check = CONNPOOL_CHECK_LIVENESS;
+
+static connpool *checked_pool(void) { return pool_new(8, 0, 60000, 0, 0, g_check); }
 static const char *fault_name[] = {"FIN", "RST", "stray bytes"};
 
 /* The backend side does `f` to an idle connection; returns when the client side has seen
@@ -33,12 +40,16 @@ static void inject(enum fault f, int server, int watch)
         CHECK(wait_event(watch, POLLIN) == 0);
         break;
     }
+    /* The harvest's contract: a connection readable for longer than its window is never
+     * handed out. This waits out the window (the guarantee's own terms), not a thread. */
+    if (g_check & CONNPOOL_CHECK_HARVEST)
+        sleep_ms((long)CONNPOOL_HARVEST_WINDOW_MS + 1);
 }
 
 /* One dead connection under one live one... the dead one on top: acquire must skip it. */
 static void dead_on_top(enum fault f, int listener)
 {
-    connpool *pool = connpool_new_default();
+    connpool *pool = checked_pool();
     CHECK(pool != NULL);
     int live_c, live_s, dead_c, dead_s;
     tcp_connect_pair(listener, &live_c, &live_s);
@@ -77,7 +88,7 @@ static void dead_on_top(enum fault f, int listener)
 /* Every idle connection of the key is dead: acquire closes them all and returns -ENOENT. */
 static void all_dead(int listener)
 {
-    connpool *pool = connpool_new_default();
+    connpool *pool = checked_pool();
     CHECK(pool != NULL);
     int c[3], s[3], w[3];
     tcp_connect_pairs(listener, 3, c, s);
@@ -156,7 +167,7 @@ static void skip_recent(int listener)
  * their order. */
 static void prune_closes_dead(int listener)
 {
-    connpool *pool = connpool_new_default();
+    connpool *pool = checked_pool();
     CHECK(pool != NULL);
     enum { N = 6 };
     int c[N], s[N], w[N];
@@ -209,15 +220,19 @@ int main(void)
 {
     int baseline = count_open_fds();
     int listener = listener_open();
-    for (int f = FAULT_FIN; f <= FAULT_BYTES; f++)
-        dead_on_top((enum fault)f, listener);
-    all_dead(listener);
+    for (int round = 0; round < 2; round++) {
+        g_check = CONNPOOL_CHECK_LIVENESS | (round ? CONNPOOL_CHECK_HARVEST : 0);
+        for (int f = FAULT_FIN; f <= FAULT_BYTES; f++)
+            dead_on_top((enum fault)f, listener);
+        all_dead(listener);
+        prune_closes_dead(listener);
+    }
+    g_check = CONNPOOL_CHECK_LIVENESS;
     check_off(listener);
     skip_recent(listener);
-    prune_closes_dead(listener);
-    not_a_socket();
+    not_a_socket(); /* the recv check's own verdict (ENOTSOCK); a harvest sees only input */
     close(listener);
     CHECK_EQ(count_open_fds(), baseline);
-    printf("liveness: FIN, RST and stray bytes never handed out; prune closes them\n");
+    printf("liveness: FIN, RST and stray bytes never handed out (recv check and harvest); prune closes them\n");
     return 0;
 }
