@@ -7,8 +7,8 @@
 //!   the header cbindgen generates from this module, `include/connpool.h`.
 //! - [`pool`]: the safe core ([`Pool`]); the locking design is written down there, once.
 //!   Under it: `shard` (a lock shard's table of keys and its guard), `closer` (closing after
-//!   unlocking), `watch` (the idle watcher), `harvest` (the harvest check), `fd_table` (who
-//!   owns each fd number),
+//!   unlocking), `watch` (the idle watcher), `watch_set` (their epoll sets), `harvest` (the harvest check),
+//!   `fd_table` (who owns each fd number),
 //!   `process` (fork detection), [`key`], [`clock`], [`config`], [`stats`], [`Error`].
 //! - `cell`: the shared-memory primitives (the futex lock, lock-free cells).
 //! - `sys`: the libc and kernel calls, which depend on nothing else in the crate.
@@ -34,6 +34,7 @@ pub mod stats;
 mod sys;
 mod wait;
 mod watch;
+mod watch_set;
 
 pub use clock::{Clock, ManualClock, MonotonicClock};
 pub use config::Config;

@@ -206,11 +206,6 @@ impl<C: Clock> Pool<C> {
                 Took::Miss | Took::Slot => return Taken::Connect,
                 Took::AtLimit => return Taken::AtLimit,
             };
-            // Disarmed first: a dead one would keep the watch fd readable while nothing
-            // in the pool can be reaped for it.
-            if let Some(w) = st.watcher() {
-                w.disarm(c.fd.as_raw_fd());
-            }
             let c = if checked {
                 // A hit is counted once the check passed (so hits never go down).
                 let healthy = self.healthy(&c);
@@ -224,7 +219,12 @@ impl<C: Clock> Pool<C> {
             } else {
                 c
             };
-            self.lend(st, &c, hash, drains, checked && self.limits.harvest);
+            let muted = if checked && self.limits.harvest {
+                crate::fd_table::MUTED_HARVEST // a harvest flagged it; the check passed it
+            } else {
+                0
+            };
+            self.lend(st, &c, hash, drains, muted);
             return Taken::Hit(c, reading);
         }
     }
@@ -253,10 +253,7 @@ impl<C: Clock> Pool<C> {
         match served {
             Some(Served::Conn(c)) => {
                 let drains = shard.lock().drains(hash, key);
-                if let Some(w) = st.watcher() {
-                    w.disarm(c.fd.as_raw_fd());
-                }
-                self.lend(st, &c, hash, drains, false);
+                self.lend(st, &c, hash, drains, 0);
                 Taken::Hit(c, self.now().0)
             }
             Some(Served::Slot) => Taken::Connect,

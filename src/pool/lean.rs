@@ -1,5 +1,5 @@
-//! The hot path of pools that need nothing more (no connection limit, no global cap, no
-//! watcher): acquire and release in one lock hold each, with the connection moved once.
+//! The hot path of pools that need nothing more (no connection limit, no global cap):
+//! acquire and release in one lock hold each, with the connection moved once.
 //! Everything else (a check to run, expired connections to close, a full key, a loan from
 //! before a drain) falls through, with nothing changed, to the full path in `acquire.rs`
 //! and `release.rs`, which handles every case; so this file decides nothing the full path
@@ -19,8 +19,8 @@ use crate::stats::CloseReason;
 /// Which operations a pool's configuration lets take the lean path.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Lean {
-    /// Acquire (none of the above, and no check on every acquire: with the check on, only
-    /// with a skip window, for the connections it skips).
+    /// Acquire (none of the above, and no recv check on every acquire: with the check on,
+    /// only by harvest or with a skip window, for the connections it does not check).
     pub acquire: bool,
     /// Release (none of the above).
     pub release: bool,
@@ -28,7 +28,7 @@ pub(super) struct Lean {
 
 impl Lean {
     pub(super) fn new(limits: &super::Limits) -> Self {
-        let plain = limits.max_conns_per_key == 0 && limits.max_idle_total == 0 && !limits.watch;
+        let plain = limits.max_conns_per_key == 0 && limits.max_idle_total == 0;
         Lean {
             acquire: plain
                 && (!limits.check_liveness || limits.harvest || limits.skip_check_ns > 0),
@@ -60,7 +60,7 @@ impl<C: Clock> Pool<C> {
                     place,
                     |e| self.exact_near(now, e),
                     |c| self.must_check(c, reading),
-                    |c, drains| self.lend(st, c, hash, drains, false),
+                    |c, drains| self.lend(st, c, hash, drains, 0),
                 )
             };
             match popped {
@@ -85,10 +85,10 @@ impl<C: Clock> Pool<C> {
         }
     }
 
-    /// Records the loan of `c` from the key with hash `hash`, for its release. `muted`: a
-    /// harvest found it readable (and muted its entry), and a check passed it.
+    /// Records the loan of `c` from the key with hash `hash`, for its release. `muted`: the
+    /// entries of its epoll sets known to be muted (`fd_table::MUTED_*`).
     #[inline]
-    pub(super) fn lend(&self, st: &Generation, c: &Conn, hash: u64, key_drains: u16, muted: bool) {
+    pub(super) fn lend(&self, st: &Generation, c: &Conn, hash: u64, key_drains: u16, muted: u64) {
         let loan = Loan {
             born: c.born,
             uses: c.uses,
@@ -96,7 +96,7 @@ impl<C: Clock> Pool<C> {
             mark: self.mark(st, key_drains),
             muted,
         };
-        if st.harvest().is_some() {
+        if self.limits.watched {
             fd_table::lend_watched(c.fd.as_raw_fd(), self.id, loan);
         } else {
             fd_table::lend(c.fd.as_raw_fd(), self.id, loan);
@@ -107,33 +107,35 @@ impl<C: Clock> Pool<C> {
     /// that the fd table's suspect flags are at most that old when an acquire looks).
     #[inline]
     pub(super) fn harvest_due(&self, st: &Generation) {
-        if let Some(h) = st.harvest() {
-            h.harvest_if_due(crate::sys::precise_now_ns(), false);
+        if self.limits.harvest {
+            if let Some(h) = st.harvest() {
+                h.harvest_if_due(crate::sys::precise_now_ns(), false);
+            }
         }
     }
 
-    /// With the harvest check: watches `fd`, about to be stored, in the harvest set. It is
-    /// registered unless this pool lent it in this process generation (then it still is;
-    /// unmuted if a harvest muted it meanwhile). False: epoll cannot watch it.
+    /// With the harvest check or the idle watcher: watches `fd`, about to be stored under
+    /// the key with hash `hash`, in their epoll sets (`crate::watch_set`; `loan`: this
+    /// pool's record of it, if it lent it). False: the harvest set cannot watch it.
     #[inline]
-    pub(super) fn harvest_watch(
+    pub(super) fn watch_sets(
         &self,
         st: &Generation,
         fd: BorrowedFd<'_>,
+        hash: u64,
         loan: Option<Loan>,
     ) -> bool {
-        let Some(h) = st.harvest() else {
+        if !self.limits.watched {
             return true;
-        };
-        match loan {
-            Some(l) if l.mark >> 32 == st.process & 0xffff_ffff => {
-                if l.muted {
-                    h.unmute(fd.as_raw_fd());
-                }
-                true
-            }
-            _ => h.register(fd),
         }
+        // Lent in this process generation: registered then, and still (a fork child's sets
+        // are its own).
+        let lent = loan.filter(|l| l.mark >> 32 == st.process & 0xffff_ffff);
+        if let Some(w) = st.watcher() {
+            fd_table::note_key(fd.as_raw_fd(), hash);
+            w.watch(fd, lent);
+        }
+        st.harvest().is_none_or(|h| h.set.watch(fd, lent))
     }
 
     /// Release's lean path for the claimed connection `fd` (`loan`: its record if this
@@ -193,13 +195,22 @@ impl<C: Clock> Pool<C> {
             })
         };
         Ok(match pushed {
-            Ok(()) => Released::Pooled,
+            Ok(()) => {
+                if let Some(w) = st.watcher() {
+                    w.lower_timer(deadline);
+                }
+                Released::Pooled
+            }
             Err(conn) => {
                 let ret = key_drains.map_or(Return::Fresh, |d| Return::Lent {
                     key_drains: d,
                     drained: false,
                 });
-                self.put_full(st, (hash, key, ret, now), conn)
+                let released = self.put_full(st, (hash, key, ret, now), conn);
+                if let (Some(w), Released::Pooled) = (st.watcher(), released) {
+                    w.lower_timer(deadline);
+                }
+                released
             }
         })
     }

@@ -127,6 +127,8 @@ struct Limits {
     /// With `check_liveness`: connections idle for less are not checked (0: all are).
     skip_check_ns: u64,
     watch: bool,
+    /// `harvest || watch`: connections are watched in epoll sets (`crate::watch_set`).
+    watched: bool,
     reaper_thread: bool,
     /// 0: none.
     max_conns_per_key: u32,
@@ -154,6 +156,9 @@ impl Limits {
                 _ => 0,
             },
             watch: config.watch || config.reaper_thread,
+            watched: (config.check_liveness && config.harvest)
+                || config.watch
+                || config.reaper_thread,
             reaper_thread: config.reaper_thread,
             max_conns_per_key: config.max_conns_per_key.unwrap_or(0),
         }
@@ -189,7 +194,7 @@ struct Generation {
 impl Generation {
     fn new(process: u64, limits: &Limits, hooks: &Hooks, pool_id: u32) -> Self {
         let watch = if limits.watch {
-            Watcher::new(pool_id, hooks.check.is_none()).map_err(Error::last_os)
+            Watcher::new(pool_id).map_err(Error::last_os)
         } else {
             Err(Error::NoWatcher)
         };
@@ -212,7 +217,7 @@ impl Generation {
             shards: Box::new(std::array::from_fn(|_| Shard::new(limit))),
             closing: Closing::new(
                 fds,
-                harvest.as_ref().map(Harvest::fd),
+                harvest.as_ref().map(|h| h.set.fd()),
                 limits.max_idle_total != 0,
                 hooks.on_close.clone(),
             ),

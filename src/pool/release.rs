@@ -71,7 +71,7 @@ impl<C: Clock> Pool<C> {
         // If a bug panics before the fd is stored or closed, unwinding closes it (OwnedFd's
         // drop): forget the claim too, or the number would stay marked as the pool's.
         let unclaim = ForgetOnUnwind(raw);
-        let r = if !self.harvest_watch(st, fd.as_fd(), loan) {
+        let r = if !self.watch_sets(st, fd.as_fd(), hash, loan) {
             self.put_unwatchable(st, hash, key, fd, ctx, loan)
         } else if self.lean.release {
             match self.store_lean(st, hash, key, fd, ctx, hint_ns, loan, place) {
@@ -123,7 +123,6 @@ impl<C: Clock> Pool<C> {
         hint_ns: u64,
         loan: Option<Loan>,
     ) -> Released {
-        let lent = loan.is_some();
         let ret = self.returning(st, hash, loan);
         let lim = &self.limits;
         let (reading, now) = self.now();
@@ -160,10 +159,7 @@ impl<C: Clock> Pool<C> {
             }
             conn.seq = st.seq.fetch_add(1, Ordering::Relaxed) + 1;
         }
-        let watcher = if lim.watch { st.watcher() } else { None };
-        if let Some(w) = watcher {
-            w.watch(conn.fd.as_fd(), hash, lent); // before it is findable: see crate::watch
-        }
+        let watcher = st.watcher();
         let deadline = conn.deadline;
         let fast = {
             let mut guard = shard.lock();

@@ -66,19 +66,6 @@ pub fn epoll_ctl(
     cvt(unsafe { libc::epoll_ctl(epoll, op, fd, &mut ev) })
 }
 
-/// Disarms a watched `fd` without removing it (one `EPOLL_CTL_MOD`, much cheaper than a
-/// `DEL` now and an `ADD` at its next arming): no events are asked for, and the hang-up
-/// and error events the kernel always adds can fire at most once (`EPOLLONESHOT`), tagged
-/// with `data`. Errors ignored: it may not be watched.
-pub fn epoll_disarm(epoll: BorrowedFd<'_>, fd: RawFd, data: u64) {
-    let mut ev = libc::epoll_event {
-        events: libc::EPOLLONESHOT as u32,
-        u64: data,
-    };
-    // SAFETY: `ev` is a valid epoll_event; a bad fd is an error return.
-    unsafe { libc::epoll_ctl(epoll.as_raw_fd(), libc::EPOLL_CTL_MOD, fd, &mut ev) };
-}
-
 /// Stops watching `fd` in the epoll set `epoll` (errors ignored: it may not be watched;
 /// raw numbers: the epoll fd is open for as long as anything it watches can be closed).
 pub fn epoll_del_raw(epoll: RawFd, fd: RawFd) {

@@ -15,8 +15,7 @@ mod thread;
 mod time;
 
 pub use epoll::{
-    epoll_arm, epoll_create, epoll_ctl, epoll_del_raw, epoll_disarm, epoll_ready, timerfd_create,
-    timerfd_set,
+    epoll_arm, epoll_create, epoll_ctl, epoll_del_raw, epoll_ready, timerfd_create, timerfd_set,
 };
 pub use fork::{atfork_child, ForkMarker};
 pub use io::{

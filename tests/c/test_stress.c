@@ -2,6 +2,9 @@
  * An atomic ownership table per fd proves that no fd is ever handed to two owners at
  * once and that every fd comes back from the key it was released under; at the end
  * every connection is accounted for (held by nobody, idle in the pool exactly once).
+ * Run twice: with the recv check, and with the harvest (CONNPOOL_CHECK_HARVEST), whose
+ * entries are reported and re-armed while threads race; at its end every connection must
+ * still be watched: bytes sent to each are seen, and none is handed out.
  *
  * Races show up only with enough iterations: 100000 ops per thread natively (~0.5 s),
  * 5000 under valgrind (detected by its preload library); override with
@@ -108,19 +111,18 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-int main(void)
+static void run(uint32_t flags)
 {
-    ops_per_thread = stress_ops(100000, 5000);
-
     int baseline = count_open_fds();
     int listener = listener_open();
     for (int i = 0; i < NKEYS; i++)
         make_key(keys[i], sizeof keys[i], i);
 
-    pool = connpool_new(NSOCKS, 0);
-    CHECK(pool != NULL);
+    pool = pool_new(NSOCKS, 0, 0, 0, 0, flags);
+    memset(owner, 0, sizeof owner);
 
     static struct worker workers[NTHREADS];
+    memset(workers, 0, sizeof workers);
     int clients[NSOCKS];
     for (int i = 0; i < NSOCKS; i++) {
         int c, s;
@@ -178,7 +180,19 @@ int main(void)
     while (drain.nheld > 0)
         do_release(&drain, drain.nheld - 1, drain.nheld % NKEYS);
 
-    CHECK_EQ(connpool_purge(pool, NULL), NSOCKS);
+    if (flags & CONNPOOL_CHECK_HARVEST) {
+        /* Every idle connection still watched after the race: bytes to each are seen. */
+        for (int i = 0; i < NSOCKS; i++) {
+            CHECK_SYS(send(server_of[clients[i]], "x", 1, MSG_NOSIGNAL) == 1);
+            CHECK(wait_event(clients[i], POLLIN) == 0); /* a number only: not touched */
+        }
+        sleep_ms((long)CONNPOOL_HARVEST_WINDOW_MS + 1); /* the harvest's window */
+        for (int k = 0; k < NKEYS; k++)
+            CHECK_EQ(connpool_acquire(pool, keys[k]), -ENOENT);
+        CHECK_EQ(stats_of(pool).dead, NSOCKS);
+    } else {
+        CHECK_EQ(connpool_purge(pool, NULL), NSOCKS);
+    }
     CHECK_EQ(connpool_idle_count(pool), 0);
     for (int i = 0; i < NSOCKS; i++) {
         CHECK_CLOSED(clients[i]);
@@ -187,7 +201,15 @@ int main(void)
     connpool_free(pool);
     close(listener);
     CHECK_EQ(count_open_fds(), baseline);
-    printf("test_stress: ok (%d threads x %ld ops, %ld acquired, %ld released)\n", NTHREADS,
-           ops_per_thread, acquired, released);
+    printf("test_stress (%s): ok (%d threads x %ld ops, %ld acquired, %ld released)\n",
+           flags & CONNPOOL_CHECK_HARVEST ? "harvest" : "recv check", NTHREADS, ops_per_thread,
+           acquired, released);
+}
+
+int main(void)
+{
+    ops_per_thread = stress_ops(100000, 5000);
+    run(CONNPOOL_CHECK_LIVENESS);
+    run(CONNPOOL_CHECK_LIVENESS | CONNPOOL_CHECK_HARVEST);
     return 0;
 }

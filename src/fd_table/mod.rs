@@ -32,6 +32,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::cell::ChunkDir;
 
+mod muted;
+
+pub use muted::{is_suspect, key_of, lend_watched, note_key, seen_readable, set_muted, Seen};
+
 const CHUNK: usize = 4096;
 const MAX_FD: usize = 1 << 31;
 const DIR: usize = MAX_FD / CHUNK;
@@ -40,10 +44,12 @@ const EMPTY: u64 = 0;
 const POOLED: u64 = 1;
 const OUT: u64 = 2;
 const STATE_MASK: u64 = 3;
-/// With the harvest check (`crate::harvest`): the fd's entry in the pool's harvest set is
-/// muted (it asks for no events) because a harvest found it readable: while `POOLED`, the
-/// connection is suspect; while `OUT`, its release must unmute it.
-const MUTED: u64 = 4;
+/// The fd's entry in one of the pool's epoll sets is disarmed ("muted") because that set
+/// reported it (see `muted.rs`): the harvest check's set (while `POOLED`: the connection is
+/// suspect) and the idle watcher's. While `OUT`, its release must re-arm it.
+pub const MUTED_HARVEST: u64 = 4;
+pub const MUTED_WATCH: u64 = 8;
+const MUTED_ANY: u64 = MUTED_HARVEST | MUTED_WATCH;
 /// Birth times are stored above the four flag bits.
 const BORN_SHIFT: u32 = 4;
 const MAX_BORN: u64 = u64::MAX >> BORN_SHIFT;
@@ -75,8 +81,8 @@ pub struct Loan {
     pub key: u64,
     /// The lender's mark at the loan (opaque here).
     pub mark: u64,
-    /// Its harvest-set entry is muted (see [`MUTED`]).
-    pub muted: bool,
+    /// Which of its epoll-set entries are disarmed ([`MUTED_HARVEST`], [`MUTED_WATCH`]).
+    pub muted: u64,
 }
 
 /// What a release found in the slot of the fd number it was given.
@@ -136,7 +142,7 @@ fn loan_of(slot: &Slot, state: u64, pool_id: u32) -> Option<Loan> {
         uses: meta as u32,
         key: slot.key.load(Ordering::Relaxed),
         mark: slot.mark.load(Ordering::Relaxed),
-        muted: state & MUTED != 0,
+        muted: state & MUTED_ANY,
     })
 }
 
@@ -187,86 +193,9 @@ pub fn lend(fd: RawFd, pool_id: u32, loan: Loan) {
         );
         slot.key.store(key, Ordering::Relaxed);
         slot.mark.store(mark, Ordering::Relaxed);
-        let out = born.min(MAX_BORN) << BORN_SHIFT | OUT | if muted { MUTED } else { 0 };
+        let out = born.min(MAX_BORN) << BORN_SHIFT | OUT | (muted & MUTED_ANY);
         slot.state.store(out, Ordering::Release);
     }
-}
-
-/// [`lend`] for a pool with a harvest set: the state is swapped, not stored, so that a
-/// flag a harvest set between the acquire's look at the fd and this call is carried over
-/// (its entry stays muted, and the release must unmute it); see [`seen_readable`].
-#[inline]
-pub fn lend_watched(fd: RawFd, pool_id: u32, loan: Loan) {
-    let Some(slot) = slot(fd) else {
-        return;
-    };
-    slot.meta.store(
-        u64::from(pool_id) << 32 | u64::from(loan.uses),
-        Ordering::Relaxed,
-    );
-    slot.key.store(loan.key, Ordering::Relaxed);
-    slot.mark.store(loan.mark, Ordering::Relaxed);
-    let out = loan.born.min(MAX_BORN) << BORN_SHIFT | OUT | if loan.muted { MUTED } else { 0 };
-    let prev = slot.state.swap(out, Ordering::AcqRel);
-    if prev & MUTED != 0 && !loan.muted {
-        slot.state.fetch_or(MUTED, Ordering::AcqRel);
-    }
-}
-
-/// Whether `fd` is idle in a pool and a harvest found it readable (suspect).
-#[inline]
-pub fn is_suspect(fd: RawFd) -> bool {
-    slot(fd)
-        .is_some_and(|s| s.state.load(Ordering::Acquire) & (STATE_MASK | MUTED) == POOLED | MUTED)
-}
-
-/// What a harvest that muted a readable fd's entry must do next.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Seen {
-    /// It is idle in a pool: now flagged suspect. Done.
-    Pooled,
-    /// It is lent, in state word `state`: flag it with [`set_muted`].
-    Out(u64),
-    /// Nothing: already flagged, or nobody's (a stale entry, which may stay muted).
-    Leave,
-    /// Its state changed under the harvest (lent or released meanwhile): unmute the entry,
-    /// and the next harvest looks again.
-    Undo,
-}
-
-/// A harvest found `fd` readable and has muted its entry (muting first, then flagging, so
-/// that flag and entry never disagree for long: see `crate::harvest`).
-pub fn seen_readable(fd: RawFd) -> Seen {
-    let Some(slot) = slot(fd) else {
-        return Seen::Leave;
-    };
-    let state = slot.state.load(Ordering::Acquire);
-    if state & MUTED != 0 {
-        return Seen::Leave;
-    }
-    match state & STATE_MASK {
-        POOLED => match slot.state.compare_exchange(
-            state,
-            state | MUTED,
-            Ordering::AcqRel,
-            Ordering::Relaxed,
-        ) {
-            Ok(_) => Seen::Pooled,
-            Err(_) => Seen::Undo,
-        },
-        OUT => Seen::Out(state),
-        _ => Seen::Leave,
-    }
-}
-
-/// Flags a lent fd whose entry a harvest muted, if its state is still `state`; false: it
-/// changed (released, closed), and the caller must unmute the entry again.
-pub fn set_muted(fd: RawFd, state: u64) -> bool {
-    slot(fd).is_some_and(|s| {
-        s.state
-            .compare_exchange(state, state | MUTED, Ordering::AcqRel, Ordering::Relaxed)
-            .is_ok()
-    })
 }
 
 /// The pool is about to close `fd`: forget it, so that the number, once reused by a new
@@ -311,7 +240,7 @@ mod tests {
             uses: 3,
             key: 0xabc,
             mark: 5,
-            muted: false,
+            muted: 0,
         };
         lend(A, 7, loan);
         assert_eq!(claim(A, 7), Claim::Lent(loan));
@@ -340,51 +269,5 @@ mod tests {
         assert_eq!(claim(top, 7), Claim::AlreadyPooled);
         forget(top);
         assert!(!is_pooled(top));
-    }
-
-    /// The harvest's flag: set on an idle fd (suspect), carried from an idle fd to its
-    /// loan when set between the acquire's look and the loan, reported by the release;
-    /// a state that changed under the harvest is reported for undoing.
-    #[test]
-    fn the_harvest_flag_follows_the_fd() {
-        const B: RawFd = (MAX_FD - 5) as RawFd;
-        let loan = Loan {
-            born: 10,
-            uses: 1,
-            key: 1,
-            mark: 0,
-            muted: false,
-        };
-        assert_eq!(claim(B, 9), Claim::Fresh);
-        assert!(!is_suspect(B));
-        assert_eq!(seen_readable(B), Seen::Pooled);
-        assert!(is_suspect(B));
-        assert_eq!(seen_readable(B), Seen::Leave, "flagged once");
-        // Lent after the flag was set: the loan carries it, its release reports it.
-        lend_watched(B, 9, loan);
-        assert!(!is_suspect(B));
-        assert!(matches!(claim(B, 9), Claim::Lent(Loan { muted: true, .. })));
-        // Lent without a flag; a harvest finds it readable while lent.
-        lend_watched(B, 9, loan);
-        let Seen::Out(state) = seen_readable(B) else {
-            panic!("lent")
-        };
-        assert!(set_muted(B, state));
-        assert!(matches!(claim(B, 9), Claim::Lent(Loan { muted: true, .. })));
-        // Released between the harvest's look and its flag: undone.
-        lend_watched(B, 9, loan);
-        let Seen::Out(state) = seen_readable(B) else {
-            panic!("lent")
-        };
-        assert!(matches!(
-            claim(B, 9),
-            Claim::Lent(Loan { muted: false, .. })
-        ));
-        assert!(
-            !set_muted(B, state),
-            "the state changed: the harvest unmutes"
-        );
-        forget(B);
-        assert_eq!(seen_readable(B), Seen::Leave, "nobody's");
     }
 }
