@@ -141,8 +141,11 @@
  * connpool_config.flags: watch idle connections, so that they can be closed the moment
  * the backend closes them or their deadline passes, without waiting for an acquire of their
  * key: connpool_watch_fd() gives an fd for the caller's event loop, connpool_reap() does
- * the closing. Off by default: it adds an epoll_ctl() call to each acquire and to each
- * release.
+ * the closing. Off by default. Each connection is registered once, at its first release
+ * (since 0.2: acquires and releases make no system call for it; 0.1 made one epoll_ctl()
+ * per acquire and per release). End connections you do not release with
+ * connpool_discard(): a new socket that gets the number of one you close() yourself is not
+ * watched (the acquire's check still finds it dead).
  */
 #define CONNPOOL_WATCH (1 << 1)
 
@@ -772,8 +775,10 @@ size_t connpool_prune(struct connpool *pool);
 /**
  * The idle watcher's fd (with CONNPOOL_WATCH or CONNPOOL_REAPER_THREAD), for the caller's
  * event loop (epoll, poll, libevent, libuv...): it becomes readable when at least one idle
- * connection has an event (its backend closed or reset it, or sent bytes) or when the
- * earliest idle deadline has passed; then call connpool_reap(). Add it for reading only;
+ * connection's backend closed or reset it, or when the earliest idle deadline has passed
+ * (and, with max_conns_per_key, when a refused key has room); then call connpool_reap().
+ * A connection whose backend closes it while the caller holds it makes it readable once
+ * (that reap closes nothing). Add it for reading only;
  * it is level-triggered and stays readable until connpool_reap() has done the work.
  *
  * Returns the fd (>= 0), owned by the pool and valid until connpool_free(): never close

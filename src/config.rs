@@ -81,8 +81,8 @@ pub struct Config {
     pub harvest: bool,
     /// Watch idle connections (an epoll set plus a timerfd, see `Pool::watch_fd` and
     /// `Pool::reap`), so they can be closed the moment their backend closes them or their
-    /// deadline passes, without waiting for an acquire. Costs two `epoll_ctl` (`MOD`) calls per
-    /// acquire and release.
+    /// deadline passes, without waiting for an acquire. Each connection is registered once
+    /// (at its first release); acquires and releases make no system call for it.
     pub watch: bool,
     /// Run a background thread that reaps whenever the watch fd is readable (implies
     /// `watch`). Only for pools made by `Pool::new_shared`.

@@ -18,8 +18,11 @@ pub const CONNPOOL_CHECK_LIVENESS: u32 = 1 << 0;
 /// connpool_config.flags: watch idle connections, so that they can be closed the moment
 /// the backend closes them or their deadline passes, without waiting for an acquire of their
 /// key: connpool_watch_fd() gives an fd for the caller's event loop, connpool_reap() does
-/// the closing. Off by default: it adds an epoll_ctl() call to each acquire and to each
-/// release.
+/// the closing. Off by default. Each connection is registered once, at its first release
+/// (since 0.2: acquires and releases make no system call for it; 0.1 made one epoll_ctl()
+/// per acquire and per release). End connections you do not release with
+/// connpool_discard(): a new socket that gets the number of one you close() yourself is not
+/// watched (the acquire's check still finds it dead).
 pub const CONNPOOL_WATCH: u32 = 1 << 1;
 /// connpool_config.flags: run one background thread that waits on the watch fd and reaps
 /// (implies CONNPOOL_WATCH). connpool_free() stops and joins it.

@@ -7,8 +7,10 @@ use crate::pool::Pool;
 
 /// The idle watcher's fd (with CONNPOOL_WATCH or CONNPOOL_REAPER_THREAD), for the caller's
 /// event loop (epoll, poll, libevent, libuv...): it becomes readable when at least one idle
-/// connection has an event (its backend closed or reset it, or sent bytes) or when the
-/// earliest idle deadline has passed; then call connpool_reap(). Add it for reading only;
+/// connection's backend closed or reset it, or when the earliest idle deadline has passed
+/// (and, with max_conns_per_key, when a refused key has room); then call connpool_reap().
+/// A connection whose backend closes it while the caller holds it makes it readable once
+/// (that reap closes nothing). Add it for reading only;
 /// it is level-triggered and stays readable until connpool_reap() has done the work.
 ///
 /// Returns the fd (>= 0), owned by the pool and valid until connpool_free(): never close

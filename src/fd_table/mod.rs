@@ -54,7 +54,9 @@ const MUTED_ANY: u64 = MUTED_HARVEST | MUTED_WATCH;
 const BORN_SHIFT: u32 = 4;
 const MAX_BORN: u64 = u64::MAX >> BORN_SHIFT;
 
+/// Aligned to its size, so that no slot straddles two cache lines (see [`index`]).
 #[derive(Default)]
+#[repr(align(32))]
 struct Slot {
     /// State in the low 2 bits; for `OUT`, the birth time above them.
     state: AtomicU64,
@@ -96,9 +98,21 @@ pub enum Claim {
     AlreadyPooled,
 }
 
+/// The chunk and the slot of `fd`. Two 32-byte slots share a cache line; neighbouring
+/// numbers (which threads working on different keys often hold: fds are handed out lowest
+/// first) get slots two apart, so that a line is shared only by numbers about 2048 apart
+/// (whichever way the chunk is aligned), and two threads' acquires and releases write no
+/// common line.
+#[inline]
 fn index(fd: RawFd) -> Option<(usize, usize)> {
     let fd = usize::try_from(fd).ok().filter(|&fd| fd < MAX_FD)?;
-    Some((fd / CHUNK, fd % CHUNK))
+    let i = fd % CHUNK;
+    Some((fd / CHUNK, (i % (CHUNK / 2)) * 2 + i / (CHUNK / 2)))
+}
+
+/// The fd number of slot `i` of chunk `dir` (the inverse of [`index`]).
+fn number(dir: usize, i: usize) -> RawFd {
+    (dir * CHUNK + (i % 2) * (CHUNK / 2) + i / 2) as RawFd
 }
 
 fn new_chunk() -> Box<Chunk> {
@@ -216,7 +230,7 @@ pub fn close_all_pooled(mut close: impl FnMut(RawFd)) -> usize {
         for (i, slot) in chunk.iter().enumerate() {
             if slot.state.load(Ordering::Acquire) & STATE_MASK == POOLED {
                 slot.state.store(EMPTY, Ordering::Release);
-                close((dir * CHUNK + i) as RawFd);
+                close(number(dir, i));
                 n += 1;
             }
         }
@@ -269,5 +283,28 @@ mod tests {
         assert_eq!(claim(top, 7), Claim::AlreadyPooled);
         forget(top);
         assert!(!is_pooled(top));
+    }
+
+    #[test]
+    fn neighbouring_numbers_share_no_cache_line() {
+        for fd in [0, 1, 2, 2047, 2048, 4095, 4096, 1 << 20, i32::MAX] {
+            let (dir, i) = index(fd).unwrap();
+            assert_eq!(number(dir, i), fd);
+            if let Some((d2, j)) = index(fd.wrapping_add(1)).filter(|_| fd < i32::MAX) {
+                assert!(
+                    d2 != dir || i / 2 != j / 2,
+                    "{fd} and {} share a line",
+                    fd + 1
+                );
+            }
+        }
+        let mut seen = vec![false; CHUNK];
+        for fd in 0..CHUNK as RawFd {
+            let (_, i) = index(fd).unwrap();
+            assert!(
+                !std::mem::replace(&mut seen[i], true),
+                "two numbers, one slot"
+            );
+        }
     }
 }

@@ -153,6 +153,10 @@ impl Entry {
     #[inline]
     pub(super) fn push(&mut self, c: Conn) {
         self.earliest = self.earliest.min(c.deadline);
+        if self.conns.capacity() == 0 {
+            // Most keys hold one idle connection: room for one, not Vec's first four.
+            self.conns.reserve_exact(1);
+        }
         self.conns.push(c);
     }
 
