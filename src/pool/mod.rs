@@ -41,11 +41,17 @@
 //!   in shard order, for a consistent snapshot (no other call holds two, so the order cannot
 //!   deadlock).
 //! - Shards are cache-line aligned so two cores working on different shards do not share a
-//!   line.
+//!   line; so are the fd table's slots of neighbouring fd numbers (`crate::fd_table`).
+//! - The epoll sets of the harvest check and the idle watcher (`crate::watch_set`) are
+//!   changed under no pool lock: each connection is registered before it is stored, and the
+//!   sets' reports race with acquires and releases through per-fd flags in the fd table,
+//!   changed by compare-and-swap (`crate::fd_table::muted` has the protocol). One harvest
+//!   runs at a time (its own lock, never held with a shard lock).
 
 mod acquire;
 mod cap;
 mod fork;
+mod generation;
 mod handle;
 mod lean;
 mod limits;
@@ -58,25 +64,22 @@ pub use handle::KeyHandle;
 pub use limits::Discarded;
 
 use std::os::fd::{AsFd, AsRawFd};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use crate::cell::{Lock, Registry, SwapCell};
+use crate::cell::{Registry, SwapCell};
 use crate::clock::{Clock, MonotonicClock};
-use crate::closer::Closing;
-use crate::config::{Callback, Check, Config, OnClose};
-use crate::conn::{Conn, NEVER};
+use crate::config::Config;
+use crate::conn::Conn;
 use crate::error::Error;
-use crate::harvest::Harvest;
 use crate::key::KeyHasher;
 use crate::process;
 use crate::shard::{CloseList, Shard};
 
 use crate::sys::{self, Peek};
-use crate::watch::Watcher;
 
-use reaper::Reaper;
+use generation::{nanos, Generation, Hooks, Limits};
 
 pub use crate::shard::SHARDS;
 
@@ -107,139 +110,6 @@ pub struct ConnInfo {
     pub age: Duration,
     /// Requests it has served (1 after its first release).
     pub uses: u32,
-}
-
-/// The limits in clock units, as the hot path reads them.
-#[derive(Debug)]
-struct Limits {
-    max_idle_per_key: usize,
-    /// 0: no global cap.
-    max_idle_total: usize,
-    /// [`NEVER`]: none.
-    idle_timeout_ns: u64,
-    /// [`NEVER`]: none.
-    lifetime_ns: u64,
-    /// 0: none.
-    max_uses: u32,
-    check_liveness: bool,
-    /// With `check_liveness`: check by harvest (`crate::harvest`).
-    harvest: bool,
-    /// With `check_liveness`: connections idle for less are not checked (0: all are).
-    skip_check_ns: u64,
-    watch: bool,
-    /// `harvest || watch`: connections are watched in epoll sets (`crate::watch_set`).
-    watched: bool,
-    reaper_thread: bool,
-    /// 0: none.
-    max_conns_per_key: u32,
-}
-
-/// The caller's callbacks.
-#[derive(Debug, Clone)]
-struct Hooks {
-    on_close: Option<Callback<OnClose>>,
-    check: Option<Callback<Check>>,
-}
-
-impl Limits {
-    fn new(config: &Config) -> Self {
-        Limits {
-            max_idle_per_key: config.max_idle_per_key,
-            max_idle_total: config.max_idle_total.unwrap_or(0),
-            idle_timeout_ns: nanos(config.idle_timeout),
-            lifetime_ns: nanos(config.max_lifetime),
-            max_uses: config.max_uses.unwrap_or(0),
-            check_liveness: config.check_liveness,
-            harvest: config.check_liveness && config.harvest,
-            skip_check_ns: match config.skip_check_if_idle_under {
-                Some(d) if !config.harvest => u64::try_from(d.as_nanos()).unwrap_or(NEVER),
-                _ => 0,
-            },
-            watch: config.watch || config.reaper_thread,
-            watched: (config.check_liveness && config.harvest)
-                || config.watch
-                || config.reaper_thread,
-            reaper_thread: config.reaper_thread,
-            max_conns_per_key: config.max_conns_per_key.unwrap_or(0),
-        }
-    }
-}
-
-/// Everything a fork() child must replace: the shards (whose locks another parent thread may
-/// have held at the fork), the counters, the watcher and the reaper.
-#[derive(Debug)]
-struct Generation {
-    /// The process generation (`crate::process`) this state belongs to.
-    process: u64,
-    shards: Box<[Shard; SHARDS]>,
-    /// How connections are closed; with a global cap, the count of places taken.
-    closing: Closing,
-    /// With a global cap: the next release sequence number.
-    seq: AtomicU64,
-    /// Drains of every key (`Pool::drain(None)`): connections lent before one are closed at
-    /// their release.
-    drains: AtomicU32,
-    /// `Pool::shutdown` was called: waits end at once.
-    shutdown: AtomicBool,
-    /// With `watch`: the epoll set and timer.
-    watcher: Option<Watcher>,
-    /// With the harvest check: its epoll set.
-    harvest: Option<Harvest>,
-    /// Why there is no watcher (`Error::NoWatcher` without `watch`; why it could not be
-    /// made, e.g. in a fork child out of fds).
-    no_watcher: Error,
-    reaper: Lock<Option<Reaper>>,
-}
-
-impl Generation {
-    fn new(process: u64, limits: &Limits, hooks: &Hooks, pool_id: u32) -> Self {
-        let watch = if limits.watch {
-            Watcher::new(pool_id).map_err(Error::last_os)
-        } else {
-            Err(Error::NoWatcher)
-        };
-        let fds = watch.as_ref().ok().map(|w| (w.fd(), w.notice_fd()));
-        let mut no_watcher = watch.as_ref().err().copied().unwrap_or(Error::NoWatcher);
-        let harvest = if limits.harvest {
-            match Harvest::new(pool_id) {
-                Ok(h) => Some(h),
-                Err(e) => {
-                    no_watcher = Error::last_os(e);
-                    None
-                }
-            }
-        } else {
-            None
-        };
-        let limit = limits.max_conns_per_key;
-        Generation {
-            process,
-            shards: Box::new(std::array::from_fn(|_| Shard::new(limit))),
-            closing: Closing::new(
-                fds,
-                harvest.as_ref().map(|h| h.set.fd()),
-                limits.max_idle_total != 0,
-                hooks.on_close.clone(),
-            ),
-            seq: AtomicU64::new(0),
-            drains: AtomicU32::new(0),
-            shutdown: AtomicBool::new(false),
-            watcher: watch.ok(),
-            harvest,
-            no_watcher,
-            reaper: Lock::new(None),
-        }
-    }
-
-    #[inline]
-    fn watcher(&self) -> Option<&Watcher> {
-        self.watcher.as_ref()
-    }
-
-    #[inline]
-    fn harvest(&self) -> Option<&Harvest> {
-        self.harvest.as_ref()
-    }
 }
 
 /// What a pool is made of, before it is assembled.
@@ -273,14 +143,6 @@ pub struct Pool<C: Clock = MonotonicClock> {
 impl std::fmt::Debug for SwapCell<Generation> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         self.get().fmt(f)
-    }
-}
-
-/// A duration in nanoseconds; [`NEVER`] for none (zero means none too).
-fn nanos(d: Option<Duration>) -> u64 {
-    match d {
-        Some(d) if !d.is_zero() => u64::try_from(d.as_nanos()).unwrap_or(NEVER),
-        _ => NEVER,
     }
 }
 

@@ -37,6 +37,7 @@ pub(crate) enum Return {
     Fresh,
 }
 
+/// Acquire.
 impl ShardGuard<'_> {
     /// Acquire's fast path, when nothing of the key can have expired at `now(earliest)`:
     /// [`ShardGuard::take`] without closing. `None` (nothing done) when the key may hold an
@@ -156,6 +157,27 @@ impl ShardGuard<'_> {
         took
     }
 
+    /// [`ShardGuard::take`], and at the limit `w` is queued (after the waiters already
+    /// there) in the same hold of the lock, so no slot freed meanwhile is missed.
+    pub fn take_or_queue(
+        &mut self,
+        hash: u64,
+        key: &[u8],
+        now: impl FnOnce(u64) -> u64,
+        check: impl FnOnce(&Conn) -> bool,
+        w: &crate::cell::Shared<crate::wait::Waiter>,
+        closes: &mut CloseList,
+    ) -> Took {
+        let took = self.take(hash, key, now, check, closes);
+        if let Took::AtLimit = took {
+            self.enqueue(hash, key, w.clone());
+        }
+        took
+    }
+}
+
+/// Release.
+impl ShardGuard<'_> {
     /// Release's fast path: stores `conn` if nothing of the key can have expired at
     /// `now(earliest)`, it holds fewer than `max` idle, it is not being drained, nobody waits
     /// and no event loop waits for room; otherwise gives `conn` back untouched (and changes
@@ -315,23 +337,5 @@ impl ShardGuard<'_> {
         }
         self.sweep_empty();
         why.is_none()
-    }
-
-    /// [`ShardGuard::take`], and at the limit `w` is queued (after the waiters already
-    /// there) in the same hold of the lock, so no slot freed meanwhile is missed.
-    pub fn take_or_queue(
-        &mut self,
-        hash: u64,
-        key: &[u8],
-        now: impl FnOnce(u64) -> u64,
-        check: impl FnOnce(&Conn) -> bool,
-        w: &crate::cell::Shared<crate::wait::Waiter>,
-        closes: &mut CloseList,
-    ) -> Took {
-        let took = self.take(hash, key, now, check, closes);
-        if let Took::AtLimit = took {
-            self.enqueue(hash, key, w.clone());
-        }
-        took
     }
 }
