@@ -148,11 +148,19 @@ impl<C: Clock> Pool<C> {
         key: &[u8],
         wait: Option<Duration>,
     ) -> Taken {
+        let waits = wait.is_some_and(|w| !w.is_zero());
+        if self.lean.acquire && !waits {
+            let reading = self.now().0;
+            match self.take_lean(st, hash, key, None, |c| c) {
+                Some(Ok(c)) => return Taken::Hit(c, reading),
+                Some(Err(_)) => return Taken::Connect,
+                None => {}
+            }
+        }
         self.harvest_due(st);
         let (reading, now) = self.now();
         let shard = self.shard_of(st, hash);
         let will_check = |c: &Conn| self.must_check(c, reading);
-        let waits = wait.is_some_and(|w| !w.is_zero());
         loop {
             let fast = {
                 let mut guard = shard.lock();

@@ -19,8 +19,7 @@ use crate::stats::CloseReason;
 /// Which operations a pool's configuration lets take the lean path.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Lean {
-    /// Acquire (none of the above, and no recv check on every acquire: with the check on,
-    /// only by harvest or with a skip window, for the connections it does not check).
+    /// Acquire (none of the above).
     pub acquire: bool,
     /// Release (none of the above).
     pub release: bool,
@@ -30,8 +29,7 @@ impl Lean {
     pub(super) fn new(limits: &super::Limits) -> Self {
         let plain = limits.max_conns_per_key == 0 && limits.max_idle_total == 0;
         Lean {
-            acquire: plain
-                && (!limits.check_liveness || limits.harvest || limits.skip_check_ns > 0),
+            acquire: plain,
             release: plain,
         }
     }
@@ -49,10 +47,33 @@ impl<C: Clock> Pool<C> {
         place: Option<&AtomicUsize>,
     ) -> Result<(OwnedFd, usize), Outcome> {
         if self.lean.acquire {
-            self.harvest_due(st);
-            let (reading, now) = self.now();
+            if let Some(r) = self.take_lean(st, hash, key, place, |c| (c.fd, c.ctx)) {
+                return r;
+            }
+        }
+        self.take_fd_full(st, hash, key)
+    }
+
+    /// Acquire's lean path: the connection handed out (as `out` makes it), or
+    /// `Outcome::Connect`; `None` when the full path must run (nothing changed, but dead
+    /// connections closed).
+    #[inline(always)]
+    pub(super) fn take_lean<T>(
+        &self,
+        st: &Generation,
+        hash: u64,
+        key: &[u8],
+        place: Option<&AtomicUsize>,
+        out: impl Fn(Conn) -> T,
+    ) -> Option<Result<T, Outcome>> {
+        self.harvest_due(st);
+        let (reading, now) = self.now();
+        let shard = self.shard_of(st, hash);
+        // Bounded: each round takes one idle connection out of the key for good (handed
+        // out, or found dead and closed).
+        loop {
             let popped = {
-                let mut guard = self.shard_of(st, hash).lock();
+                let mut guard = shard.lock();
                 inject_panic(key);
                 guard.pop_lean(
                     hash,
@@ -61,15 +82,30 @@ impl<C: Clock> Pool<C> {
                     |e| self.exact_near(now, e),
                     |c| self.must_check(c, reading),
                     |c, drains| self.lend(st, c, hash, drains, 0),
-                )
+                    &out,
+                )?
             };
-            match popped {
-                Some(Popped::Hit(fd, ctx)) => return Ok((fd, ctx)),
-                Some(Popped::Miss) => return Err(Outcome::Connect),
-                None => {}
+            let (c, bucket, drains) = match popped {
+                Popped::Hit(t) => return Some(Ok(t)),
+                Popped::Miss => return Some(Err(Outcome::Connect)),
+                Popped::Check(c, bucket, drains) => (c, bucket, drains),
+            };
+            if self.healthy(&c) {
+                shard.lock().checked_hit(bucket, hash);
+                // With the harvest, a connection is checked because a harvest flagged it
+                // (and disarmed its entry): its release re-arms it.
+                let muted = if self.limits.harvest {
+                    fd_table::MUTED_HARVEST
+                } else {
+                    0
+                };
+                self.lend(st, &c, hash, drains, muted);
+                return Some(Ok(out(c)));
             }
+            let mut closes = self.close_list(st);
+            let kept = shard.lock().checked(hash, key, c, false, &mut closes);
+            debug_assert!(kept.is_none()); // dead: closed after unlocking; on to the next
         }
-        self.take_fd_full(st, hash, key)
     }
 
     #[inline(never)]

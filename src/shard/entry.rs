@@ -139,12 +139,6 @@ impl Entry {
         before - self.conns.len()
     }
 
-    /// The most recently released connection (the next one `pop` takes).
-    #[inline]
-    pub(super) fn top(&self) -> Option<&Conn> {
-        self.conns.last()
-    }
-
     #[inline]
     pub(super) fn pop(&mut self) -> Option<Conn> {
         self.conns.pop()
