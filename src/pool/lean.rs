@@ -85,13 +85,13 @@ impl<C: Clock> Pool<C> {
                     &out,
                 )?
             };
-            let (c, bucket, drains) = match popped {
+            let (c, drains) = match popped {
                 Popped::Hit(t) => return Some(Ok(t)),
                 Popped::Miss => return Some(Err(Outcome::Connect)),
-                Popped::Check(c, bucket, drains) => (c, bucket, drains),
+                Popped::Check(c, drains) => (c, drains),
             };
             if self.healthy(&c) {
-                shard.lock().checked_hit(bucket, hash);
+                shard.lock().checked_hit(hash);
                 // With the harvest, a connection is checked because a harvest flagged it
                 // (and disarmed its entry): its release re-arms it.
                 let muted = if self.limits.harvest {

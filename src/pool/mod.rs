@@ -281,7 +281,7 @@ impl<C: Clock> Pool<C> {
     /// whose timekeeping vCPU is descheduled it is updated late (see docs/design.md); the
     /// precise clock counts from the hardware counter and is not. Reading it only within
     /// [`LATE_SLACK_NS`] of a deadline keeps it off the hot path.
-    #[inline]
+    #[inline(always)]
     fn exact_near(&self, now: u64, earliest: u64) -> u64 {
         if self.lag_ns == 0 || earliest > now.saturating_add(LATE_SLACK_NS) {
             now

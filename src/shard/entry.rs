@@ -139,12 +139,12 @@ impl Entry {
         before - self.conns.len()
     }
 
-    #[inline]
+    #[inline(always)]
     pub(super) fn pop(&mut self) -> Option<Conn> {
         self.conns.pop()
     }
 
-    #[inline]
+    #[inline(always)]
     pub(super) fn push(&mut self, c: Conn) {
         self.earliest = self.earliest.min(c.deadline);
         if self.conns.capacity() == 0 {

@@ -17,8 +17,8 @@ pub(crate) enum Popped<T> {
     Hit(T),
     /// That connection, taken out to be checked (outside the lock) before it is handed out:
     /// counted as lent, not yet as a hit ([`ShardGuard::checked_hit`], or the full path's
-    /// `checked` if it is dead); the bucket its key's entry was in, and its drain epoch.
-    Check(Conn, usize, u16),
+    /// `checked` if it is dead); its key's drain epoch.
+    Check(Conn, u16),
     /// None idle (counted as a miss): the caller connects.
     Miss,
 }
@@ -42,7 +42,7 @@ impl ShardGuard<'_> {
     ) -> Option<Popped<T>> {
         debug_assert_eq!(self.shard.limit, 0);
         let st = &mut *self.st;
-        let Some((bucket, e)) = find(&mut st.table, hash, key, place) else {
+        let Some(e) = find(&mut st.table, &mut st.places, hash, key, place) else {
             st.counters.misses += 1;
             return Some(Popped::Miss);
         };
@@ -55,7 +55,7 @@ impl ShardGuard<'_> {
         };
         e.lent += 1;
         let popped = if check(&c) {
-            Popped::Check(c, bucket, e.drains)
+            Popped::Check(c, e.drains)
         } else {
             e.counters.hits += 1;
             lend(&c, e.drains);
@@ -70,17 +70,14 @@ impl ShardGuard<'_> {
         Some(popped)
     }
 
-    /// A connection taken out by [`Popped::Check`] from the entry in `bucket` passed its
-    /// check: a hit of its key (found again by hash if the table moved it, or of the shard
-    /// if its entry was swept meanwhile: the totals stay exact).
-    pub fn checked_hit(&mut self, bucket: usize, hash: u64) {
+    /// A connection taken out by [`Popped::Check`] passed its check: a hit of its key (of
+    /// the shard, if its entry was swept meanwhile: the totals stay exact). The entry is
+    /// found by its keyed hash alone, as the loans' bookkeeping finds it.
+    pub fn checked_hit(&mut self, hash: u64) {
         let st = &mut *self.st;
-        if let Some(e) = st.table.get_bucket_mut(bucket).filter(|e| e.hash == hash) {
-            e.counters.hits += 1;
-        } else if let Some(e) = st.table.find_mut(hash, |e| e.hash == hash) {
-            e.counters.hits += 1;
-        } else {
-            st.counters.hits += 1;
+        match st.table.find_mut(hash, |e| e.hash == hash) {
+            Some(e) => e.counters.hits += 1,
+            None => st.counters.hits += 1,
         }
     }
 
@@ -103,7 +100,7 @@ impl ShardGuard<'_> {
     ) -> Result<(), Conn> {
         debug_assert_eq!(self.shard.limit, 0);
         let st = &mut *self.st;
-        let Some((_, e)) = find(&mut st.table, hash, key, place) else {
+        let Some(e) = find(&mut st.table, &mut st.places, hash, key, place) else {
             return Err(conn); // a key's first connection makes its entry on the full path
         };
         let returns = match key_drains {
@@ -128,19 +125,20 @@ impl ShardGuard<'_> {
     }
 }
 
-/// The key's entry. `place`: a key handle's guess of its bucket (entries move only when
-/// the table is resized or rehashed), checked by the keyed 64-bit hash and the length (as
-/// the loans' bookkeeping tells keys apart, see `find_hash`), updated when wrong; so a
-/// handle skips the probe, and a stale guess costs only the probe it saves.
+/// The key's entry, found where it was last found: by a key handle's guess (`place`),
+/// checked by the keyed 64-bit hash and the length (as the loans' bookkeeping tells keys
+/// apart, see `find_hash`), or by the shard's guess for string keys (`places`, a few per
+/// shard by hash bits), checked by hash and key. Entries move only when the table is
+/// resized or rehashed; a wrong guess costs the probe it was to spare, and is corrected.
 #[inline(always)]
 fn find<'t>(
     table: &'t mut hashbrown::HashTable<Entry>,
+    places: &mut [u32; super::PLACES],
     hash: u64,
     key: &[u8],
     place: Option<&AtomicUsize>,
-) -> Option<(usize, &'t mut Entry)> {
+) -> Option<&'t mut Entry> {
     let at = match place {
-        None => table.find_bucket_index(hash, |e| key_eq(&e.key, key))?,
         Some(place) => {
             let guess = place.load(Ordering::Relaxed);
             let hit = table
@@ -154,6 +152,20 @@ fn find<'t>(
                 at
             }
         }
+        None => {
+            let slot = &mut places[(hash >> 48) as usize % super::PLACES];
+            let guess = *slot as usize;
+            let hit = table
+                .get_bucket(guess)
+                .is_some_and(|e| e.hash == hash && key_eq(&e.key, key));
+            if hit {
+                guess
+            } else {
+                let at = table.find_bucket_index(hash, |e| key_eq(&e.key, key))?;
+                *slot = u32::try_from(at).unwrap_or(u32::MAX);
+                at
+            }
+        }
     };
-    Some((at, table.get_bucket_mut(at)?))
+    table.get_bucket_mut(at)
 }

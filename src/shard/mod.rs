@@ -61,7 +61,13 @@ struct ShardState {
     /// The counters of the entries swept or purged away, and the misses of keys that had
     /// no entry; the rest are in the entries.
     counters: Counters,
+    /// Where recently used keys' entries were found in `table`, by a few bits of their hash:
+    /// guesses, checked by hash and key, that spare the hot path the table's probe.
+    places: [u32; PLACES],
 }
+
+/// Guesses of entry places per shard.
+const PLACES: usize = 16;
 
 #[derive(Debug)]
 #[repr(align(128))] // two cores working on different shards share no cache line
