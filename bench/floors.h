@@ -1,14 +1,15 @@
 /* The two C floors of issue 15: the least a pool can do per acquire+release while it
  * honours an idle timeout and a per-key cap, written as a C author would for speed.
  *
- * sfloor (string keys): one pthread mutex; an open-addressing table (linear probing,
- * 16-byte slots: hash + entry pointer, grown at 3/4 load) keyed by the string, hashed a
- * word at a time with a seeded multiply-fold; one heap block per key holding its length,
- * its LIFO stack of idle (fd, deadline) records and its bytes. Emptied keys keep their
- * entry. One CLOCK_MONOTONIC_COARSE read per call, outside the lock.
+ * sfloor (string keys): one lock (a futex lock, floors.c); an open-addressing table
+ * (linear probing, 16-byte slots: hash + entry pointer, grown at 3/4 load) keyed by the
+ * string, hashed a word at a time with a seeded multiply-fold and compared inline (two
+ * words for 8 to 16 bytes); one heap block per key holding its length, its LIFO stack of
+ * idle (fd, deadline) records and its bytes. Emptied keys keep their entry. One
+ * CLOCK_MONOTONIC_COARSE read per call, outside the lock.
  *
  * hfloor (key handles): one struct per key, made when the pool is made (a proxy's fixed
- * backend list), each on its own cache line(s) with its own pthread mutex and LIFO stack;
+ * backend list), each on cache lines of its own with its own futex lock and LIFO stack;
  * one CLOCK_MONOTONIC_COARSE read per call. No table, no hash, no string.
  *
  * Both: deadlines are 32-bit milliseconds of the coarse clock compared with wrap-around
