@@ -24,6 +24,7 @@ struct options {
     int big_rounds; /* rounds of the 1,000,000-key scenario (a sweep each) */
     int quick;
     int callgrind;
+    int sharing;
     const char *only;      /* comma-separated contender name prefixes, or NULL: all */
     const char *scenarios; /* comma-separated scenario ids, or NULL: all */
 };
@@ -94,6 +95,7 @@ void run_scenario(int sid, const struct scenario *s);
 /* ---- prims.c, memory.c, report.c ---- */
 void run_primitives(void);
 void run_callgrind(const struct scenario *scs, int nsc);
+void run_sharing(long pairs);
 /* Memory per key with one idle fd under each of opt.big_keys keys. */
 void run_memory(void);
 struct memory {

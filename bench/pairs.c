@@ -61,6 +61,8 @@ static void usage(FILE *f)
             "  --scenarios IDS only these of 1key,manykeys,bigkeys,memory,2thr-same,2thr-diff\n"
             "  --callgrind     no timing: run each contender's loop between callgrind dumps\n"
             "                  (used by bench/callgrind.sh)\n"
+            "  --sharing       no timing: two threads' turns on two keys, for\n"
+            "                  bench/sharing.sh (valgrind's lackey: cache lines both write)\n"
             "environment: CONNPOOL_BENCH_ALT_LIB=/path/to/libconnpool.so adds that build as\n"
             "  more contenders (dlopen), to compare a candidate change in the same run\n");
 }
@@ -88,6 +90,8 @@ static void parse_args(int argc, char **argv)
             opt.big_rounds = 2;
         } else if (strcmp(a, "--callgrind") == 0) {
             opt.callgrind = 1;
+        } else if (strcmp(a, "--sharing") == 0) {
+            opt.sharing = 1;
         } else if (strcmp(a, "--only") == 0 && more) {
             opt.only = argv[++i];
         } else if (strcmp(a, "--scenarios") == 0 && more) {
@@ -112,6 +116,11 @@ static void parse_args(int argc, char **argv)
     }
     if (opt.rounds > 256 || opt.big_rounds > 256)
         DIE("at most 256 rounds");
+    /* Under valgrind, make only the keys and connections these modes use. */
+    if (opt.callgrind)
+        opt.big_keys = opt.keys;
+    if (opt.sharing)
+        opt.keys = opt.big_keys = 2;
 }
 
 static void print_header(void)
@@ -125,8 +134,9 @@ static void print_header(void)
            CONNPOOL_VERSION, date);
     printf("machine: %ld online CPUs, %s %s %s\n", sysconf(_SC_NPROCESSORS_ONLN), u.sysname,
            u.release, u.machine);
-    printf("pools: 8 idle per key, 60 s idle timeout honoured (apr: the ttl variant), real\n"
-           "loopback TCP connections; %d rounds, contenders interleaved (rotating order).\n",
+    printf("pools: 8 idle per key, 60 s idle timeout honoured (apr: the ttl variant; pingora:\n"
+           "none), real loopback TCP connections; %d rounds, contenders interleaved (rotating\n"
+           "order).\n",
            opt.rounds);
     printf("columns: median/p10/p90 over rounds of ns per pair; 'vs libcp' = median of the\n"
            "per-round ratio (this row / libconnpool's row of the same key form, string or\n"
@@ -189,6 +199,8 @@ int main(int argc, char **argv)
 
     if (opt.callgrind) {
         run_callgrind(scs, 2);
+    } else if (opt.sharing) {
+        run_sharing(opt.pairs);
     } else {
         print_header();
         run_primitives();

@@ -80,7 +80,7 @@ void print_targets(void)
     if (r > 0)
         printf("    (the nearest today, 'skip recent', a 100 ms window: %.2fx check off)\n", r);
     printf("  %-74s %12s  %s\n", "2 threads on different keys: no shared cache line written",
-           "-", "not timed (2 shared vCPUs): bench/sharing.sh");
+           "-", "not timed here: bench/sharing.sh shows it");
     /* The same ratios at the other key counts, where measured. */
     const struct {
         int sid, a, b, nkeys;
