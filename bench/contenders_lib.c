@@ -129,27 +129,30 @@ static unsigned long keyed_purge(void *p)
     return k->purge(k->pool, NULL);
 }
 
+/* This build's handle calls, made directly (as the C floors' are): the keyed_* calls go
+ * through function pointers, for the ALT build. */
+static int libk_acquire(void *p, const char *key)
+{
+    struct keyed *k = p;
+    return connpool_key_acquire(k->handles[key_index(k->base, key)], NULL, NULL);
+}
+static int libk_release(void *p, const char *key, int fd)
+{
+    struct keyed *k = p;
+    return connpool_key_release(k->handles[key_index(k->base, key)], fd, NULL,
+                                CONNPOOL_NO_HINT);
+}
+
 static void *lib_key_get(void *pool, const char *key) { return connpool_key_get(pool, key); }
 static void lib_free_pool(void *p) { connpool_free(p); }
-static int lib_key_acquire(void *k, void **ctx, void *info)
-{
-    return connpool_key_acquire(k, ctx, info);
-}
-static int lib_key_release(void *k, int fd, void *ctx, uint64_t hint)
-{
-    return connpool_key_release(k, fd, ctx, hint);
-}
 static size_t lib_purge_key(void *p, const char *key) { return connpool_purge(p, key); }
 
 static void *libk_create(int arg, char **keys, int nkeys)
 {
     struct keyed *k =
         keyed_make(lib_create(arg, keys, nkeys), keys, nkeys, lib_key_get, lib_free_pool);
-    if (k) {
-        k->acquire = lib_key_acquire;
-        k->release = lib_key_release;
+    if (k)
         k->purge = lib_purge_key;
-    }
     return k;
 }
 
@@ -173,9 +176,9 @@ int lib_rows(contender *out)
     n++;
     out[n++] = (contender){.name = "libconnpool (key handle)", .variant = "check off",
                            .family = FAM_LIB, .handle = 1, .create = libk_create,
-                           .destroy = keyed_destroy, .acquire = keyed_acquire,
-                           .release = keyed_release, .put = keyed_release,
-                           .take = keyed_acquire, .big = 1, .purge = keyed_purge};
+                           .destroy = keyed_destroy, .acquire = libk_acquire,
+                           .release = libk_release, .put = libk_release,
+                           .take = libk_acquire, .big = 1, .purge = keyed_purge};
     out[n] = s;
     out[n].variant = "skip recent";
     out[n].check = 1;

@@ -45,42 +45,33 @@ static void ratio_target(const char *what, int sid, int a, int b, double limit, 
     target(what, r > 0, r, "x", le ? r <= limit : r >= limit);
 }
 
-void print_targets(void)
+/* The targets about speed and memory for one build of the library (its string and handle
+ * rows), named who in the lines. */
+static void build_targets(const char *who, int lib, int libk)
 {
-    int lib = find_contender(FAM_LIB, 0, 0, 0), libk = find_contender(FAM_LIB, 1, 0, 0);
     int sf = find_contender(FAM_SFLOOR, 0, 0, 0), hf = find_contender(FAM_HFLOOR, 1, 0, 0);
     int rws = find_contender(FAM_RWS, 0, 0, 0);
-    int woff = find_contender(FAM_LIB, 0, 0, LIB_WATCH);
-    int skip = find_contender(FAM_LIB, 0, 1, 1 | LIB_SKIP_RECENT);
-    char what[128];
-    printf("\n== targets (issue 15), from the figures above; ratios are medians of per-round"
-           " ratios ==\n");
-    ratio_target("string keys, check off: libconnpool / C string floor <= 1.5x (1 key)",
-                 SC_ONE, lib, sf, 1.5, 1);
-    ratio_target("key handles, check off: libconnpool / C handle+clock floor <= 1.2x (1 key)",
-                 SC_ONE, libk, hf, 1.2, 1);
-    ratio_target("rust-web-server ConnPool / libconnpool, string keys >= 3x (1 key)", SC_ONE,
-                 rws, lib, 3.0, 0);
-    ratio_target("rust-web-server ConnPool / libconnpool by key handle >= 4x (1 key)", SC_ONE,
-                 rws, libk, 4.0, 0);
-    snprintf(what, sizeof what, "%d keys: libconnpool / C string floor <= 1.3x",
-             opt.big_keys);
+    char what[160];
+    snprintf(what, sizeof what, "string keys, check off: %s / C string floor <= 1.5x (1 key)",
+             who);
+    ratio_target(what, SC_ONE, lib, sf, 1.5, 1);
+    snprintf(what, sizeof what,
+             "key handles, check off: %s / C handle+clock floor <= 1.2x (1 key)", who);
+    ratio_target(what, SC_ONE, libk, hf, 1.2, 1);
+    snprintf(what, sizeof what, "rust-web-server ConnPool / %s, string keys >= 3x (1 key)",
+             who);
+    ratio_target(what, SC_ONE, rws, lib, 3.0, 0);
+    snprintf(what, sizeof what, "rust-web-server ConnPool / %s by key handle >= 4x (1 key)",
+             who);
+    ratio_target(what, SC_ONE, rws, libk, 4.0, 0);
+    snprintf(what, sizeof what, "%d keys: %s / C string floor <= 1.3x", opt.big_keys, who);
     ratio_target(what, SC_BIG, lib, sf, 1.3, 1);
     const struct memory *m = lib >= 0 ? &memory[lib] : NULL;
-    snprintf(what, sizeof what, "memory per key, one idle connection (%d keys) <= 200 bytes",
-             opt.big_keys);
+    snprintf(what, sizeof what, "%s: memory per key, one idle connection (%d keys) <= 200 B",
+             who, opt.big_keys);
     target(what, m && m->valid, m ? m->filled : 0, "B", m && m->filled <= 200);
-    target("memory after connpool_purge(pool, NULL) near zero (<= 10% of filled)",
-           m && m->valid, m ? m->emptied : 0, "B", m && m->emptied <= 0.1 * m->filled);
-    ratio_target("idle watcher (CONNPOOL_WATCH) <= 1.5x check off (1 key)", SC_ONE, woff, lib,
-                 1.5, 1);
-    double r = round_ratio(SC_ONE, skip, lib);
-    printf("  %-74s %12s  %s\n", "liveness policy <= 1.5x check off, dead handed out <= 1 ms",
-           "-", "n/a: no such policy in this header yet");
-    if (r > 0)
-        printf("    (the nearest today, 'skip recent', a 100 ms window: %.2fx check off)\n", r);
-    printf("  %-74s %12s  %s\n", "2 threads on different keys: no shared cache line written",
-           "-", "not timed here: bench/sharing.sh shows it");
+    snprintf(what, sizeof what, "%s: memory after purge near zero (<= 10%% of filled)", who);
+    target(what, m && m->valid, m ? m->emptied : 0, "B", m && m->emptied <= 0.1 * m->filled);
     /* The same ratios at the other key counts, where measured. */
     const struct {
         int sid, a, b, nkeys;
@@ -91,7 +82,31 @@ void print_targets(void)
     for (size_t i = 0; i < sizeof also / sizeof also[0]; i++) {
         double x = round_ratio(also[i].sid, also[i].a, also[i].b);
         if (x > 0)
-            printf("  (not a target: %s, %d keys: libconnpool / its C floor %.2fx)\n",
-                   also[i].what, also[i].nkeys, x);
+            printf("  (not a target: %s, %d keys: %s / its C floor %.2fx)\n", also[i].what,
+                   also[i].nkeys, who, x);
+    }
+}
+
+void print_targets(void)
+{
+    int lib = find_contender(FAM_LIB, 0, 0, 0), libk = find_contender(FAM_LIB, 1, 0, 0);
+    int woff = find_contender(FAM_LIB, 0, 0, LIB_WATCH);
+    int skip = find_contender(FAM_LIB, 0, 1, 1 | LIB_SKIP_RECENT);
+    printf("\n== targets (issue 15), from the figures above; ratios are medians of per-round"
+           " ratios ==\n");
+    build_targets("libconnpool", lib, libk);
+    ratio_target("idle watcher (CONNPOOL_WATCH) <= 1.5x check off (1 key)", SC_ONE, woff, lib,
+                 1.5, 1);
+    double r = round_ratio(SC_ONE, skip, lib);
+    printf("  %-74s %12s  %s\n", "liveness policy <= 1.5x check off, dead handed out <= 1 ms",
+           "-", "n/a: no such policy in this header yet");
+    if (r > 0)
+        printf("    (the nearest today, 'skip recent', a 100 ms window: %.2fx check off)\n", r);
+    printf("  %-74s %12s  %s\n", "2 threads on different keys: no shared cache line written",
+           "-", "not timed here: bench/sharing.sh shows it");
+    int alt = find_contender(FAM_ALT, 0, 0, 0), altk = find_contender(FAM_ALT, 1, 0, 0);
+    if (alt >= 0 && !cs[alt].skip) {
+        printf("the same for the ALT build (CONNPOOL_BENCH_ALT_LIB):\n");
+        build_targets("ALT", alt, altk);
     }
 }
