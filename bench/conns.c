@@ -194,7 +194,9 @@ int *big_fds_make(int n, const char **how, int *open)
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
         DIE("getrlimit: %s", strerror(errno));
-    rlim_t need = (rlim_t)n + (rlim_t)nconns + 256;
+    /* Room for two sets (the big scenario's two) whatever was made before, so that every
+     * set alive at once is of one kind. */
+    rlim_t need = 2 * (rlim_t)n + (rlim_t)nconns + 256;
     if (rl.rlim_max < need) {
         struct rlimit more = {need, need};
         if (setrlimit(RLIMIT_NOFILE, &more) == 0)

@@ -214,7 +214,7 @@ int main(int argc, char **argv)
                     continue;
                 const char *how;
                 scs[s].fds = big_fds_make(opt.big_keys, &how, &scs[s].fds_open);
-                printf("\n(%s: fds: %s;", scs[s].title, how);
+                printf("\n(%s:\n fds: %s;\n", scs[s].title, how);
                 scs[s].fds_handle = big_fds_make(opt.big_keys, &how, &scs[s].fds_open);
                 printf(" libconnpool's handle rows: %s)\n", how);
                 scs[s].order = keys_shuffled(opt.big_keys);
