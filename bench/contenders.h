@@ -23,7 +23,7 @@ typedef struct contender {
     int check;           /* the variant has the liveness check (recv peek) on: every acquire
                           * is checked, or, with LIB_SKIP_RECENT, those of connections idle
                           * for 100 ms or more (none in the timed loops) */
-    int arg;             /* passed to create: check flag (| LIB_WATCH | LIB_SKIP_RECENT), or
+    int arg;             /* passed to create: check flag (| LIB_WATCH | LIB_SKIP_RECENT | LIB_HARVEST), or
                           * apr ttl on/off */
     const char *skip;    /* non-NULL: not measurable in this build, and why */
     /* A pool for these keys (the keys outlive it); at most 8 idle per key; the idle
@@ -57,6 +57,7 @@ extern const char *contender_declined;
  * CONNPOOL_CHECK_SKIP_RECENT (with bit 0). */
 #define LIB_WATCH 2
 #define LIB_SKIP_RECENT 4
+#define LIB_HARVEST 8 /* CONNPOOL_CHECK_HARVEST: the check by harvest */
 
 /* The keys of a scenario are KEY_STRIDE bytes apart in one buffer (conns.c), so a contender
  * can find its own per-key data from the key pointer (the key-handle rows: a proxy keeps a

@@ -14,11 +14,13 @@
 
 /* ---- libconnpool, by string key ---- */
 
-/* arg: bit 0 the check, LIB_WATCH, LIB_SKIP_RECENT. "check off" is flags = 0, "recv peek"
- * the liveness flag alone; "+watch" adds the idle watcher (nobody reaps during the
- * benchmark, and the quiet peers never wake it); "skip recent" adds
+/* arg: bit 0 the check, LIB_WATCH, LIB_SKIP_RECENT, LIB_HARVEST. "check off" is flags = 0,
+ * "recv peek" the liveness flag alone; "+watch" adds the idle watcher (nobody reaps during
+ * the benchmark, and the quiet peers never wake it); "skip recent" adds
  * CONNPOOL_CHECK_SKIP_RECENT (no recv for a connection idle under
- * CONNPOOL_SKIP_RECENT_MS: every acquire of the timed loops). */
+ * CONNPOOL_SKIP_RECENT_MS: every acquire of the timed loops); "harvest" adds
+ * CONNPOOL_CHECK_HARVEST (one epoll_wait per millisecond instead of a recv per acquire:
+ * the loops' quiet peers are never found readable, as a healthy pool's are not). */
 static void lib_config(void (*init)(connpool_config *), connpool_config *cfg, int arg,
                        int nkeys)
 {
@@ -30,6 +32,10 @@ static void lib_config(void (*init)(connpool_config *), connpool_config *cfg, in
         cfg->flags |= CONNPOOL_WATCH;
     if (arg & LIB_SKIP_RECENT)
         cfg->flags |= CONNPOOL_CHECK_SKIP_RECENT;
+#ifdef CONNPOOL_CHECK_HARVEST
+    if (arg & LIB_HARVEST)
+        cfg->flags |= CONNPOOL_CHECK_HARVEST;
+#endif
     /* The benchmark holds up to nkeys * 2 idle fds: a global cap must not close them. */
     if (cfg->max_idle_total != 0 && cfg->max_idle_total < (uint64_t)nkeys * 2)
         cfg->max_idle_total = (uint32_t)nkeys * 2;
@@ -183,6 +189,10 @@ int lib_rows(contender *out)
     out[n].variant = "skip recent";
     out[n].check = 1;
     out[n++].arg = 1 | LIB_SKIP_RECENT;
+    out[n] = s;
+    out[n].variant = "harvest";
+    out[n].check = 1;
+    out[n++].arg = 1 | LIB_HARVEST;
     out[n] = s;
     out[n].variant = "off+watch";
     out[n].arg = LIB_WATCH;

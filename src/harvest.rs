@@ -8,7 +8,10 @@
 //!
 //! The window is judged by the precise clock: the last harvest's start is published only
 //! once what it found is flagged, and an acquire that finds it too old harvests (or waits
-//! for the harvest running) before it looks at a connection.
+//! for the harvest running) before it looks at a connection. Where the kernel keeps time by
+//! the CPU's time-stamp counter, an acquire first reads that counter (a third of the
+//! precise clock's cost), calibrated against the precise clock by the harvests themselves,
+//! and reads the precise clock only once 90% of the window has passed by the counter.
 
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,9 +33,19 @@ pub struct Harvest {
     pub set: WatchSet,
     /// Precise clock time at which the last harvest started (0: none yet).
     last: AtomicU64,
-    /// One harvest at a time; an acquire that finds one running waits for its result.
-    running: Lock<()>,
+    /// The time-stamp counter when the last harvest started.
+    last_cycles: AtomicU64,
+    /// 90% of the window in counter ticks (0: not calibrated, or not trusted).
+    window_cycles: AtomicU64,
+    /// One harvest at a time (an acquire that finds one running waits for its result); the
+    /// counter's calibration base: (ticks, precise ns), or none.
+    running: Lock<Option<(u64, u64)>>,
 }
+
+/// The counter is calibrated over at least this long, and re-based after this much more
+/// (so that its rate follows the precise clock's adjustments).
+const CALIBRATE_NS: u64 = 10_000_000;
+const REBASE_NS: u64 = 1_000_000_000;
 
 impl Harvest {
     pub fn new(pool_id: u32) -> std::io::Result<Self> {
@@ -40,8 +53,25 @@ impl Harvest {
         Ok(Harvest {
             set: WatchSet::new(pool_id, events, fd_table::MUTED_HARVEST)?,
             last: AtomicU64::new(0),
-            running: Lock::new(()),
+            last_cycles: AtomicU64::new(0),
+            window_cycles: AtomicU64::new(0),
+            running: Lock::new(None),
         })
+    }
+
+    /// For an acquire: harvests if the last harvest is older than the window. By the
+    /// counter when it is calibrated (the precise clock is read only near the window's end,
+    /// or if the counter went backwards), by the precise clock otherwise.
+    #[inline]
+    pub fn harvest_if_due_now(&self) {
+        let window = self.window_cycles.load(Ordering::Relaxed);
+        if window != 0 {
+            let since = sys::cycles().wrapping_sub(self.last_cycles.load(Ordering::Acquire));
+            if since < window {
+                return;
+            }
+        }
+        self.harvest_if_due(sys::precise_now_ns(), false);
     }
 
     /// Harvests if the last harvest started at least [`WINDOW_NS`] before `now` (precise
@@ -51,10 +81,11 @@ impl Harvest {
         if !force && !self.due(now) {
             return;
         }
-        let _one = self.running.lock();
+        let mut base = self.running.lock();
         if !force && !self.due(now) {
             return; // another thread harvested meanwhile
         }
+        let start_cycles = sys::cycles();
         let start = sys::precise_now_ns();
         let mut fds = Vec::with_capacity(BATCH);
         // Each call reports every ready entry once, and reported entries are disarmed, so
@@ -69,7 +100,35 @@ impl Harvest {
                 break;
             }
         }
+        self.calibrate(&mut base, start_cycles, start);
+        self.last_cycles.store(start_cycles, Ordering::Release);
         self.last.store(start.max(1), Ordering::Release);
+    }
+
+    /// Updates the counter's rate from the harvests' own readings (under `running`).
+    fn calibrate(&self, base: &mut Option<(u64, u64)>, cycles: u64, ns: u64) {
+        if !sys::cycles_trusted() {
+            return;
+        }
+        let Some((c0, t0)) = *base else {
+            *base = Some((cycles, ns));
+            return;
+        };
+        let (dc, dt) = (cycles.wrapping_sub(c0), ns.saturating_sub(t0));
+        if cycles < c0 || ns < t0 {
+            // Not monotonic after all (a migration between unsynchronised CPUs?): distrust.
+            self.window_cycles.store(0, Ordering::Relaxed);
+            *base = Some((cycles, ns));
+            return;
+        }
+        if dt >= CALIBRATE_NS {
+            let window = u128::from(dc) * u128::from(WINDOW_NS) * 9 / 10 / u128::from(dt);
+            self.window_cycles
+                .store(u64::try_from(window).unwrap_or(0), Ordering::Relaxed);
+            if dt >= REBASE_NS {
+                *base = Some((cycles, ns));
+            }
+        }
     }
 
     #[inline]

@@ -145,7 +145,7 @@ impl<C: Clock> Pool<C> {
     pub(super) fn harvest_due(&self, st: &Generation) {
         if self.limits.harvest {
             if let Some(h) = st.harvest() {
-                h.harvest_if_due(crate::sys::precise_now_ns(), false);
+                h.harvest_if_due_now();
             }
         }
     }

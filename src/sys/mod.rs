@@ -23,4 +23,4 @@ pub use io::{
     wait_readable, Peek,
 };
 pub use thread::{block_all_signals, futex_wait, futex_wake, without_cancellation};
-pub use time::{coarse_now_ns, coarse_resolution_ns, precise_now_ns};
+pub use time::{coarse_now_ns, coarse_resolution_ns, cycles, cycles_trusted, precise_now_ns};

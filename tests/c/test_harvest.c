@@ -186,6 +186,31 @@ static void discard_and_prune(void)
     connpool_free(pool);
 }
 
+/* The same guarantee once the pool has run long enough for the acquires to judge the
+ * window by the CPU's counter (calibrated by the harvests over 10 ms, where the kernel keeps
+ * time by it): pairs for 30 ms first, then a FIN. */
+static void after_calibration(void)
+{
+    connpool *pool = harvest_pool();
+    int c, s;
+    tcp_connect_pair(g_listener, &c, &s);
+    CHECK_EQ(connpool_release(pool, A, c), CONNPOOL_POOLED);
+    long long until = now_ms() + 30;
+    for (long i = 0; i < 10000000 && now_ms() < until; i++) {
+        CHECK_EQ(connpool_acquire(pool, A), c);
+        CHECK_EQ(connpool_release(pool, A, c), CONNPOOL_POOLED);
+    }
+    int watch = dup(c);
+    CHECK_SYS(close(s) == 0);
+    CHECK(wait_event(watch, POLLIN | POLLRDHUP) == 0);
+    past_window();
+    CHECK_EQ(connpool_acquire(pool, A), -ENOENT);
+    CHECK_CLOSED(c);
+    CHECK_EQ(stats_of(pool).dead, 1);
+    close(watch);
+    connpool_free(pool);
+}
+
 /* A fork child's pool has a set of its own: its connections are watched there. */
 static void fork_child(void)
 {
@@ -231,6 +256,7 @@ int main(void)
     healthy_kept();
     own_check();
     discard_and_prune();
+    after_calibration();
     fork_child();
     close(g_listener);
     CHECK_EQ(count_open_fds(), baseline);
