@@ -3,6 +3,9 @@
 //! because a fork() child uses it while a parent thread may have been halfway through an
 //! insert (a node allocated but not yet linked is simply not there). Values live until the
 //! set is dropped, so references to them stay valid for as long as the set does.
+//!
+//! The array is large and allocated zeroed, so the kernel backs only the pages of buckets
+//! in use: few values cost a few pages, many values keep short lists.
 
 use std::sync::atomic::{AtomicPtr, Ordering};
 
@@ -19,11 +22,18 @@ impl<T> Registry<T> {
     /// A set with `buckets` lists (rounded up to a power of two).
     pub fn new(buckets: usize) -> Self {
         let n = buckets.next_power_of_two();
-        Registry {
-            buckets: (0..n)
-                .map(|_| AtomicPtr::new(std::ptr::null_mut()))
-                .collect(),
-        }
+        let layout = std::alloc::Layout::array::<AtomicPtr<Node<T>>>(n).expect("a sane size");
+        // SAFETY: a zeroed AtomicPtr is a valid null pointer; the slice owns the allocation
+        // made with its own layout (Box frees it with the same). alloc_zeroed gets large
+        // blocks from mmap, whose untouched pages cost no memory.
+        let buckets = unsafe {
+            let p = std::alloc::alloc_zeroed(layout).cast::<AtomicPtr<Node<T>>>();
+            if p.is_null() {
+                std::alloc::handle_alloc_error(layout);
+            }
+            Box::from_raw(std::ptr::slice_from_raw_parts_mut(p, n))
+        };
+        Registry { buckets }
     }
 
     /// The value with hash `hash` that `matches` accepts, inserting `make()` if there is

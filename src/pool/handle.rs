@@ -39,8 +39,10 @@ impl KeyHandle {
     }
 }
 
-/// Buckets of the handle registry: handles are for the keys a proxy knows (its backends).
-pub(super) const HANDLE_BUCKETS: usize = 1024;
+/// Buckets of the handle registry: 2 MiB of address space per pool, backed by memory only
+/// where handles are (a page per 512 buckets in use), so that even a million handles keep
+/// lists of a few.
+pub(super) const HANDLE_BUCKETS: usize = 1 << 18;
 
 impl<C: Clock> Pool<C> {
     /// The handle of `key`: the same one for the same bytes, valid for as long as the pool

@@ -51,6 +51,32 @@ fn empty_entries_stay_bounded() {
     assert_eq!(entries(&pool), 0);
 }
 
+/// Keys with handles keep their entries when they hold nothing; emptying many of them one
+/// by one must not sweep the shard at every call (it would be quadratic): a sweep waits
+/// for as many new empty entries as it had to keep.
+#[test]
+fn pinned_empty_entries_do_not_make_every_call_sweep() {
+    const N: usize = 2_000;
+    let pool = Pool::new(Config::default()).unwrap();
+    let keys: Vec<String> = (0..N)
+        .map(|i| format!("10.{}.{}.2:80", i / 256, i % 256))
+        .collect();
+    let mut peers = Vec::new();
+    for k in &keys {
+        let h = pool.key(Key::try_from(k.as_str()).unwrap());
+        let (a, b) = UnixStream::pair().unwrap();
+        pool.release_by(h, a.into(), 0, None);
+        peers.push(b);
+    }
+    for k in &keys {
+        let h = pool.key(Key::try_from(k.as_str()).unwrap());
+        assert!(pool.acquire_fd_by(h).is_ok());
+    }
+    let sweeps: usize = pool.state().shards.iter().map(|s| s.lock().sweeps()).sum();
+    // Each shard sweeps at most a few times as its pinned empty entries double.
+    assert!(sweeps <= SHARDS * 8, "{sweeps} sweeps for {N} keys emptied");
+}
+
 /// An event is handled after its batch was read; by then its fd may have been closed
 /// (here by an acquire's liveness check) and the number reused by a new, live connection
 /// of the same key. The event only makes the reaper check the key: the new connection

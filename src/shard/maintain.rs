@@ -115,6 +115,7 @@ impl ShardGuard<'_> {
             keep
         });
         st.empty = st.table.len();
+        st.kept_empty = st.empty;
         st.idle = 0;
         self.shrink_if_sparse();
         n
@@ -142,6 +143,7 @@ impl ShardGuard<'_> {
             keep
         });
         st.empty = st.table.iter().filter(|e| e.is_empty()).count();
+        st.kept_empty = st.empty;
         st.idle -= expired;
         self.shrink_if_sparse();
         (expired, next)
