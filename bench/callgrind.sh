@@ -57,7 +57,7 @@ awk -F'\t' '
       k = order[i]
       printf "%-12s %-26s %-11s %12.1f %14.1f\n", scen[k], name[k], var[k], ir[k], ir[k] - base[scen[k]]
     }
-    # Issue 15'"'"'s ratio targets, by instructions net of the loop (the timed run judges them
+    # The ratio targets, by instructions net of the loop (the timed run judges them
     # by time; instructions miss cache misses, locks'"'"' atomics and the kernel).
     split("1key manykeys", scs, " ")
     for (j = 1; j <= 2; j++) {

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# End-to-end benchmark (issue 6): the demo reverse proxy (issue 5) on loopback, pool on
+# End-to-end benchmark: the demo reverse proxy on loopback, pool on
 # against pool off: requests/s, p50/p99 latency and backend connections opened.
 #
 #   bench/e2e.sh [BUILD_DIR]        (default: build)
@@ -23,7 +23,7 @@ seconds=${SECONDS_PER_RUN:-5}
 conns=${CONNECTIONS:-32}
 demo=$build/demo
 if [ ! -x "$demo" ] || [ ! -x "$build/proxy" ]; then
-  echo "e2e: skipped: the demo proxy (issue 5) is not built in $build yet" \
+  echo "e2e: skipped: the demo proxy is not built in $build yet" \
        "(needs $build/demo, proxy, backend, loadgen)"
   exit 77
 fi

@@ -1,4 +1,4 @@
-/* The two C floors of issue 15: the least a pool can do per acquire+release while it
+/* The two C floors: the least a pool can do per acquire+release while it
  * honours an idle timeout and a per-key cap, written as a C author would for speed.
  *
  * sfloor (string keys): one lock (a futex lock, floors.c); an open-addressing table

@@ -1,6 +1,6 @@
 /* connpool_bench: ns per acquire+release pair, libconnpool against its baselines, all in
  * one run, rounds interleaved, on real connected loopback TCP sockets (and, for 1,000,000
- * keys, on fd numbers the pools never touch); memory per key; issue 15's targets judged.
+ * keys, on fd numbers the pools never touch); memory per key; the speed targets judged.
  * See BENCHMARKS.md.
  *
  *   connpool_bench [--rounds R] [--pairs N] [--keys K] [--big-keys K] [--quick] [--callgrind]

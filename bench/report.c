@@ -1,4 +1,4 @@
-/* The idle watcher's cost and issue 15's targets, judged from this run's figures. */
+/* The idle watcher's cost and the speed targets, judged from this run's figures. */
 #include <string.h>
 
 #include "bench.h"
@@ -92,7 +92,7 @@ void print_targets(void)
     int lib = find_contender(FAM_LIB, 0, 0, 0), libk = find_contender(FAM_LIB, 1, 0, 0);
     int woff = find_contender(FAM_LIB, 0, 0, LIB_WATCH);
     int skip = find_contender(FAM_LIB, 0, 1, 1 | LIB_SKIP_RECENT);
-    printf("\n== targets (issue 15), from the figures above; ratios are medians of per-round"
+    printf("\n== targets, from the figures above; ratios are medians of per-round"
            " ratios ==\n");
     build_targets("libconnpool", lib, libk);
     ratio_target("idle watcher (CONNPOOL_WATCH) <= 1.5x check off (1 key)", SC_ONE, woff, lib,

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 15: "2 threads on different keys: no shared cache line written on the hot path".
+# The target "2 threads on different keys: no shared cache line written on the hot path".
 # Runs connpool_bench --sharing under valgrind's lackey (every store logged) and prints,
 # per pool, the 64-byte lines written by thread 0's pairs on key 0 and by thread 1's on
 # key 1, and the lines both wrote, with the mapping each lies in. The threads take turns

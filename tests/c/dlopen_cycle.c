@@ -1,4 +1,4 @@
-/* Issue 16, item 5: dlopen / use / dlclose 1,000 times leaves nothing behind.
+/* dlopen / use / dlclose 1,000 times leaves nothing behind.
  *
  * Each cycle dlopen()s the library, makes a pool with CONNPOOL_REAPER_THREAD, releases a few
  * connections (one of them dead, so the reaper has work), acquires and releases one, frees

@@ -1,9 +1,9 @@
-/* Issue 16, item 1: hash flooding by chosen keys. Run by tests/hashflood.sh under
+/* Hash flooding by chosen keys. Run by tests/hashflood.sh under
  * valgrind --tool=callgrind, which compares instruction counts per operation.
  *
  *   hashflood [N]     (N keys per family, default 10000)
  *
- * Four families of N keys, each in a fresh default pool:
+ * Five families of N keys, each in a fresh default pool:
  *   random16, random120   random printable keys (the controls)
  *   crafted16    16-byte keys whose last 8 bytes, as a little-endian u64, are P1 ^ 16
  *                (P1 = 0x243f6a8885a308d3): the old short-key hash folds
@@ -12,6 +12,9 @@
  *   crafted120   120-byte keys (15 words for the old word step h = (rotl(h,26) ^ w) * K):
  *                flipping bit 63 of word i and bit 25 of word i+1 cancels, so each choice
  *                of pairs to flip among the 14 (2^14 keys) gave one hash whatever the seed.
+ *   lowbits16    a generic attack on an unkeyed table: random 16-byte keys kept only if
+ *                their FNV-1a hash (a common unkeyed hash) has its low 8 bits zero, so
+ *                that a table indexed by those bits would put them all in one group.
  * Phases, each between CALLGRIND_ZERO_STATS and CALLGRIND_DUMP_STATS_AT("hashflood
  * family=F phase=P ops=N"): release (one new idle connection per key), acquire (each
  * key, a hit), rerelease (each back), purge_key (each key), prune_live (one call over N/10
@@ -86,6 +89,25 @@ static void crafted120_keys(void)
                 keys[i][8 * (p + 1) + 3] ^= 0x02;
             }
         keys[i][LONG_LEN] = '\0';
+    }
+}
+
+static uint64_t fnv1a(const char *k, size_t len)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)k[i]) * 0x100000001b3ull;
+    return h;
+}
+
+static void lowbits16_keys(void)
+{
+    for (long i = 0; i < n_keys; i++) {
+        do {
+            for (int j = 0; j < 16; j++)
+                keys[i][j] = printable(xorshift(&rng));
+        } while ((fnv1a(keys[i], 16) & 0xff) != 0);
+        keys[i][16] = '\0';
     }
 }
 
@@ -220,6 +242,8 @@ int main(int argc, char **argv)
     run_family("random120", 1);
     crafted120_keys();
     run_family("crafted120", 1);
+    lowbits16_keys();
+    run_family("lowbits16", 1);
 
     CHECK_EQ(count_open_fds(), baseline);
     free(keys);

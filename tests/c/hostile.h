@@ -1,4 +1,4 @@
-/* Helpers for the hostile-conditions tests (issue 16): running a case in a forked child
+/* Helpers for the hostile-conditions tests: running a case in a forked child
  * under a watchdog, and classifying how it ended (exit code, signal, or hung and killed).
  *
  * Include after harness.h. Everything is static inline, as in harness.h. */

@@ -1,4 +1,4 @@
-/* Issue 16, item 0b: pthread_cancel of a thread inside a pool call.
+/* pthread_cancel of a thread inside a pool call.
  *
  * No libconnpool function is a cancellation point: a cancellation request made while a
  * thread is inside a pool call stays pending until the thread's next cancellation point

@@ -1,4 +1,4 @@
-/* Issue 16, item 2: a double release never closes an fd the pool owns, whatever else is
+/* A double release never closes an fd the pool owns, whatever else is
  * wrong with the call. Release checks the process-wide fd table first and returns
  * -EALREADY without closing, on every error path.
  *

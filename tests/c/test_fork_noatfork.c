@@ -1,4 +1,4 @@
-/* Issue 16, item 3: a child made without pthread_atfork handlers never gets the parent's
+/* A child made without pthread_atfork handlers never gets the parent's
  * connections. The library notices a new process by itself (a page marked
  * MADV_WIPEONFORK, zeroed in every child), not through an atfork handler, which these
  * children never run:

@@ -1,4 +1,4 @@
-/* Issue 16, item 0: a fork child that uses its pool from several threads never hangs.
+/* A fork child that uses its pool from several threads never hangs.
  *
  * 8 parent threads contend on one pool while the main thread forks 300 children; each
  * child runs 3 threads on the inherited pool (acquire, release, prune, stats over real

@@ -1,4 +1,4 @@
-/* Issue 16, item 4: allocation failure inside every call that may allocate.
+/* Allocation failure inside every call that may allocate.
  *
  * The test executable interposes malloc and friends (forwarding to glibc's __libc_*),
  * armed to fail the k-th allocation made by the calling thread from now on. For each
