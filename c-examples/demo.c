@@ -17,7 +17,7 @@
  * Every process it starts is stopped before it exits, also on error and on Ctrl-C. Exits
  * 1 if any request failed or a check failed, 77 if the proxy wrapper reported "skipped",
  * 0 otherwise. Options (for the tests; the defaults are the demo):
- *   --runs pool,pool-silent,no-pool,tls,tls-naive,tls-no-pool,limit,no-limit
+ *   --runs pool,pool-silent,harvest,no-pool,tls,tls-naive,tls-no-pool,limit,no-limit
  *   --seconds S  --connections C  --backends B (not the limit runs': one)  --limit N
  *   --idle-ms N  --max-requests N  --size BYTES  --bursts K  --pause-ms P
  *   --framing length|chunked|close|mixed
@@ -59,14 +59,15 @@
  * connection the pool calls dead was healthy). The proxy talks TLS to them
  * (--backend-tls), with the TLS-aware check or (--naive-check) the pool's default one. */
 static const struct kind kinds[] = {
-    {"pool", "pool", 1, 1, 0, 0, 0, 0},
-    {"pool-silent", "pool, timeout not announced", 1, 0, 0, 0, 0, 0},
-    {"no-pool", "--no-pool", 0, 1, 0, 0, 0, 0},
-    {"tls", "TLS, pool", 1, 1, 1, 0, 0, 0},
-    {"tls-naive", "TLS, pool, recv-peek check", 1, 1, 1, 1, 0, 0},
-    {"tls-no-pool", "TLS, --no-pool", 0, 1, 1, 0, 0, 0},
-    {"limit", "pool, limit per backend", 1, 1, 0, 0, 1, 1},
-    {"no-limit", "pool, no limit", 1, 1, 0, 0, 1, 0},
+    {"pool", "pool", 1, 1, 0, 0, 0, 0, 0},
+    {"pool-silent", "pool, timeout not announced", 1, 0, 0, 0, 0, 0, 0},
+    {"harvest", "  the same, harvest check", 1, 0, 0, 0, 0, 0, 1},
+    {"no-pool", "--no-pool", 0, 1, 0, 0, 0, 0, 0},
+    {"tls", "TLS, pool", 1, 1, 1, 0, 0, 0, 0},
+    {"tls-naive", "TLS, pool, recv-peek check", 1, 1, 1, 1, 0, 0, 0},
+    {"tls-no-pool", "TLS, --no-pool", 0, 1, 1, 0, 0, 0, 0},
+    {"limit", "pool, limit per backend", 1, 1, 0, 0, 1, 1, 0},
+    {"no-limit", "pool, no limit", 1, 1, 0, 0, 1, 0, 0},
 };
 #define MAX_ROWS 16
 
@@ -82,7 +83,7 @@ static struct {
     char *wrapper[MAX_WRAPPER];
     int nwrapper;
     char **client; /* argv of the --client command, NULL-terminated */
-} opt = {"pool,pool-silent,no-pool,tls,tls-naive,tls-no-pool,limit,no-limit", 4, 16, 2, 300, 1000, 1024, 4, 400, "length",
+} opt = {"pool,pool-silent,harvest,no-pool,tls,tls-naive,tls-no-pool,limit,no-limit", 4, 16, 2, 300, 1000, 1024, 4, 400, "length",
          0, -1, 0, 4, {0}, 0, NULL};
 
 static char bindir[PATH_MAX];
@@ -193,6 +194,8 @@ static int run(const struct kind *k, struct row *row)
         argv[n++] = "--backend-tls";
     if (k->naive_check)
         argv[n++] = "--naive-check";
+    if (k->harvest)
+        argv[n++] = "--harvest";
     if (k->limit) {
         argv[n++] = "--max-conns-per-backend";
         argv[n++] = num(opt.limit);
@@ -290,7 +293,7 @@ static int run_client(void)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: demo [--runs pool,pool-silent,no-pool,tls,tls-naive,tls-no-pool,limit,no-limit] [--seconds S]\n"
+    fprintf(stderr, "usage: demo [--runs pool,pool-silent,harvest,no-pool,tls,tls-naive,tls-no-pool,limit,no-limit] [--seconds S]\n"
                     "            [--connections C] [--backends B] [--limit N]\n"
                     "            [--idle-ms N] [--max-requests N] [--size BYTES] [--bursts K] [--pause-ms P]\n"
                     "            [--framing F] [--drop-every N] [--check-max-accepted N] [--check-hits] [--proxy-wrapper ARG]...\n"

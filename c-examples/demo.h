@@ -17,6 +17,7 @@ struct kind {
                               runs (own table) */
     int limit;             /* the proxy with --max-conns-per-backend, the backend with
                               --max-conns (both the demo's --limit) */
+    int harvest;           /* the proxy's pool checks by harvest (--harvest) */
 };
 
 /* What one run measured. */

@@ -182,7 +182,7 @@ static void print_stats(void)
 static void usage(void)
 {
     fprintf(stderr, "usage: proxy [--port N] [--no-pool] [--max-idle-per-key N] [--idle-timeout-ms N]\n"
-                    "             [--client-timeout-ms N] [--backend-tls [--naive-check]]\n"
+                    "             [--client-timeout-ms N] [--backend-tls [--naive-check]] [--harvest]\n"
                     "             [--max-conns-per-backend N [--queue-timeout-ms N]] 127.0.0.1:PORT...\n");
     exit(2);
 }
@@ -194,7 +194,8 @@ int main(int argc, char **argv)
         {"max-idle-per-key", required_argument, NULL, 'm'}, {"idle-timeout-ms", required_argument, NULL, 'i'},
         {"client-timeout-ms", required_argument, NULL, 'c'}, {"backend-tls", no_argument, NULL, 't'},
         {"naive-check", no_argument, NULL, 'k'},           {"max-conns-per-backend", required_argument, NULL, 'l'},
-        {"queue-timeout-ms", required_argument, NULL, 'q'}, {NULL, 0, NULL, 0}};
+        {"queue-timeout-ms", required_argument, NULL, 'q'}, {"harvest", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
     int port = 0, use_pool = 1, backend_tls = 0, naive_check = 0;
     connpool_config cfg;
     connpool_config_init(&cfg); /* defaults, and struct_size for this header's version */
@@ -215,6 +216,7 @@ int main(int argc, char **argv)
         case 'k': naive_check = 1; break;
         case 'l': px.limit = (uint32_t)strtoul(optarg, NULL, 10); break;
         case 'q': px.queue_timeout_ms = atoi(optarg); break;
+        case 'h': cfg.flags |= CONNPOOL_CHECK_HARVEST; break; /* one epoll_wait a ms, no recv */
         default: usage();
         }
     }
