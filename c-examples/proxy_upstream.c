@@ -61,11 +61,13 @@ void upstream_configure_tls(connpool_config *cfg, int naive_check)
     cfg->check = naive_check ? NULL : check_tls;
 }
 
-/* Close fd (ours, or -1 for a connect slot we did not use): with a limit through the pool,
- * which frees the slot; the SSL, if any, is already freed. */
+/* Close fd (ours, or -1 for a connect slot we did not use) through the pool, which frees
+ * its slot with a limit and forgets the number (so that a new connection that gets it is
+ * watched like any other: the harvest check and the idle watcher need that); the SSL, if
+ * any, is already freed. Without a pool (--no-pool), close() it. */
 static void end_fd(struct upstream *up, int fd)
 {
-    if (up->slot) {
+    if (up->be->handle != NULL && (up->slot || fd >= 0)) {
         /* 0 (-EALREADY cannot happen: the fd is ours, not idle in a pool). The pool calls
          * on_close with a NULL ctx: nothing left to free. */
         connpool_key_discard(up->be->handle, fd, NULL);
