@@ -132,7 +132,7 @@ impl ShardGuard<'_> {
 /// resized or rehashed; a wrong guess costs the probe it was to spare, and is corrected.
 #[inline(always)]
 fn find<'t>(
-    table: &'t mut hashbrown::HashTable<Entry>,
+    table: &'t mut hashbrown::HashTable<Box<Entry>>,
     places: &mut [u32; super::PLACES],
     hash: u64,
     key: &[u8],
@@ -167,5 +167,5 @@ fn find<'t>(
             }
         }
     };
-    table.get_bucket_mut(at)
+    table.get_bucket_mut(at).map(|e| &mut **e)
 }

@@ -242,7 +242,7 @@ impl ShardGuard<'_> {
         self.st
             .table
             .iter()
-            .filter_map(Entry::oldest_seq)
+            .filter_map(|e| e.oldest_seq())
             .min()
             .unwrap_or(NEVER)
     }
