@@ -55,10 +55,10 @@ impl ShardGuard<'_> {
         };
         e.lent += 1;
         let popped = if check(&c) {
-            Popped::Check(c, e.drains)
+            Popped::Check(c, e.drains())
         } else {
             e.counters.hits += 1;
-            lend(&c, e.drains);
+            lend(&c, e.drains());
             Popped::Hit(out(c))
         };
         let emptied = e.is_empty();
@@ -105,7 +105,7 @@ impl ShardGuard<'_> {
         };
         let returns = match key_drains {
             Some(d) if e.lent > 0 => {
-                if d != e.drains {
+                if d != e.drains() {
                     return Err(conn);
                 }
                 true

@@ -240,6 +240,6 @@ fn add_entry(s: &mut Stats, e: &Entry) {
     s.idle += e.len() as u64;
     s.keys += u64::from(!e.is_empty());
     s.lent += u64::from(e.lent);
-    s.connecting += u64::from(e.connecting);
-    s.waiting += e.waiters.len() as u64;
+    s.connecting += u64::from(e.connecting());
+    s.waiting += e.waiting() as u64;
 }
