@@ -19,26 +19,34 @@ pub(crate) struct Entry {
     /// No deadline in `conns` is earlier than this (a lower bound: it may be stale-low after
     /// pops, which only costs a scan that then recomputes it).
     earliest: u64,
-    /// Connections taken out for a check outside the lock, not yet back.
-    checking: u32,
-    /// Purges of this key so far: a connection checked out before one is closed, not put
-    /// back, when it returns.
-    purges: u32,
     /// Handed out (by an acquire or a hand-off) and not yet given back (release, discard).
     pub(super) lent: u32,
-    /// Connect slots reserved by acquires at a limit's key.
-    pub(super) connecting: u32,
-    /// With a limit: taken to be closed, not closed yet (their slots are freed after).
-    pub(super) closing: u32,
-    /// Threads waiting for a connection or a slot, longest waiting first.
-    pub(super) waiters: VecDeque<Shared<Waiter>>,
-    /// An acquire found the key at its limit since the event loop was last told of a slot.
-    pub(super) blocked: bool,
-    /// Drains of this key: connections lent before one are closed at their release.
-    pub(super) drains: u16,
     /// A key handle names it: kept even when it holds nothing (its counters live on).
     pub(super) handle: bool,
+    /// What only limits, checks outside the lock and drains use, made when first needed:
+    /// most keys of a pool without them never need it (a smaller entry per key).
+    rare: Option<Box<Rare>>,
     pub(super) counters: Counters,
+}
+
+/// The parts of an entry few keys use.
+#[derive(Debug, Default)]
+pub(super) struct Rare {
+    /// Connections taken out for a check outside the lock, not yet back.
+    pub checking: u32,
+    /// Purges of this key so far: a connection checked out before one is closed, not put
+    /// back, when it returns.
+    pub purges: u32,
+    /// Connect slots reserved by acquires at a limit's key.
+    pub connecting: u32,
+    /// With a limit: taken to be closed, not closed yet (their slots are freed after).
+    pub closing: u32,
+    /// Threads waiting for a connection or a slot, longest waiting first.
+    pub waiters: VecDeque<Shared<Waiter>>,
+    /// An acquire found the key at its limit since the event loop was last told of a slot.
+    pub blocked: bool,
+    /// Drains of this key: connections lent before one are closed at their release.
+    pub drains: u16,
 }
 
 impl Entry {
@@ -48,17 +56,55 @@ impl Entry {
             key: key.into(),
             conns: Vec::new(),
             earliest: NEVER,
-            checking: 0,
-            purges: 0,
             lent: 0,
-            connecting: 0,
-            closing: 0,
-            waiters: VecDeque::new(),
-            blocked: false,
-            drains: 0,
             handle: false,
+            rare: None,
             counters: Counters::default(),
         }
+    }
+
+    /// The rare parts, made now if they were not.
+    pub(super) fn rare(&mut self) -> &mut Rare {
+        self.rare.get_or_insert_with(Box::default)
+    }
+
+    fn rare_or<T>(&self, f: impl FnOnce(&Rare) -> T, none: T) -> T {
+        self.rare.as_deref().map_or(none, f)
+    }
+
+    #[inline]
+    pub(super) fn drains(&self) -> u16 {
+        self.rare_or(|r| r.drains, 0)
+    }
+    pub(super) fn connecting(&self) -> u32 {
+        self.rare_or(|r| r.connecting, 0)
+    }
+    pub(super) fn closing(&self) -> u32 {
+        self.rare_or(|r| r.closing, 0)
+    }
+    pub(super) fn blocked(&self) -> bool {
+        self.rare_or(|r| r.blocked, false)
+    }
+    pub(super) fn waiting(&self) -> usize {
+        self.rare_or(|r| r.waiters.len(), 0)
+    }
+
+    /// Whether the event loop was refused by the key since it was last told; clears it.
+    pub(super) fn take_blocked(&mut self) -> bool {
+        self.rare
+            .as_deref_mut()
+            .is_some_and(|r| std::mem::take(&mut r.blocked))
+    }
+
+    /// The longest waiter, taken off the queue.
+    pub(super) fn pop_waiter(&mut self) -> Option<Shared<Waiter>> {
+        self.rare.as_deref_mut()?.waiters.pop_front()
+    }
+
+    /// A drain of this key.
+    pub(super) fn count_drain(&mut self) {
+        let r = self.rare();
+        r.drains = r.drains.wrapping_add(1);
     }
 
     /// Whether the entry must stay even with no idle connection: something of it is out
@@ -67,18 +113,19 @@ impl Entry {
     /// meet them at their release): without a limit a caller may close a lent connection
     /// itself, and the entry of a key it never comes back to must not stay for ever.
     pub fn pinned(&self, limited: bool) -> bool {
-        self.checking > 0
-            || (self.lent > 0 && (limited || self.drains != 0))
-            || self.connecting > 0
-            || self.closing > 0
-            || !self.waiters.is_empty()
+        self.rare_or(|r| r.checking > 0, false)
+            || (self.lent > 0 && (limited || self.drains() != 0))
+            || self.connecting() > 0
+            || self.closing() > 0
+            || self.waiting() > 0
             || self.handle
     }
 
     /// Connections of this key that count against a limit: idle, out for a check, lent,
     /// being connected, being closed.
     pub(super) fn total(&self) -> u32 {
-        self.conns.len() as u32 + self.checking + self.lent + self.connecting + self.closing
+        let out = self.rare_or(|r| r.checking + r.connecting + r.closing, 0);
+        self.conns.len() as u32 + self.lent + out
     }
 
     /// Idle connections held.
@@ -179,17 +226,22 @@ impl Entry {
 
     pub(super) fn check_out(&mut self) -> (Vec<Conn>, u32) {
         let conns: Vec<Conn> = self.drain().collect();
-        self.checking += conns.len() as u32;
-        (conns, self.purges)
+        let r = self.rare();
+        r.checking += conns.len() as u32;
+        (conns, r.purges)
     }
 
     /// `n` checked-out connections came back; whether the key was purged meanwhile.
     pub(super) fn check_in(&mut self, n: usize, purges: u32) -> bool {
-        self.checking -= n as u32;
-        self.purges != purges
+        let r = self.rare();
+        r.checking -= n as u32;
+        r.purges != purges
     }
 
     pub(super) fn count_purge(&mut self) {
-        self.purges = self.purges.wrapping_add(1);
+        // Only a check in progress compares it, and a check made the rare parts.
+        if let Some(r) = self.rare.as_deref_mut() {
+            r.purges = r.purges.wrapping_add(1);
+        }
     }
 }

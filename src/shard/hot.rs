@@ -72,7 +72,7 @@ impl ShardGuard<'_> {
                 if e.is_empty() {
                     st.empty += 1; // kept for the next release (see sweep_empty)
                 }
-                Took::Conn(c, check, e.drains)
+                Took::Conn(c, check, e.drains())
             }
             None => {
                 if limit == 0 {
@@ -80,11 +80,11 @@ impl ShardGuard<'_> {
                     Took::Miss
                 } else if e.total() < limit {
                     e.counters.misses += 1;
-                    e.connecting += 1;
+                    e.rare().connecting += 1;
                     Took::Slot
                 } else {
                     // Not a miss (-EAGAIN): a miss is an acquire told to connect.
-                    e.blocked = true;
+                    e.rare().blocked = true;
                     Took::AtLimit
                 }
             }
@@ -122,8 +122,8 @@ impl ShardGuard<'_> {
             }
         });
         e.counters.closed(CloseReason::Expired, expired);
-        if limit != 0 {
-            e.closing += expired as u32;
+        if limit != 0 && expired > 0 {
+            e.rare().closing += expired as u32;
         }
         let took = match e.pop() {
             Some(c) => {
@@ -131,7 +131,7 @@ impl ShardGuard<'_> {
                 let check = check(&c);
                 e.counters.hits += u64::from(!check);
                 closes.give_back(1);
-                Took::Conn(c, check, e.drains)
+                Took::Conn(c, check, e.drains())
             }
             None if limit != 0 && expired > 0 && e.total() >= limit => Took::Retry,
             None => {
@@ -140,11 +140,11 @@ impl ShardGuard<'_> {
                     Took::Miss
                 } else if e.total() < limit {
                     e.counters.misses += 1;
-                    e.connecting += 1;
+                    e.rare().connecting += 1;
                     Took::Slot
                 } else {
                     // Not a miss (-EAGAIN): a miss is an acquire told to connect.
-                    e.blocked = true;
+                    e.rare().blocked = true;
                     Took::AtLimit
                 }
             }
@@ -204,21 +204,21 @@ impl ShardGuard<'_> {
             Return::Lent {
                 key_drains,
                 drained,
-            } if e.lent > 0 => (!drained && key_drains == e.drains, true),
-            _ => (limit == 0 || e.connecting > 0 || e.total() < limit, false),
+            } if e.lent > 0 => (!drained && key_drains == e.drains(), true),
+            _ => (limit == 0 || e.connecting() > 0 || e.total() < limit, false),
         };
         if !ok
             || e.len() >= max
-            || !e.waiters.is_empty()
-            || e.blocked
+            || e.waiting() > 0
+            || e.blocked()
             || e.earliest() <= now(e.earliest())
         {
             return Err(conn);
         }
         if returns {
             e.lent -= 1;
-        } else if e.connecting > 0 {
-            e.connecting -= 1;
+        } else if e.connecting() > 0 {
+            e.rare().connecting -= 1;
         }
         let seq = conn.seq;
         e.push(conn);
@@ -262,10 +262,10 @@ impl ShardGuard<'_> {
                 drained,
             } if e.lent > 0 => {
                 e.lent -= 1;
-                drained || key_drains != e.drains
+                drained || key_drains != e.drains()
             }
-            _ if e.connecting > 0 => {
-                e.connecting -= 1;
+            _ if e.connecting() > 0 => {
+                e.rare().connecting -= 1;
                 false
             }
             _ if limit != 0 && e.total() >= limit => {
@@ -289,7 +289,7 @@ impl ShardGuard<'_> {
         let why = match close {
             Some(why) => Some(why),
             None if drained => Some(CloseReason::Purged),
-            None if e.waiters.is_empty() && e.len() >= max => Some(CloseReason::Full),
+            None if e.waiting() == 0 && e.len() >= max => Some(CloseReason::Full),
             None => None,
         };
         let mut pushed = false;
@@ -299,13 +299,13 @@ impl ShardGuard<'_> {
                 closes.give_back(usize::from(placed));
                 closes.close(conn, why);
                 if limit != 0 {
-                    e.closing += 1;
+                    e.rare().closing += 1;
                     closes.settle(hash);
                 }
             }
             None => {
                 e.counters.pooled += 1;
-                if let Some(w) = e.waiters.pop_front() {
+                if let Some(w) = e.pop_waiter() {
                     // Straight to the longest waiter: lent to it, never idle.
                     e.lent += 1;
                     e.counters.hits += 1;
@@ -318,14 +318,14 @@ impl ShardGuard<'_> {
                     }
                     e.push(conn);
                     pushed = true;
-                    if std::mem::take(&mut e.blocked) {
+                    if e.take_blocked() {
                         closes.notify();
                     }
                 }
             }
         }
-        if limit != 0 {
-            e.closing += expired as u32;
+        if limit != 0 && expired > 0 {
+            e.rare().closing += expired as u32;
         }
         let now_empty = e.is_empty();
         let st = &mut *self.st;

@@ -55,10 +55,10 @@ impl ShardGuard<'_> {
         };
         e.lent += 1;
         let popped = if check(&c) {
-            Popped::Check(c, e.drains)
+            Popped::Check(c, e.drains())
         } else {
             e.counters.hits += 1;
-            lend(&c, e.drains);
+            lend(&c, e.drains());
             Popped::Hit(out(c))
         };
         let emptied = e.is_empty();
@@ -105,7 +105,7 @@ impl ShardGuard<'_> {
         };
         let returns = match key_drains {
             Some(d) if e.lent > 0 => {
-                if d != e.drains {
+                if d != e.drains() {
                     return Err(conn);
                 }
                 true
@@ -132,7 +132,7 @@ impl ShardGuard<'_> {
 /// resized or rehashed; a wrong guess costs the probe it was to spare, and is corrected.
 #[inline(always)]
 fn find<'t>(
-    table: &'t mut hashbrown::HashTable<Entry>,
+    table: &'t mut hashbrown::HashTable<Box<Entry>>,
     places: &mut [u32; super::PLACES],
     hash: u64,
     key: &[u8],
@@ -167,5 +167,5 @@ fn find<'t>(
             }
         }
     };
-    table.get_bucket_mut(at)
+    table.get_bucket_mut(at).map(|e| &mut **e)
 }

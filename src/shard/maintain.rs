@@ -24,7 +24,7 @@ fn close_idle(e: &mut Entry, c: Conn, why: CloseReason, limit: u32, closes: &mut
     e.counters.closed(why, 1);
     closes.close_idle(c, why);
     if limit != 0 {
-        e.closing += 1;
+        e.rare().closing += 1;
         closes.settle(e.hash);
     }
 }
@@ -102,7 +102,7 @@ impl ShardGuard<'_> {
         st.table.retain(|e| {
             e.count_purge();
             if drain {
-                e.drains = e.drains.wrapping_add(1);
+                e.count_drain();
             }
             let conns: Vec<Conn> = e.drain().collect();
             for c in conns {
@@ -242,7 +242,7 @@ impl ShardGuard<'_> {
         self.st
             .table
             .iter()
-            .filter_map(Entry::oldest_seq)
+            .filter_map(|e| e.oldest_seq())
             .min()
             .unwrap_or(NEVER)
     }

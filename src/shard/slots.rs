@@ -30,7 +30,7 @@ impl ShardGuard<'_> {
         e.lent = e.lent.saturating_sub(1);
         closes.close(conn, CloseReason::Dead);
         if limit != 0 {
-            e.closing += 1;
+            e.rare().closing += 1;
             closes.settle(hash);
         }
         None
@@ -38,7 +38,7 @@ impl ShardGuard<'_> {
 
     /// The key's epoch of drains, for the loans it makes.
     pub fn drains(&mut self, hash: u64, key: &[u8]) -> u16 {
-        self.find(hash, key).map_or(0, |e| e.drains)
+        self.find(hash, key).map_or(0, |e| e.drains())
     }
 
     /// A loan of the key with hash `hash` ends without its connection coming back to it
@@ -73,15 +73,15 @@ impl ShardGuard<'_> {
         let slot = if lent_here && e.lent > 0 {
             e.lent -= 1;
             true
-        } else if e.connecting > 0 {
-            e.connecting -= 1;
+        } else if e.connecting() > 0 {
+            e.rare().connecting -= 1;
             true
         } else {
             false
         };
         closes.close(conn, CloseReason::Discarded);
         if slot && limit != 0 {
-            e.closing += 1;
+            e.rare().closing += 1;
             closes.settle(hash);
         }
         self.sweep_empty();
@@ -91,8 +91,8 @@ impl ShardGuard<'_> {
     /// none reserved.
     pub fn return_slot(&mut self, hash: u64, key: &[u8], closes: &mut CloseList) -> bool {
         let had = match self.find(hash, key) {
-            Some(e) if e.connecting > 0 => {
-                e.connecting -= 1;
+            Some(e) if e.connecting() > 0 => {
+                e.rare().connecting -= 1;
                 true
             }
             _ => false,
@@ -111,14 +111,15 @@ impl ShardGuard<'_> {
             return;
         };
         if closed {
-            e.closing = e.closing.saturating_sub(1);
+            let r = e.rare();
+            r.closing = r.closing.saturating_sub(1);
         }
-        if let Some(w) = e.waiters.pop_front() {
-            e.connecting += 1;
+        if let Some(w) = e.pop_waiter() {
+            e.rare().connecting += 1;
             e.counters.misses += 1; // its acquire returns "connect"
             w.serve(Served::Slot);
             closes.wake(w);
-        } else if std::mem::take(&mut e.blocked) {
+        } else if e.take_blocked() {
             closes.notify();
         }
         self.sweep_empty();
@@ -126,7 +127,7 @@ impl ShardGuard<'_> {
 
     /// Queues `w` (the key is at its limit), after the waiters already there.
     pub fn enqueue(&mut self, hash: u64, key: &[u8], w: Shared<Waiter>) {
-        self.entry(hash, key).waiters.push_back(w);
+        self.entry(hash, key).rare().waiters.push_back(w);
     }
 
     /// Takes `w` off the queue (it gave up: timeout). False if it was served meanwhile.
@@ -134,10 +135,10 @@ impl ShardGuard<'_> {
         let Some(e) = self.find(hash, key) else {
             return false;
         };
-        let Some(i) = e.waiters.iter().position(|x| Shared::ptr_eq(x, w)) else {
+        let Some(i) = e.rare().waiters.iter().position(|x| Shared::ptr_eq(x, w)) else {
             return false;
         };
-        e.waiters.remove(i);
+        e.rare().waiters.remove(i);
         self.sweep_empty();
         true
     }
@@ -146,7 +147,7 @@ impl ShardGuard<'_> {
     pub fn cancel_waiters(&mut self, closes: &mut CloseList) -> usize {
         let mut n = 0;
         for e in self.st.table.iter_mut() {
-            for w in e.waiters.drain(..) {
+            while let Some(w) = e.pop_waiter() {
                 w.serve(Served::Cancelled);
                 closes.wake(w);
                 n += 1;
@@ -160,7 +161,7 @@ impl ShardGuard<'_> {
     /// returned), and those lent now will be at their release.
     pub fn drain_key(&mut self, hash: u64, key: &[u8], closes: &mut CloseList) -> usize {
         if let Some(e) = self.find(hash, key) {
-            e.drains = e.drains.wrapping_add(1);
+            e.count_drain();
         }
         self.purge_key(hash, key, closes)
     }
