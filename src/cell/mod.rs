@@ -5,6 +5,8 @@
 //! - [`ChunkDir`]: a fixed directory of lazily allocated chunks, never freed;
 //! - [`Registry`]: an append-only set of values found by hash (the key handles);
 //! - [`Shared`]: a reference count whose last release ThreadSanitizer can see (waiters).
+//! - `push_within`: a `Vec` push that stays inline on the release hot path (not shared
+//!   memory, but `unsafe`, so here).
 //!
 //! None of them keeps process-wide state or ever waits on another thread's progress except
 //! inside [`Lock::lock`], so a fork() child that replaces what its parent's threads may
@@ -15,10 +17,12 @@ mod chunks;
 mod lock;
 mod registry;
 mod shared;
+mod stack;
 mod swap;
 
 pub(crate) use chunks::ChunkDir;
 pub(crate) use lock::{assert_unlocked, Guard, Lock};
 pub(crate) use registry::Registry;
 pub(crate) use shared::Shared;
+pub(crate) use stack::push as push_within;
 pub(crate) use swap::SwapCell;

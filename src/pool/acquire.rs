@@ -78,8 +78,9 @@ impl<C: Clock> Pool<C> {
         self.try_acquire_fd(key).ok()
     }
 
-    /// [`Pool::acquire_fd_ctx`] that tells why there is none.
-    #[inline]
+    /// [`Pool::acquire_fd_ctx`] that tells why there is none. Inlined always: a call
+    /// returning this result through memory cost more than the fork check.
+    #[inline(always)]
     pub fn try_acquire_fd(&self, key: Key<'_>) -> Result<(OwnedFd, usize), Outcome> {
         let st = self.state();
         let hash = self.hasher.hash_key(key.as_bytes());

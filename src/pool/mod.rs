@@ -286,8 +286,16 @@ impl<C: Clock> Pool<C> {
         if self.lag_ns == 0 || earliest > now.saturating_add(LATE_SLACK_NS) {
             now
         } else {
-            now.max(self.clock.precise_now_ns())
+            self.exact(now)
         }
+    }
+
+    /// Out of line, so that the closures made of [`Pool::exact_near`] stay small enough
+    /// to be inlined into the hot paths.
+    #[cold]
+    #[inline(never)]
+    fn exact(&self, now: u64) -> u64 {
+        now.max(self.clock.precise_now_ns())
     }
 }
 

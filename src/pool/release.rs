@@ -46,8 +46,9 @@ impl<C: Clock> Pool<C> {
     }
 
     /// The release itself, into the key `key` with hash `hash`, with the caller's state
-    /// and a keep-alive hint in ns ([`NEVER`]: none).
-    #[inline]
+    /// and a keep-alive hint in ns ([`NEVER`]: none). Inlined into its two callers (string
+    /// key, key handle): the call, with its arguments on the stack, cost as much as a fork check.
+    #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     pub(super) fn put(
         &self,

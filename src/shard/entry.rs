@@ -194,11 +194,19 @@ impl Entry {
     #[inline(always)]
     pub(super) fn push(&mut self, c: Conn) {
         self.earliest = self.earliest.min(c.deadline);
-        if self.conns.capacity() == 0 {
+        crate::cell::push_within(&mut self.conns, c, Self::grow);
+    }
+
+    /// Room for one more; out of line, so that `push` stays small enough to inline.
+    #[cold]
+    #[inline(never)]
+    fn grow(conns: &mut Vec<Conn>) {
+        if conns.capacity() == 0 {
             // Most keys hold one idle connection: room for one, not Vec's first four.
-            self.conns.reserve_exact(1);
+            conns.reserve_exact(1);
+        } else {
+            conns.reserve(1);
         }
-        self.conns.push(c);
     }
 
     /// The release sequence number of the least recently released connection.
