@@ -1,4 +1,4 @@
-//! The idle watcher's epoll set and timerfd.
+//! The epoll sets (the idle watcher's and the harvest check's) and the timerfd.
 
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
