@@ -398,6 +398,7 @@ int main(int argc, char **argv)
     report_tables(rows, nrows, opt.limit, opt.connections);
     int keeps = (strcmp(opt.framing, "length") == 0 || strcmp(opt.framing, "chunked") == 0) &&
                 (opt.max_requests == 0 || opt.max_requests >= 100) && (opt.drop_every == 0 || opt.drop_every >= 100);
-    struct checks chk = {opt.check_max_accepted, opt.check_hits, opt.drop_every, keeps, opt.limit};
+    struct checks chk = {opt.check_max_accepted, opt.check_hits, opt.drop_every, keeps, opt.limit,
+                         2LL * opt.connections};
     return report_verdicts(rows, nrows, &chk);
 }

@@ -43,6 +43,9 @@ struct checks {
     int keeps_connections;  /* every response keeps its connection (framing length or
                                chunked, no max): TLS handshakes must be < requests / 10 */
     long long limit;        /* the limit runs' connections per backend */
+    long long few;          /* a run of at most this many requests (a few per client
+                               connection: a slow run, under valgrind on a loaded machine)
+                               may have reused no connection: reuse is not judged there */
 };
 
 /* Print the table of the plain runs, of the TLS runs, then of the limit runs. */
