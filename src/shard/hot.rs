@@ -3,7 +3,7 @@
 
 use std::sync::atomic::Ordering;
 
-use super::{CloseList, ShardGuard};
+use super::{CloseList, Entry, ShardGuard};
 use crate::conn::Conn;
 use crate::stats::CloseReason;
 use crate::wait::Served;
@@ -37,6 +37,36 @@ pub(crate) enum Return {
     Fresh,
 }
 
+/// What both acquire paths do with what they found.
+impl Entry {
+    /// `c`, taken from this key, now lent: a hit unless `check` says the caller checks it
+    /// first (the verdict then comes with `ShardGuard::checked`).
+    #[inline(always)]
+    fn lend(&mut self, c: Conn, check: impl FnOnce(&Conn) -> bool) -> Took {
+        self.lent += 1;
+        let check = check(&c);
+        self.counters.hits += u64::from(!check);
+        Took::Conn(c, check, self.drains())
+    }
+
+    /// None idle: without a limit a miss; below it a miss with a connect slot reserved; at
+    /// it nothing counted (-EAGAIN is not a miss: a miss is an acquire told to connect).
+    #[inline(always)]
+    fn none_idle(&mut self, limit: u32) -> Took {
+        if limit == 0 {
+            self.counters.misses += 1;
+            Took::Miss
+        } else if self.total() < limit {
+            self.counters.misses += 1;
+            self.rare().connecting += 1;
+            Took::Slot
+        } else {
+            self.rare().blocked = true;
+            Took::AtLimit
+        }
+    }
+}
+
 /// Acquire.
 impl ShardGuard<'_> {
     /// Acquire's fast path, when nothing of the key can have expired at `now(earliest)`:
@@ -66,28 +96,13 @@ impl ShardGuard<'_> {
         let took = match e.pop() {
             Some(c) => {
                 st.idle -= 1;
-                e.lent += 1;
-                let check = check(&c);
-                e.counters.hits += u64::from(!check);
+                let took = e.lend(c, check);
                 if e.is_empty() {
                     st.empty += 1; // kept for the next release (see sweep_empty)
                 }
-                Took::Conn(c, check, e.drains())
+                took
             }
-            None => {
-                if limit == 0 {
-                    e.counters.misses += 1;
-                    Took::Miss
-                } else if e.total() < limit {
-                    e.counters.misses += 1;
-                    e.rare().connecting += 1;
-                    Took::Slot
-                } else {
-                    // Not a miss (-EAGAIN): a miss is an acquire told to connect.
-                    e.rare().blocked = true;
-                    Took::AtLimit
-                }
-            }
+            None => e.none_idle(limit),
         };
         self.sweep_empty();
         Some(took)
@@ -127,27 +142,11 @@ impl ShardGuard<'_> {
         }
         let took = match e.pop() {
             Some(c) => {
-                e.lent += 1;
-                let check = check(&c);
-                e.counters.hits += u64::from(!check);
                 closes.give_back(1);
-                Took::Conn(c, check, e.drains())
+                e.lend(c, check)
             }
             None if limit != 0 && expired > 0 && e.total() >= limit => Took::Retry,
-            None => {
-                if limit == 0 {
-                    e.counters.misses += 1;
-                    Took::Miss
-                } else if e.total() < limit {
-                    e.counters.misses += 1;
-                    e.rare().connecting += 1;
-                    Took::Slot
-                } else {
-                    // Not a miss (-EAGAIN): a miss is an acquire told to connect.
-                    e.rare().blocked = true;
-                    Took::AtLimit
-                }
-            }
+            None => e.none_idle(limit),
         };
         let now_empty = e.is_empty();
         let st = &mut *self.st;
