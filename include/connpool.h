@@ -375,7 +375,8 @@ typedef struct connpool_stats {
    */
   size_t struct_size;
   /**
-   * Idle connections held now (expired ones not yet closed included).
+   * Idle connections held now (expired ones not yet closed, and ones out for a check by
+   * connpool_prune() or the watcher, included).
    */
   uint64_t idle;
   /**
@@ -627,8 +628,10 @@ int connpool_key_release(struct connpool_key *k, int fd, void *ctx, uint64_t kee
  * As connpool_acquire_ctx(), but at the key's connection limit (max_conns_per_key) it
  * waits, up to timeout_ms, for a connection or a slot of the key: a release to the key
  * hands its connection straight to the longest waiter (first come, first served; the
- * release returns CONNPOOL_POOLED), and any close of a connection of the key (a discard,
- * a release that closes, an expiry...) gives the freed slot to the longest waiter. For
+ * release returns CONNPOOL_POOLED; the waiter checks it as any acquire does, and a dead
+ * one is closed and the wait goes on for the time left), and any close of a connection
+ * of the key (a discard, a release that closes, an expiry...) gives the freed slot to the
+ * longest waiter. For
  * thread-per-connection servers; it blocks the calling thread (with no pool lock held,
  * and not as a cancellation point). Without a limit it never waits. Since 0.2.
  *

@@ -1,6 +1,6 @@
 //! The harvest check (`Config::harvest`): instead of a `recv(MSG_PEEK)` per acquire, an
 //! acquire harvests the pool's set of connections (`crate::watch_set`: registered once,
-//! level-triggered, input and hang-ups) with one `epoll_wait(0)` when the last harvest
+//! level-triggered and one-shot, input and hang-ups) with one `epoll_wait(0)` when the last harvest
 //! started more than [`WINDOW_NS`] ago; every idle connection it reports readable (data,
 //! EOF, reset: what the peek would call dead) is flagged suspect in the fd table, and an
 //! acquire checks only suspect connections. So a connection is handed out dead only if it
@@ -13,11 +13,11 @@
 //! precise clock's cost), calibrated against the precise clock by the harvests themselves,
 //! and reads the precise clock only once 90% of the window has passed by the counter.
 
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::cell::Lock;
-use crate::fd_table;
+use crate::fd_table::{self, Loan};
 use crate::sys;
 use crate::watch_set::WatchSet;
 
@@ -59,6 +59,28 @@ impl Harvest {
         })
     }
 
+    /// Watches `fd`, about to be stored ([`WatchSet::watch`]; false: epoll cannot). A loan
+    /// whose entry is disarmed (reported while lent, or passed by an acquire's check as
+    /// suspect) is re-armed, and flagged suspect if it is ready now: what arrived before
+    /// the re-arm may be older than the window, and the next harvest up to a window away.
+    #[inline]
+    pub fn watch(&self, fd: BorrowedFd<'_>, lent: Option<Loan>) -> bool {
+        match lent {
+            Some(l) if l.muted & fd_table::MUTED_HARVEST != 0 => self.rewatch(fd, l),
+            _ => self.set.watch(fd, lent),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn rewatch(&self, fd: BorrowedFd<'_>, lent: Loan) -> bool {
+        self.set.watch(fd, Some(lent));
+        if sys::ready_now(fd) {
+            fd_table::flag_suspect(fd.as_raw_fd());
+        }
+        true
+    }
+
     /// For an acquire: harvests if the last harvest is older than the window. By the
     /// counter when it is calibrated (the precise clock is read only near the window's end,
     /// or if the counter went backwards), by the precise clock otherwise.
@@ -76,7 +98,8 @@ impl Harvest {
 
     /// Harvests if the last harvest started at least [`WINDOW_NS`] before `now` (precise
     /// clock), or `force`; returns once one that started no earlier than `now - WINDOW_NS`
-    /// has flagged what it found.
+    /// has flagged what it found (or, with more ready than one harvest reads, once this one
+    /// has read its share: it is not published, so the next acquire harvests on).
     pub fn harvest_if_due(&self, now: u64, force: bool) {
         if !force && !self.due(now) {
             return;
@@ -90,6 +113,7 @@ impl Harvest {
         let mut fds = Vec::with_capacity(BATCH);
         // Each call reports every ready entry once, and reported entries are disarmed, so
         // a full batch means more are ready.
+        let mut complete = false;
         for _ in 0..ROUNDS {
             fds.clear();
             sys::epoll_ready(self.set.borrow(), &mut fds, BATCH);
@@ -97,8 +121,12 @@ impl Harvest {
                 self.set.reported(fd as RawFd);
             }
             if fds.len() < BATCH {
+                complete = true;
                 break;
             }
+        }
+        if !complete {
+            return; // more were ready than one harvest reads: the next acquire goes on
         }
         self.calibrate(&mut base, start_cycles, start);
         self.last_cycles.store(start_cycles, Ordering::Release);

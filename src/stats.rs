@@ -26,7 +26,7 @@ pub enum CloseReason {
 /// each close of an idle or released connection is counted under exactly one reason.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
-    /// Idle connections held now.
+    /// Idle connections held now (also those out for a check by prune or the watcher).
     pub idle: u64,
     /// Keys with at least one idle connection now.
     pub keys: u64,

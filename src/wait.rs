@@ -13,8 +13,10 @@ use crate::sys;
 /// What a waiter was given.
 #[derive(Debug)]
 pub(crate) enum Served {
-    /// A connection released by another thread, now lent to the waiter.
-    Conn(Conn),
+    /// A connection released by another thread, now lent to the waiter (not yet counted a
+    /// hit: the waiter checks it first, as any acquire), and its key's drain epoch at the
+    /// hand-off (a drain after it closes the connection at its release).
+    Conn(Conn, u16),
     /// A connection slot, reserved for the waiter to connect.
     Slot,
     /// The pool is shutting down (`Pool::shutdown`).

@@ -1,5 +1,5 @@
 //! The idle watcher (`Config::watch`): the pool's connections in an epoll set
-//! (`crate::watch_set`: registered once, level-triggered) watched for hang-ups and errors,
+//! (`crate::watch_set`: registered once, level-triggered and one-shot) watched for hang-ups and errors,
 //! plus one timerfd armed at the earliest idle deadline and one eventfd for notices, so a
 //! caller's event loop (or the pool's reaper thread) learns the moment a backend closes an
 //! idle connection or a deadline passes. Acquires and releases make no system call for it
@@ -100,12 +100,13 @@ impl Watcher {
     }
 
     /// Up to [`BATCH`] ready events, without waiting; reported connections are disarmed, so
-    /// the next batch holds new ones. Also returns whether the batch was full (more may be
-    /// ready).
-    pub fn ready_batch(&self) -> (Vec<Ready>, bool) {
+    /// the next batch holds new ones. Also returns the idle fds reported (now flagged: see
+    /// [`Watcher::rearm_unchecked`]) and whether the batch was full (more may be ready).
+    pub fn ready_batch(&self) -> (Vec<Ready>, Vec<RawFd>, bool) {
         let mut data = Vec::with_capacity(BATCH);
         sys::epoll_ready(self.set.borrow(), &mut data, BATCH);
         let full = data.len() == BATCH;
+        let mut fds = Vec::new();
         let mut ready: Vec<Ready> = data
             .into_iter()
             .filter_map(|d| match d {
@@ -114,8 +115,11 @@ impl Watcher {
                     sys::drain_counter(self.notice.as_ref().expect("open until drop").as_fd());
                     Some(Ready::Notice)
                 }
-                fd => self.set.reported(fd as RawFd).then(|| Ready::Key {
-                    hash: fd_table::key_of(fd as RawFd),
+                fd => self.set.reported(fd as RawFd).then(|| {
+                    fds.push(fd as RawFd);
+                    Ready::Key {
+                        hash: fd_table::key_of(fd as RawFd),
+                    }
                 }),
             })
             .collect();
@@ -125,7 +129,15 @@ impl Watcher {
             Ready::Key { hash } => (2, *hash),
         });
         ready.dedup(); // one look per key
-        (ready, full)
+        (ready, fds, full)
+    }
+
+    /// An idle fd the set reported that its key's check did not see (a release registered
+    /// it before storing it, or prune had it out for its own check): unflagged and re-armed,
+    /// so that it is reported again once it is where a check finds it. Nothing if it was
+    /// lent or closed meanwhile (a loan carries the flag; its release re-arms).
+    pub fn rearm_unchecked(&self, fd: RawFd) {
+        self.set.rearm_flagged(fd);
     }
 
     /// A release stored a connection expiring at `deadline`: fire no later than that.
@@ -196,7 +208,7 @@ mod tests {
         w.finish_rescan(NEVER); // the rescan found nothing
         assert!(!readable_within(w.fd(), 0), "not due yet");
         assert!(readable_within(w.fd(), 5_000), "the deadline was lost");
-        let (batch, _) = w.ready_batch();
+        let (batch, _, _) = w.ready_batch();
         assert_eq!(batch, vec![Ready::Timer]);
     }
 }

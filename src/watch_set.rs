@@ -77,6 +77,14 @@ impl WatchSet {
         }
     }
 
+    /// Re-arms `fd`'s entry if `fd` is idle and flagged by this set (the flag cleared
+    /// first: a report after the re-arm flags it afresh).
+    pub fn rearm_flagged(&self, fd: RawFd) {
+        if fd_table::unflag_pooled(fd, self.flag) {
+            self.rearm(fd);
+        }
+    }
+
     fn rearm(&self, fd: RawFd) -> bool {
         sys::epoll_ctl(self.fd(), libc::EPOLL_CTL_MOD, fd, self.events, fd as u64).is_ok()
     }

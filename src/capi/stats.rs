@@ -16,7 +16,8 @@ use crate::stats::Stats;
 pub struct connpool_stats {
     /// The size of the caller's struct, set by the caller.
     pub struct_size: usize,
-    /// Idle connections held now (expired ones not yet closed included).
+    /// Idle connections held now (expired ones not yet closed, and ones out for a check by
+    /// connpool_prune() or the watcher, included).
     pub idle: u64,
     /// Keys with at least one idle connection now.
     pub keys: u64,

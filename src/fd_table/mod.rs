@@ -34,7 +34,10 @@ use crate::cell::ChunkDir;
 
 mod muted;
 
-pub use muted::{is_suspect, key_of, lend_watched, note_key, seen_readable, set_muted, Seen};
+pub use muted::{
+    flag_suspect, is_suspect, is_suspect_or_reported, key_of, lend_watched, note_key,
+    seen_readable, set_muted, unflag_pooled, Seen,
+};
 
 const CHUNK: usize = 4096;
 const MAX_FD: usize = 1 << 31;
@@ -58,7 +61,8 @@ const MAX_BORN: u64 = u64::MAX >> BORN_SHIFT;
 #[derive(Default)]
 #[repr(align(32))]
 struct Slot {
-    /// State in the low 2 bits; for `OUT`, the birth time above them.
+    /// State in the low 2 bits, the epoll sets' flags in the next 2; for `OUT`, the birth
+    /// time above the four.
     state: AtomicU64,
     /// For `OUT`: lender pool id (high 32 bits) and uses (low 32 bits).
     meta: AtomicU64,

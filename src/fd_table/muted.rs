@@ -45,6 +45,46 @@ pub fn is_suspect(fd: RawFd) -> bool {
     })
 }
 
+/// Flags `fd` as suspect for the harvest check: claimed by a release (idle, not yet
+/// stored) and found ready at it. A harvest may flag it too; either way it stays flagged.
+pub fn flag_suspect(fd: RawFd) {
+    if let Some(slot) = slot(fd) {
+        if slot.state.load(Ordering::Acquire) & STATE_MASK == POOLED {
+            slot.state.fetch_or(MUTED_HARVEST, Ordering::AcqRel);
+        }
+    }
+}
+
+/// Clears `flag` of `fd` if it is idle in a pool and flagged; true if it did (the caller
+/// then re-arms the entry).
+pub fn unflag_pooled(fd: RawFd, flag: u64) -> bool {
+    let Some(slot) = slot(fd) else {
+        return false;
+    };
+    let mut state = slot.state.load(Ordering::Acquire);
+    while state & STATE_MASK == POOLED && state & flag != 0 {
+        match slot.state.compare_exchange_weak(
+            state,
+            state & !flag,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => return true,
+            Err(now) => state = now, // the other set's flag, or a loan: look again
+        }
+    }
+    false
+}
+
+/// Whether `fd` is idle in a pool and flagged by either set: suspect, or reported by the
+/// idle watcher (whose report may come after the harvest that prune or reap ran first).
+pub fn is_suspect_or_reported(fd: RawFd) -> bool {
+    slot(fd).is_some_and(|s| {
+        let state = s.state.load(Ordering::Acquire);
+        state & STATE_MASK == POOLED && state & MUTED_ANY != 0
+    })
+}
+
 /// Records, for the idle watcher, the key an fd about to be stored belongs to.
 #[inline]
 pub fn note_key(fd: RawFd, hash: u64) {

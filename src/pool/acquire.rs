@@ -260,10 +260,26 @@ impl<C: Clock> Pool<C> {
             w.take() // served as it gave up: the result is there
         };
         match served {
-            Some(Served::Conn(c)) => {
-                let drains = shard.lock().drains(hash, key);
-                self.lend(st, &c, hash, drains, 0);
-                Taken::Hit(c, self.now().0)
+            Some(Served::Conn(c, drains)) => {
+                // Checked as any acquire checks (a release may leave bytes unread).
+                let reading = self.now().0;
+                let checked = self.must_check(&c, reading);
+                let healthy = !checked || self.healthy(&c);
+                let mut closes = self.close_list(st);
+                let kept = shard.lock().checked(hash, key, c, healthy, &mut closes);
+                drop(closes);
+                let Some(c) = kept else {
+                    // Dead (closed, its slot freed): wait again for what time is left.
+                    let left = deadline.saturating_sub(crate::sys::precise_now_ns()).max(1);
+                    return self.take(st, hash, key, Some(Duration::from_nanos(left)));
+                };
+                let muted = if checked && self.limits.harvest {
+                    crate::fd_table::MUTED_HARVEST // as in `take`: its release re-arms it
+                } else {
+                    0
+                };
+                self.lend(st, &c, hash, drains, muted);
+                Taken::Hit(c, reading)
             }
             Some(Served::Slot) => Taken::Connect,
             Some(Served::Cancelled) | None => Taken::Cancelled,

@@ -171,7 +171,7 @@ impl<C: Clock> Pool<C> {
             fd_table::note_key(fd.as_raw_fd(), hash);
             w.watch(fd, lent);
         }
-        st.harvest().is_none_or(|h| h.set.watch(fd, lent))
+        st.harvest().is_none_or(|h| h.watch(fd, lent))
     }
 
     /// Release's lean path for the claimed connection `fd` (`loan`: its record if this

@@ -1,6 +1,6 @@
 //! Maintenance: counts, stats, purge, prune, and the idle watcher's reap.
 
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, RawFd};
 
 use super::{Generation, Pool};
 use crate::clock::Clock;
@@ -89,7 +89,7 @@ impl<C: Clock> Pool<C> {
                 }
             };
             for hash in hashes {
-                total += self.check_key(st, shard, hash, now);
+                total += self.check_key(st, shard, hash, now, None);
             }
         }
         total
@@ -105,11 +105,24 @@ impl<C: Clock> Pool<C> {
 
     /// Checks the idle connections of the key(s) with `hash` outside the lock, closing
     /// those that fail (and any that expired or whose key was purged meanwhile); returns
-    /// how many it closed.
-    pub(super) fn check_key(&self, st: &Generation, shard: &Shard, hash: u64, now: u64) -> usize {
+    /// how many it closed. `seen`: where to add the fds it checked.
+    pub(super) fn check_key(
+        &self,
+        st: &Generation,
+        shard: &Shard,
+        hash: u64,
+        now: u64,
+        seen: Option<&mut Vec<RawFd>>,
+    ) -> usize {
         let outs = shard.lock().check_out(hash);
         if outs.is_empty() {
             return 0;
+        }
+        if let Some(seen) = seen {
+            seen.extend(
+                outs.iter()
+                    .flat_map(|o| o.conns.iter().map(|c| c.fd.as_raw_fd())),
+            );
         }
         let verdicts: Vec<Vec<bool>> = outs
             .iter()
@@ -162,20 +175,30 @@ impl<C: Clock> Pool<C> {
         let now = self.exact_near(self.now().1, 0);
         self.harvest_now(st);
         // One batch at a time: each closed fd leaves the set, so the next batch holds new
-        // events. A full batch that closed nothing (fds being handed out or stored right
-        // now, or healthy) stops the loop: level-triggering reports them again once they
-        // settle.
+        // events. A full batch that closed nothing stops the loop. A reported fd its key's
+        // check did not see (a release had registered it but not yet stored it, or prune
+        // had it out) is re-armed: reported again once it is in place. One the check passed
+        // stays disarmed until its next loan (a hang-up that a check passes is the check's
+        // call).
+        let mut checked = Vec::new();
         for _ in 0..MAX_REAP_BATCHES {
-            let (batch, full) = w.ready_batch();
+            let (batch, reported, full) = w.ready_batch();
             let mut progress = 0;
+            checked.clear();
             for ready in batch {
                 match ready {
                     Ready::Timer => timer = true,
                     Ready::Notice => {} // consumed: the caller retries its refused acquires
                     Ready::Key { hash } => {
                         let shard = self.shard_of(st, hash);
-                        progress += self.check_key(st, shard, hash, now);
+                        progress += self.check_key(st, shard, hash, now, Some(&mut checked));
                     }
+                }
+            }
+            checked.sort_unstable();
+            for fd in reported {
+                if checked.binary_search(&fd).is_err() {
+                    w.rearm_unchecked(fd);
                 }
             }
             closed += progress;

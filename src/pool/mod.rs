@@ -18,9 +18,9 @@
 //!   with every change. No blocking system call runs under a shard lock: the clock is read
 //!   before locking, acquire's liveness check (`recv`) runs on a connection already taken
 //!   out of the table, and every connection to close goes to a `CloseList` made before the
-//!   guard, so it is closed after the guard is released. The one system call under a lock
-//!   is prune's non-blocking `recv(MSG_PEEK | MSG_DONTWAIT)`, one key at a time (see
-//!   [`Pool::prune`]). `close()` of a TCP socket can block (`SO_LINGER`), so it must never
+//!   guard, so it is closed after the guard is released. Prune and the watcher's reap
+//!   check a key's connections taken out of the table too (see [`Pool::prune`]).
+//!   `close()` of a TCP socket can block (`SO_LINGER`), so it must never
 //!   stall other callers; debug builds assert on every close that the closing thread holds
 //!   no pool lock.
 //! - Each shard publishes its idle count in an atomic written under its lock, so
@@ -257,8 +257,8 @@ impl<C: Clock> Pool<C> {
     /// Whether an idle connection is healthy: the caller's check, or one non-blocking
     /// `recv(MSG_PEEK)` (nothing to read: healthy). Never under a lock.
     fn healthy(&self, c: &Conn) -> bool {
-        if self.limits.harvest && !crate::fd_table::is_suspect(c.fd.as_raw_fd()) {
-            return true; // the harvest found nothing to read on it
+        if self.limits.harvest && !crate::fd_table::is_suspect_or_reported(c.fd.as_raw_fd()) {
+            return true; // neither the harvest nor the watcher found anything on it
         }
         match &self.hooks.check {
             // C code: a cancellation there would unwind through these frames.

@@ -114,7 +114,7 @@ impl<C: Clock> Pool<C> {
     /// The claimed connection `fd`, kept, handed over or closed.
     #[allow(clippy::too_many_arguments)]
     #[inline(never)]
-    fn store(
+    pub(super) fn store(
         &self,
         st: &Generation,
         hash: u64,

@@ -79,6 +79,9 @@ impl Entry {
     pub(super) fn connecting(&self) -> u32 {
         self.rare_or(|r| r.connecting, 0)
     }
+    pub(super) fn checking(&self) -> u32 {
+        self.rare_or(|r| r.checking, 0)
+    }
     pub(super) fn closing(&self) -> u32 {
         self.rare_or(|r| r.closing, 0)
     }

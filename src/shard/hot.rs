@@ -305,11 +305,11 @@ impl ShardGuard<'_> {
             None => {
                 e.counters.pooled += 1;
                 if let Some(w) = e.pop_waiter() {
-                    // Straight to the longest waiter: lent to it, never idle.
+                    // Straight to the longest waiter: lent to it, never idle (its check
+                    // counts the hit, or the dead connection: `checked`).
                     e.lent += 1;
-                    e.counters.hits += 1;
                     closes.give_back(usize::from(placed));
-                    w.serve(Served::Conn(conn));
+                    w.serve(Served::Conn(conn, e.drains()));
                     closes.wake(w);
                 } else {
                     if conn.seq != 0 {

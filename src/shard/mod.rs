@@ -234,11 +234,14 @@ impl ShardGuard<'_> {
     }
 }
 
-/// Adds one entry's figures to `s`.
+/// Adds one entry's figures to `s`. Connections out for a check (prune, the watcher's reap)
+/// are still idle: the check's verdict moves them to `dead` under the lock, so a snapshot
+/// taken meanwhile still adds up.
 fn add_entry(s: &mut Stats, e: &Entry) {
     s.add(&e.counters);
-    s.idle += e.len() as u64;
-    s.keys += u64::from(!e.is_empty());
+    let idle = e.len() + e.checking() as usize;
+    s.idle += idle as u64;
+    s.keys += u64::from(idle != 0);
     s.lent += u64::from(e.lent);
     s.connecting += u64::from(e.connecting());
     s.waiting += e.waiting() as u64;

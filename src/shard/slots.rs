@@ -36,11 +36,6 @@ impl ShardGuard<'_> {
         None
     }
 
-    /// The key's epoch of drains, for the loans it makes.
-    pub fn drains(&mut self, hash: u64, key: &[u8]) -> u16 {
-        self.find(hash, key).map_or(0, |e| e.drains())
-    }
-
     /// A loan of the key with hash `hash` ends without its connection coming back to it
     /// (released into another key: a caller's mix-up): the slot is free at once.
     pub fn end_loan(&mut self, hash: u64, closes: &mut CloseList) {

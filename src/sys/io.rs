@@ -144,3 +144,36 @@ pub fn wait_readable(a: RawFd, b: RawFd) -> (bool, bool) {
     }
     (p[0].revents != 0, p[1].revents != 0)
 }
+
+/// Whether `fd` has input or a hang-up pending now (a `ppoll` with a zero timeout: not a
+/// cancellation point). An error counts as ready: the caller's check then decides.
+pub fn ready_now(fd: BorrowedFd<'_>) -> bool {
+    let mut p = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN | libc::POLLRDHUP,
+        revents: 0,
+    };
+    let zero = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    loop {
+        // SAFETY: one valid pollfd and a zero timeout, both live for the call.
+        let n = unsafe {
+            libc::syscall(
+                libc::SYS_ppoll,
+                &mut p as *mut libc::pollfd,
+                1 as libc::nfds_t,
+                &zero as *const libc::timespec,
+                std::ptr::null::<libc::sigset_t>(),
+                0usize,
+            )
+        };
+        if n >= 0 {
+            return n > 0;
+        }
+        if errno() != libc::EINTR {
+            return true;
+        }
+    }
+}

@@ -19,7 +19,7 @@ pub use epoll::{
 };
 pub use fork::{atfork_child, ForkMarker};
 pub use io::{
-    close_raw, drain_counter, eventfd_create, eventfd_signal, eventfd_signal_raw, peek,
+    close_raw, drain_counter, eventfd_create, eventfd_signal, eventfd_signal_raw, peek, ready_now,
     wait_readable, Peek,
 };
 pub use thread::{block_all_signals, futex_wait, futex_wake, without_cancellation};
