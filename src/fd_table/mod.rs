@@ -145,7 +145,13 @@ pub fn claim(fd: RawFd, pool_id: u32) -> Claim {
     };
     let prev = slot.state.swap(POOLED, Ordering::AcqRel);
     match prev & STATE_MASK {
-        POOLED => Claim::AlreadyPooled,
+        POOLED => {
+            // A caller's second release: the idle fd keeps its sets' flags (suspect).
+            if prev & MUTED_ANY != 0 {
+                slot.state.fetch_or(prev & MUTED_ANY, Ordering::AcqRel);
+            }
+            Claim::AlreadyPooled
+        }
         OUT => loan_of(slot, prev, pool_id).map_or(Claim::Fresh, Claim::Lent),
         _ => Claim::Fresh,
     }

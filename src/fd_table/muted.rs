@@ -198,4 +198,16 @@ mod tests {
         forget(B);
         assert_eq!(seen_readable(B, MUTED_HARVEST), Seen::Leave, "nobody's");
     }
+
+    /// A caller's second release of an idle fd leaves it as it was: still suspect.
+    #[test]
+    fn a_second_release_keeps_the_suspect_flag() {
+        const A: RawFd = (MAX_FD - 11) as RawFd;
+        assert_eq!(claim(A, 7), Claim::Fresh);
+        assert_eq!(seen_readable(A, MUTED_HARVEST), Seen::Pooled);
+        assert!(is_suspect(A));
+        assert_eq!(claim(A, 7), Claim::AlreadyPooled);
+        assert!(is_suspect(A), "the double release cleared the flag");
+        forget(A);
+    }
 }
