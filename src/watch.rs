@@ -100,13 +100,12 @@ impl Watcher {
     }
 
     /// Up to [`BATCH`] ready events, without waiting; reported connections are disarmed, so
-    /// the next batch holds new ones. Also returns the idle fds reported (now flagged: see
-    /// [`Watcher::rearm_unchecked`]) and whether the batch was full (more may be ready).
-    pub fn ready_batch(&self) -> (Vec<Ready>, Vec<RawFd>, bool) {
+    /// the next batch holds new ones. Also returns whether the batch was full (more may be
+    /// ready).
+    pub fn ready_batch(&self) -> (Vec<Ready>, bool) {
         let mut data = Vec::with_capacity(BATCH);
         sys::epoll_ready(self.set.borrow(), &mut data, BATCH);
         let full = data.len() == BATCH;
-        let mut fds = Vec::new();
         let mut ready: Vec<Ready> = data
             .into_iter()
             .filter_map(|d| match d {
@@ -115,11 +114,8 @@ impl Watcher {
                     sys::drain_counter(self.notice.as_ref().expect("open until drop").as_fd());
                     Some(Ready::Notice)
                 }
-                fd => self.set.reported(fd as RawFd).then(|| {
-                    fds.push(fd as RawFd);
-                    Ready::Key {
-                        hash: fd_table::key_of(fd as RawFd),
-                    }
+                fd => self.set.reported(fd as RawFd).then(|| Ready::Key {
+                    hash: fd_table::key_of(fd as RawFd),
                 }),
             })
             .collect();
@@ -129,14 +125,15 @@ impl Watcher {
             Ready::Key { hash } => (2, *hash),
         });
         ready.dedup(); // one look per key
-        (ready, fds, full)
+        (ready, full)
     }
 
-    /// An idle fd the set reported that its key's check did not see (a release registered
-    /// it before storing it, or prune had it out for its own check): unflagged and re-armed,
-    /// so that it is reported again once it is where a check finds it. Nothing if it was
-    /// lent or closed meanwhile (a loan carries the flag; its release re-arms).
-    pub fn rearm_unchecked(&self, fd: RawFd) {
+    /// `fd`, idle in this pool now (stored by a release, or put back by prune after its
+    /// check), may have been reported meanwhile while the reaper could not find it: if it
+    /// was (flagged), it is unflagged and re-armed, so that the reaper looks again. Nothing
+    /// if it was lent or closed meanwhile (a loan carries the flag; its release re-arms).
+    #[inline]
+    pub fn rearm_flagged(&self, fd: RawFd) {
         self.set.rearm_flagged(fd);
     }
 
@@ -208,7 +205,7 @@ mod tests {
         w.finish_rescan(NEVER); // the rescan found nothing
         assert!(!readable_within(w.fd(), 0), "not due yet");
         assert!(readable_within(w.fd(), 5_000), "the deadline was lost");
-        let (batch, _, _) = w.ready_batch();
+        let (batch, _) = w.ready_batch();
         assert_eq!(batch, vec![Ready::Timer]);
     }
 }

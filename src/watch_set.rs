@@ -79,9 +79,20 @@ impl WatchSet {
 
     /// Re-arms `fd`'s entry if `fd` is idle and flagged by this set (the flag cleared
     /// first: a report after the re-arm flags it afresh).
+    #[inline]
     pub fn rearm_flagged(&self, fd: RawFd) {
         if fd_table::unflag_pooled(fd, self.flag) {
             self.rearm(fd);
+        }
+    }
+
+    /// A report whose flag could not be set (the fd was lent or released meanwhile): the
+    /// entry is re-armed, and for the harvest an fd idle now is suspect (it was readable
+    /// at the report, which an acquire within the window would not see otherwise).
+    fn undo(&self, fd: RawFd) {
+        self.rearm(fd);
+        if self.flag == fd_table::MUTED_HARVEST {
+            fd_table::flag_suspect(fd);
         }
     }
 
@@ -97,12 +108,12 @@ impl WatchSet {
             Seen::Leave => false,
             Seen::Out(state) => {
                 if !fd_table::set_muted(fd, state, self.flag) {
-                    self.rearm(fd);
+                    self.undo(fd);
                 }
                 false
             }
             Seen::Undo => {
-                self.rearm(fd);
+                self.undo(fd);
                 false
             }
         }
@@ -114,5 +125,50 @@ impl Drop for WatchSet {
         if let Some(set) = self.set.take() {
             close_fd(set);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fd_table::{Claim, MUTED_HARVEST};
+    use std::io::Write;
+    use std::os::unix::net::UnixStream;
+
+    /// A harvest report that finds the fd lent, and cannot flag it because its release
+    /// came in between, leaves it suspect: it was readable at the report, and an acquire
+    /// within the window would not look otherwise.
+    #[test]
+    fn a_report_that_races_a_release_leaves_the_fd_suspect() {
+        const POOL: u32 = 0xfeed;
+        let events = (libc::EPOLLIN | libc::EPOLLRDHUP) as u32;
+        let set = WatchSet::new(POOL, events, MUTED_HARVEST).unwrap();
+        let (a, mut b) = UnixStream::pair().unwrap();
+        let raw = a.as_raw_fd();
+        assert_eq!(fd_table::claim(raw, POOL), Claim::Fresh);
+        assert!(set.watch(a.as_fd(), None));
+        let loan = Loan {
+            born: 1,
+            uses: 1,
+            key: 5,
+            mark: 0,
+            muted: 0,
+        };
+        fd_table::lend(raw, POOL, loan); // acquired
+        b.write_all(b"x").unwrap();
+        let Seen::Out(state) = fd_table::seen_readable(raw, MUTED_HARVEST) else {
+            panic!("lent: reported as out");
+        };
+        assert!(
+            matches!(fd_table::claim(raw, POOL), Claim::Lent(_)),
+            "released"
+        );
+        assert!(
+            !fd_table::set_muted(raw, state, MUTED_HARVEST),
+            "too late to flag the loan"
+        );
+        set.undo(raw);
+        assert!(fd_table::is_suspect(raw));
+        fd_table::forget(raw);
     }
 }

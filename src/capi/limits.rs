@@ -13,12 +13,12 @@ use crate::pool::Discarded;
 /// As connpool_acquire_ctx(), but at the key's connection limit (max_conns_per_key) it
 /// waits, up to timeout_ms, for a connection or a slot of the key: a release to the key
 /// hands its connection straight to the longest waiter (first come, first served; the
-/// release returns CONNPOOL_POOLED; the waiter checks it as any acquire does, and a dead
-/// one is closed and the wait goes on for the time left), and any close of a connection
+/// release returns CONNPOOL_POOLED; the waiter checks it as any acquire does, and if it is
+/// dead closes it and gets its slot: -ENOENT, connect), and any close of a connection
 /// of the key (a discard, a release that closes, an expiry...) gives the freed slot to the
-/// longest waiter. For
-/// thread-per-connection servers; it blocks the calling thread (with no pool lock held,
-/// and not as a cancellation point). Without a limit it never waits. Since 0.2.
+/// longest waiter. For thread-per-connection servers; it blocks the calling thread (with
+/// no pool lock held, and not as a cancellation point). Without a limit it never waits.
+/// Since 0.2.
 ///
 /// Returns an fd >= 0 (with *ctx set when ctx is not NULL), -ENOENT (connect a new one: a
 /// connect slot is reserved for it), -EAGAIN (timeout_ms 0 at the limit: as

@@ -57,6 +57,7 @@ pub fn flag_suspect(fd: RawFd) {
 
 /// Clears `flag` of `fd` if it is idle in a pool and flagged; true if it did (the caller
 /// then re-arms the entry).
+#[inline]
 pub fn unflag_pooled(fd: RawFd, flag: u64) -> bool {
     let Some(slot) = slot(fd) else {
         return false;

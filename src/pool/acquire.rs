@@ -266,12 +266,12 @@ impl<C: Clock> Pool<C> {
                 let checked = self.must_check(&c, reading);
                 let healthy = !checked || self.healthy(&c);
                 let mut closes = self.close_list(st);
-                let kept = shard.lock().checked(hash, key, c, healthy, &mut closes);
-                drop(closes);
+                let kept = shard
+                    .lock()
+                    .checked_handoff(hash, key, c, healthy, &mut closes);
+                drop(closes); // closed before the caller may connect in its slot
                 let Some(c) = kept else {
-                    // Dead (closed, its slot freed): wait again for what time is left.
-                    let left = deadline.saturating_sub(crate::sys::precise_now_ns()).max(1);
-                    return self.take(st, hash, key, Some(Duration::from_nanos(left)));
+                    return Taken::Connect; // dead: its slot is this waiter's now
                 };
                 let muted = if checked && self.limits.harvest {
                     crate::fd_table::MUTED_HARVEST // as in `take`: its release re-arms it

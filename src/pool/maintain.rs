@@ -89,7 +89,7 @@ impl<C: Clock> Pool<C> {
                 }
             };
             for hash in hashes {
-                total += self.check_key(st, shard, hash, now, None);
+                total += self.check_key(st, shard, hash, now, true);
             }
         }
         total
@@ -105,36 +105,45 @@ impl<C: Clock> Pool<C> {
 
     /// Checks the idle connections of the key(s) with `hash` outside the lock, closing
     /// those that fail (and any that expired or whose key was purged meanwhile); returns
-    /// how many it closed. `seen`: where to add the fds it checked.
+    /// how many it closed. `rearm` (prune): the watcher may have reported a connection
+    /// while it was out, and found nothing: re-arm those that passed, so that it looks again.
     pub(super) fn check_key(
         &self,
         st: &Generation,
         shard: &Shard,
         hash: u64,
         now: u64,
-        seen: Option<&mut Vec<RawFd>>,
+        rearm: bool,
     ) -> usize {
         let outs = shard.lock().check_out(hash);
         if outs.is_empty() {
             return 0;
         }
-        if let Some(seen) = seen {
-            seen.extend(
-                outs.iter()
-                    .flat_map(|o| o.conns.iter().map(|c| c.fd.as_raw_fd())),
-            );
-        }
         let verdicts: Vec<Vec<bool>> = outs
             .iter()
             .map(|o| o.conns.iter().map(|c| self.healthy(c)).collect())
             .collect();
-        let mut closes = self.close_list(st);
-        let mut guard = shard.lock();
-        let max = self.limits.max_idle_per_key;
-        outs.into_iter()
-            .zip(&verdicts)
-            .map(|(o, ok)| guard.check_in(o, ok, max, now, &mut closes))
-            .sum()
+        let watcher = st.watcher().filter(|_| rearm);
+        let passed: Vec<RawFd> = match watcher {
+            Some(_) => (outs.iter().zip(&verdicts))
+                .flat_map(|(o, ok)| o.conns.iter().zip(ok).filter(|(_, &ok)| ok))
+                .map(|(c, _)| c.fd.as_raw_fd())
+                .collect(),
+            None => Vec::new(),
+        };
+        let closed = {
+            let mut closes = self.close_list(st);
+            let mut guard = shard.lock();
+            let max = self.limits.max_idle_per_key;
+            outs.into_iter()
+                .zip(&verdicts)
+                .map(|(o, ok)| guard.check_in(o, ok, max, now, &mut closes))
+                .sum()
+        }; // the guard unlocks, then the close list closes
+        if let Some(w) = watcher {
+            passed.into_iter().for_each(|fd| w.rearm_flagged(fd));
+        }
+        closed
     }
 
     /// The pool's gauges and counters: a consistent snapshot, exact also while other threads
@@ -175,30 +184,22 @@ impl<C: Clock> Pool<C> {
         let now = self.exact_near(self.now().1, 0);
         self.harvest_now(st);
         // One batch at a time: each closed fd leaves the set, so the next batch holds new
-        // events. A full batch that closed nothing stops the loop. A reported fd its key's
-        // check did not see (a release had registered it but not yet stored it, or prune
-        // had it out) is re-armed: reported again once it is in place. One the check passed
-        // stays disarmed until its next loan (a hang-up that a check passes is the check's
-        // call).
-        let mut checked = Vec::new();
+        // events. A full batch that closed nothing stops the loop. A reported fd that its
+        // key's check did not find (a release had registered it and not yet stored it, or
+        // prune had it out) is re-armed by that release or that prune, never here: a
+        // connection the check passes stays disarmed until its next loan, so no event can
+        // make the reaper spin.
         for _ in 0..MAX_REAP_BATCHES {
-            let (batch, reported, full) = w.ready_batch();
+            let (batch, full) = w.ready_batch();
             let mut progress = 0;
-            checked.clear();
             for ready in batch {
                 match ready {
                     Ready::Timer => timer = true,
                     Ready::Notice => {} // consumed: the caller retries its refused acquires
                     Ready::Key { hash } => {
                         let shard = self.shard_of(st, hash);
-                        progress += self.check_key(st, shard, hash, now, Some(&mut checked));
+                        progress += self.check_key(st, shard, hash, now, false);
                     }
-                }
-            }
-            checked.sort_unstable();
-            for fd in reported {
-                if checked.binary_search(&fd).is_err() {
-                    w.rearm_unchecked(fd);
                 }
             }
             closed += progress;

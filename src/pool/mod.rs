@@ -330,4 +330,6 @@ impl Drop for ForgetOnUnwind {
 }
 
 #[cfg(test)]
+mod interleavings;
+#[cfg(test)]
 mod tests;

@@ -1,7 +1,7 @@
 //! Release: the caller gives a connection to the pool, which keeps it, hands it to a
 //! waiter, or closes it.
 
-use std::os::fd::{AsFd, AsRawFd, IntoRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -72,17 +72,51 @@ impl<C: Clock> Pool<C> {
         // If a bug panics before the fd is stored or closed, unwinding closes it (OwnedFd's
         // drop): forget the claim too, or the number would stay marked as the pool's.
         let unclaim = ForgetOnUnwind(raw);
-        let r = if !self.watch_sets(st, fd.as_fd(), hash, loan) {
+        let r = if !self.limits.watched {
+            self.put_claimed(st, hash, key, fd, ctx, hint_ns, loan, place)
+        } else if !self.watch_sets(st, fd.as_fd(), hash, loan) {
             self.put_unwatchable(st, hash, key, fd, ctx, loan)
-        } else if self.lean.release {
+        } else {
+            let r = self.put_claimed(st, hash, key, fd, ctx, hint_ns, loan, place);
+            self.stored(st, raw, r)
+        };
+        std::mem::forget(unclaim);
+        r
+    }
+
+    /// [`Pool::put`] of the claimed `fd`, once watched if the pool watches.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn put_claimed(
+        &self,
+        st: &Generation,
+        hash: u64,
+        key: &[u8],
+        fd: OwnedFd,
+        ctx: usize,
+        hint_ns: u64,
+        loan: Option<Loan>,
+        place: Option<&AtomicUsize>,
+    ) -> Released {
+        if self.lean.release {
             match self.store_lean(st, hash, key, fd, ctx, hint_ns, loan, place) {
                 Ok(r) => r,
                 Err(fd) => self.store(st, hash, key, fd, ctx, hint_ns, loan),
             }
         } else {
             self.store(st, hash, key, fd, ctx, hint_ns, loan)
-        };
-        std::mem::forget(unclaim);
+        }
+    }
+
+    /// After the store of `fd` (with the idle watcher): the reaper may have been told of
+    /// it between its registration and its store, and found nothing then; it looks again.
+    #[inline(always)]
+    pub(super) fn stored(&self, st: &Generation, fd: RawFd, r: Released) -> Released {
+        if r == Released::Pooled {
+            if let Some(w) = st.watcher() {
+                w.rearm_flagged(fd);
+            }
+        }
         r
     }
 

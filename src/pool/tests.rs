@@ -1,11 +1,10 @@
 //! Unit tests that need the pool's insides (generations, shards, the watcher).
 
 use super::*;
-use crate::fd_table;
 use crate::key::Key;
 use crate::watch::Ready;
 use crate::Config;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::sync::{mpsc, Arc};
 
@@ -102,7 +101,7 @@ fn a_stale_event_never_closes_a_reused_number() {
         readable_within(w.fd(), 10_000),
         "no event for the dead connection"
     );
-    let (batch, _, _) = w.ready_batch();
+    let (batch, _) = w.ready_batch();
     assert_eq!(batch.len(), 1);
     assert!(pool.acquire(key).is_none(), "the check closes it");
     let (b, _b_peer) = UnixStream::pair().unwrap();
@@ -114,144 +113,10 @@ fn a_stale_event_never_closes_a_reused_number() {
     };
     let now = pool.now().1;
     assert_eq!(
-        pool.check_key(st, pool.shard_of(st, hash), hash, now, None),
+        pool.check_key(st, pool.shard_of(st, hash), hash, now, false),
         0
     );
     assert_eq!(pool.idle_count_key(key), 1, "the new connection stays");
-}
-
-/// Connections out for a check (prune, the watcher's reap) are still idle in a stats
-/// snapshot, so one taken meanwhile adds up (`pooled = idle + hits + dead + ...`).
-#[test]
-fn connections_out_for_a_check_are_still_idle_in_stats() {
-    let pool = Pool::new(Config::default()).unwrap();
-    let key = Key::try_from("checking:1").unwrap();
-    let (a, _a_peer) = UnixStream::pair().unwrap();
-    let (b, _b_peer) = UnixStream::pair().unwrap();
-    pool.release(key, a.into());
-    pool.release(key, b.into());
-    let st = pool.state();
-    let hash = pool.hasher.hash_key(key.as_bytes());
-    let shard = pool.shard_of(st, hash);
-    let outs = shard.lock().check_out(hash);
-    assert_eq!(outs.iter().map(|o| o.conns.len()).sum::<usize>(), 2);
-    let s = pool.stats();
-    assert_eq!(
-        (s.idle, s.keys, s.pooled),
-        (2, 1, 2),
-        "out for a check: still idle"
-    );
-    let mut closes = pool.close_list(st);
-    let mut guard = shard.lock();
-    for o in outs {
-        let healthy = vec![true; o.conns.len()];
-        guard.check_in(o, &healthy, 8, 0, &mut closes);
-    }
-    drop(guard);
-    drop(closes);
-    assert_eq!(pool.stats().idle, 2);
-}
-
-/// A hang-up the watcher reports while a release has registered its connection but not
-/// yet stored it is not lost: the reap that did not find it re-arms it, and a later reap
-/// closes it.
-#[test]
-fn a_report_before_the_store_is_not_lost() {
-    let pool = Pool::new(Config {
-        watch: true,
-        ..Config::default()
-    })
-    .unwrap();
-    let key = Key::try_from("transit:1").unwrap();
-    let (a, a_peer) = UnixStream::pair().unwrap();
-    a_peer.shutdown(std::net::Shutdown::Write).unwrap(); // its hang-up is pending already
-    let raw = a.as_raw_fd();
-    let st = pool.state();
-    let hash = pool.hasher.hash_key(key.as_bytes());
-    // The release, step by step: claimed, registered, (the reaper runs), stored.
-    assert_eq!(fd_table::claim(raw, pool.id), fd_table::Claim::Fresh);
-    assert!(pool.watch_sets(st, a.as_fd(), hash, None));
-    assert_eq!(pool.reap(), 0, "not stored yet: nothing to close");
-    pool.store(
-        st,
-        hash,
-        key.as_bytes(),
-        a.into(),
-        0,
-        crate::conn::NEVER,
-        None,
-    );
-    assert_eq!(pool.idle_count_key(key), 1);
-    let w = st.watcher().unwrap();
-    assert!(readable_within(w.fd(), 10_000), "reported again");
-    assert_eq!(pool.reap(), 1, "and closed");
-    assert_eq!(pool.stats().dead, 1);
-}
-
-/// With the harvest check: a connection that became readable while lent, reported by a
-/// harvest then (its entry disarmed), is suspect at its release, so the next acquire
-/// checks it however recent the last harvest is.
-#[test]
-fn harvest_a_connection_reported_while_lent_is_suspect_at_its_release() {
-    let pool = Pool::new(Config {
-        harvest: true,
-        ..Config::default()
-    })
-    .unwrap();
-    let key = Key::try_from("lent:1").unwrap();
-    let (a, mut a_peer) = UnixStream::pair().unwrap();
-    let raw = a.as_raw_fd();
-    pool.release(key, a.into());
-    let a = pool.acquire(key).expect("idle and healthy");
-    std::io::Write::write_all(&mut a_peer, b"x").unwrap(); // stray bytes while lent
-    pool.prune(); // a harvest now: it reports the lent connection
-    pool.release(key, a);
-    assert!(
-        fd_table::is_suspect(raw),
-        "readable at its release: suspect"
-    );
-    assert!(pool.acquire(key).is_none(), "checked: closed as dead");
-    assert_eq!(pool.stats().dead, 1);
-}
-
-/// A connection released while a thread waits at its key's limit goes to that thread
-/// checked, as any acquire's: a dead one is closed, and its slot is then the waiter's.
-#[test]
-fn a_connection_handed_to_a_waiter_is_checked() {
-    let pool = Arc::new(
-        Pool::new(Config {
-            max_conns_per_key: Some(1),
-            ..Config::default()
-        })
-        .unwrap(),
-    );
-    let key = Key::try_from("handoff:1").unwrap();
-    assert!(matches!(pool.try_acquire(key), Outcome::Connect));
-    let (a, mut a_peer) = UnixStream::pair().unwrap();
-    let waiter = {
-        let pool = Arc::clone(&pool);
-        std::thread::spawn(move || {
-            let key = Key::try_from("handoff:1").unwrap();
-            pool.acquire_wait(key, std::time::Duration::from_secs(60))
-        })
-    };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while pool.stats().waiting == 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the waiter never queued"
-        );
-        std::thread::yield_now();
-    }
-    std::io::Write::write_all(&mut a_peer, b"x").unwrap(); // unread at its release
-    pool.release(key, a.into());
-    let got = waiter.join().unwrap();
-    assert!(
-        matches!(got, Outcome::Connect),
-        "not the dead connection: {got:?}"
-    );
-    let s = pool.stats();
-    assert_eq!((s.dead, s.hits, s.connecting), (1, 0, 1));
 }
 
 /// A coarse clock that falls behind far more than its declared tick (as on a VM whose
@@ -365,7 +230,7 @@ fn a_fork_child_never_waits_for_a_lock_held_at_the_fork() {
 
 /// Whether `fd` becomes readable within `ms` milliseconds.
 #[allow(unsafe_code)]
-fn readable_within(fd: std::os::fd::RawFd, ms: i32) -> bool {
+pub(super) fn readable_within(fd: std::os::fd::RawFd, ms: i32) -> bool {
     let mut p = libc::pollfd {
         fd,
         events: libc::POLLIN,

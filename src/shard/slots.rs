@@ -36,6 +36,31 @@ impl ShardGuard<'_> {
         None
     }
 
+    /// The verdict of a waiter's check on `conn`, handed to it by a release: a healthy one
+    /// is counted a hit and returned; a dead one is closed (counted dead) and its slot
+    /// becomes the waiter's connect slot (counted a miss), so the waiter keeps its turn. The
+    /// caller connects only after the close list has closed it.
+    pub fn checked_handoff(
+        &mut self,
+        hash: u64,
+        key: &[u8],
+        conn: Conn,
+        healthy: bool,
+        closes: &mut CloseList,
+    ) -> Option<Conn> {
+        let e = self.entry(hash, key);
+        if healthy {
+            e.counters.hits += 1;
+            return Some(conn);
+        }
+        e.counters.closed(CloseReason::Dead, 1);
+        e.counters.misses += 1;
+        e.lent = e.lent.saturating_sub(1);
+        e.rare().connecting += 1;
+        closes.close(conn, CloseReason::Dead);
+        None
+    }
+
     /// A loan of the key with hash `hash` ends without its connection coming back to it
     /// (released into another key: a caller's mix-up): the slot is free at once.
     pub fn end_loan(&mut self, hash: u64, closes: &mut CloseList) {
