@@ -197,12 +197,13 @@
 
 /**
  * on_close reason: released into a key that already held max_idle_per_key connections (or
- * no place under max_idle_total could be made), or checked and put back into a full key.
+ * no place under max_idle_total could be made).
  */
 #define CONNPOOL_CLOSE_FULL 1
 
 /**
- * on_close reason: idle, closed to keep max_idle_total.
+ * on_close reason: idle, closed to keep max_idle_total (or max_idle_per_key, when releases
+ * filled its key while it was out for a check by prune or the watcher).
  */
 #define CONNPOOL_CLOSE_EVICTED 2
 
@@ -402,7 +403,8 @@ typedef struct connpool_stats {
    */
   uint64_t closed_full;
   /**
-   * Idle connections closed to keep max_idle_total.
+   * Idle connections closed to keep max_idle_total (or max_idle_per_key, when releases
+   * filled their key while they were out for a check by prune or the watcher).
    */
   uint64_t evicted;
   /**

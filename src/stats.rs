@@ -6,7 +6,8 @@ pub enum CloseReason {
     /// Released into a key that already held `max_idle_per_key` (or no place under the
     /// global cap could be made).
     Full,
-    /// Idle, closed to keep the global cap (`max_idle_total`).
+    /// Idle, closed to keep the global cap (`max_idle_total`), or the per-key one when
+    /// releases filled its key while it was out for a check.
     Evicted,
     /// Its idle timeout, keep-alive hint or lifetime passed.
     Expired,
@@ -38,7 +39,8 @@ pub struct Stats {
     pub pooled: u64,
     /// Releases closed because the key was full (or the global cap could not be kept).
     pub closed_full: u64,
-    /// Idle connections closed to keep the global cap (`max_idle_total`).
+    /// Idle connections closed to keep the global cap (`max_idle_total`), or the per-key one
+    /// when releases filled the key while they were out for a check.
     pub evicted: u64,
     /// Connections closed for the idle timeout, the lifetime or a keep-alive hint.
     pub expired: u64,

@@ -57,7 +57,13 @@ pub struct Watcher {
     /// read without it by releases that have nothing earlier.
     armed: AtomicU64,
     arming: Lock<()>,
+    /// Idle fds a reap was told of and has not found yet (another check has them out): the
+    /// check that puts one back re-arms it (see [`Watcher::rearm_missed`]). At most
+    /// [`MISSED_MAX`]: one that is never found (a fd moved to another pool) is dropped.
+    missed: Lock<Vec<RawFd>>,
 }
+
+const MISSED_MAX: usize = 1024;
 
 impl Watcher {
     pub fn new(pool_id: u32) -> std::io::Result<Self> {
@@ -76,6 +82,7 @@ impl Watcher {
             notice: Some(notice),
             armed: AtomicU64::new(NEVER),
             arming: Lock::new(()),
+            missed: Lock::new(Vec::new()),
         })
     }
 
@@ -100,12 +107,13 @@ impl Watcher {
     }
 
     /// Up to [`BATCH`] ready events, without waiting; reported connections are disarmed, so
-    /// the next batch holds new ones. Also returns whether the batch was full (more may be
-    /// ready).
-    pub fn ready_batch(&self) -> (Vec<Ready>, bool) {
+    /// the next batch holds new ones. Also returns the idle fds reported (now flagged) and
+    /// whether the batch was full (more may be ready).
+    pub fn ready_batch(&self) -> (Vec<Ready>, Vec<RawFd>, bool) {
         let mut data = Vec::with_capacity(BATCH);
         sys::epoll_ready(self.set.borrow(), &mut data, BATCH);
         let full = data.len() == BATCH;
+        let mut fds = Vec::new();
         let mut ready: Vec<Ready> = data
             .into_iter()
             .filter_map(|d| match d {
@@ -114,8 +122,11 @@ impl Watcher {
                     sys::drain_counter(self.notice.as_ref().expect("open until drop").as_fd());
                     Some(Ready::Notice)
                 }
-                fd => self.set.reported(fd as RawFd).then(|| Ready::Key {
-                    hash: fd_table::key_of(fd as RawFd),
+                fd => self.set.reported(fd as RawFd).then(|| {
+                    fds.push(fd as RawFd);
+                    Ready::Key {
+                        hash: fd_table::key_of(fd as RawFd),
+                    }
                 }),
             })
             .collect();
@@ -125,16 +136,58 @@ impl Watcher {
             Ready::Key { hash } => (2, *hash),
         });
         ready.dedup(); // one look per key
-        (ready, full)
+        (ready, fds, full)
     }
 
-    /// `fd`, idle in this pool now (stored by a release, or put back by prune after its
-    /// check), may have been reported meanwhile while the reaper could not find it: if it
-    /// was (flagged), it is unflagged and re-armed, so that the reaper looks again. Nothing
-    /// if it was lent or closed meanwhile (a loan carries the flag; its release re-arms).
+    /// `fd`, just stored by a release, may have been reported between its registration and
+    /// its store, when the reaper could not find it: if it was (flagged), it is unflagged
+    /// and re-armed, so that the reaper looks again. Nothing if it was lent or closed
+    /// meanwhile (a loan carries the flag; its release re-arms).
     #[inline]
     pub fn rearm_flagged(&self, fd: RawFd) {
         self.set.rearm_flagged(fd);
+    }
+
+    /// A reap was told of `fds` and is about to check their keys: missed until a check
+    /// takes them out ([`Watcher::found`]). Noted before its checks look, so that a check
+    /// that had them out already sees them when it puts them back.
+    pub fn note_missed(&self, fds: &[RawFd]) {
+        if fds.is_empty() {
+            return;
+        }
+        let mut missed = self.missed.lock();
+        missed.extend_from_slice(fds);
+        let over = missed.len().saturating_sub(MISSED_MAX);
+        missed.drain(..over);
+    }
+
+    /// A check took `fds` out: whatever it finds is their verdict (a report before now
+    /// came before the check looks).
+    pub fn found(&self, fds: impl Iterator<Item = RawFd> + Clone) {
+        let mut missed = self.missed.lock();
+        if !missed.is_empty() {
+            missed.retain(|m| !fds.clone().any(|f| f == *m));
+        }
+    }
+
+    /// A check put `kept` back: those a reap was told of meanwhile, and could not find,
+    /// are re-armed, so that the next reap looks at them. Each report is re-armed at most
+    /// once, and a reap's own check never re-arms what it was told of: no spin.
+    pub fn rearm_missed(&self, kept: &[RawFd]) {
+        let again: Vec<RawFd> = {
+            let mut missed = self.missed.lock();
+            if missed.is_empty() {
+                return;
+            }
+            let again = missed
+                .iter()
+                .copied()
+                .filter(|m| kept.contains(m))
+                .collect();
+            missed.retain(|m| !kept.contains(m));
+            again
+        };
+        again.into_iter().for_each(|fd| self.set.rearm_flagged(fd));
     }
 
     /// A release stored a connection expiring at `deadline`: fire no later than that.
@@ -205,7 +258,7 @@ mod tests {
         w.finish_rescan(NEVER); // the rescan found nothing
         assert!(!readable_within(w.fd(), 0), "not due yet");
         assert!(readable_within(w.fd(), 5_000), "the deadline was lost");
-        let (batch, _) = w.ready_batch();
+        let (batch, _, _) = w.ready_batch();
         assert_eq!(batch, vec![Ready::Timer]);
     }
 }

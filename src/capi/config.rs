@@ -57,9 +57,10 @@ const _: () = assert!(CONNPOOL_HARVEST_WINDOW_MS * 1_000_000 == crate::harvest::
 /// a connection is checked unless it was certainly idle for less.
 pub const CONNPOOL_SKIP_RECENT_MS: u64 = 100;
 /// on_close reason: released into a key that already held max_idle_per_key connections (or
-/// no place under max_idle_total could be made), or checked and put back into a full key.
+/// no place under max_idle_total could be made).
 pub const CONNPOOL_CLOSE_FULL: c_int = 1;
-/// on_close reason: idle, closed to keep max_idle_total.
+/// on_close reason: idle, closed to keep max_idle_total (or max_idle_per_key, when releases
+/// filled its key while it was out for a check by prune or the watcher).
 pub const CONNPOOL_CLOSE_EVICTED: c_int = 2;
 /// on_close reason: its idle timeout, keep-alive hint or lifetime passed (idle, or at its
 /// release).

@@ -31,7 +31,8 @@ pub struct connpool_stats {
     /// rarely, because no place under max_idle_total could be made: every place was taken
     /// by releases in progress on other threads).
     pub closed_full: u64,
-    /// Idle connections closed to keep max_idle_total.
+    /// Idle connections closed to keep max_idle_total (or max_idle_per_key, when releases
+    /// filled their key while they were out for a check by prune or the watcher).
     pub evicted: u64,
     /// Connections closed for the idle timeout, max_lifetime_ms or a keep-alive hint: idle
     /// ones, and releases closed at once (past max_lifetime_ms, or a hint of 0), which were

@@ -35,7 +35,7 @@ fn connections_out_for_a_check_are_still_idle_in_stats() {
     let mut guard = shard.lock();
     for o in outs {
         let healthy = vec![true; o.conns.len()];
-        guard.check_in(o, &healthy, 8, 0, &mut closes);
+        guard.check_in(o, &healthy, (8, 0), &mut Vec::new(), &mut closes);
     }
     drop(guard);
     drop(closes);
@@ -188,4 +188,87 @@ fn a_report_while_prune_has_it_out_is_not_lost() {
     assert!(readable_within(w, 10_000), "reported again");
     assert_eq!(pool.reap(), 1, "and closed");
     assert_eq!(pool.stats().dead, 1);
+}
+
+/// Two reaps at once (the reaper thread and the caller's, say): a hang-up the second one is
+/// told of while the first has the key's connections out for its check (which passed that
+/// connection before the hang-up) is not lost: the first re-arms it as it puts it back.
+#[test]
+fn a_report_while_another_reap_has_it_out_is_not_lost() {
+    use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
+    use std::sync::{Mutex, OnceLock, Weak};
+    let me: Arc<OnceLock<Weak<Pool>>> = Arc::new(OnceLock::new());
+    let (x, x_peer) = UnixStream::pair().unwrap();
+    let (y, y_peer) = UnixStream::pair().unwrap();
+    let x_raw = Arc::new(AtomicI32::new(x.as_raw_fd()));
+    let x_peer = Arc::new(Mutex::new(Some(x_peer)));
+    let nested = Arc::new(AtomicUsize::new(9));
+    let check = {
+        let (me, x_raw, x_peer, nested) =
+            (me.clone(), x_raw.clone(), x_peer.clone(), nested.clone());
+        move |fd: std::os::fd::BorrowedFd<'_>, _ctx: usize| -> bool {
+            let healthy = crate::sys::peek(fd) == crate::sys::Peek::Empty;
+            if fd.as_raw_fd() == x_raw.load(Ordering::SeqCst) {
+                if let Some(p) = x_peer.lock().unwrap().take() {
+                    // x passed; now its backend hangs up, and a second reap runs.
+                    p.shutdown(std::net::Shutdown::Write).unwrap();
+                    let pool = me.get().unwrap().upgrade().unwrap();
+                    if readable_within(pool.state().watcher().unwrap().fd(), 10_000) {
+                        nested.store(pool.reap(), Ordering::SeqCst);
+                    }
+                }
+            }
+            healthy
+        }
+    };
+    let pool = Arc::new(
+        Pool::new(Config {
+            watch: true,
+            check: Some(crate::Callback(Arc::new(check))),
+            ..Config::default()
+        })
+        .unwrap(),
+    );
+    me.set(Arc::downgrade(&pool)).unwrap();
+    let key = Key::try_from("reaped:1").unwrap();
+    pool.release(key, x.into());
+    pool.release(key, y.into());
+    y_peer.shutdown(std::net::Shutdown::Write).unwrap();
+    let w = pool.state().watcher().unwrap().fd();
+    assert!(readable_within(w, 10_000));
+    assert_eq!(pool.reap(), 1, "y closed; x passed");
+    assert_eq!(
+        nested.load(Ordering::SeqCst),
+        0,
+        "the second reap found the key out"
+    );
+    assert!(readable_within(w, 10_000), "x reported again");
+    assert_eq!(pool.reap(), 1, "and closed");
+    assert_eq!(pool.stats().dead, 2);
+}
+
+/// A check that calls hung-up connections healthy (a sloppy caller's check) cannot make the
+/// reaper spin: each report is looked at once, and what passed stays disarmed.
+#[test]
+fn hang_ups_a_check_passes_do_not_make_the_reaper_spin() {
+    let always = |_: std::os::fd::BorrowedFd<'_>, _: usize| true;
+    let pool = Pool::new(Config {
+        watch: true,
+        check: Some(crate::Callback(Arc::new(always))),
+        ..Config::default()
+    })
+    .unwrap();
+    let key = Key::try_from("sloppy:1").unwrap();
+    let (x, x_peer) = UnixStream::pair().unwrap();
+    let (y, y_peer) = UnixStream::pair().unwrap();
+    pool.release(key, x.into());
+    pool.release(key, y.into());
+    let w = pool.state().watcher().unwrap().fd();
+    for peer in [x_peer, y_peer] {
+        peer.shutdown(std::net::Shutdown::Write).unwrap();
+        assert!(readable_within(w, 10_000), "reported");
+        assert_eq!(pool.reap(), 0, "the check passes it");
+    }
+    assert!(!readable_within(w, 0), "nothing re-armed: nothing to reap");
+    assert_eq!(pool.idle_count_key(key), 2);
 }

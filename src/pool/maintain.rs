@@ -89,7 +89,7 @@ impl<C: Clock> Pool<C> {
                 }
             };
             for hash in hashes {
-                total += self.check_key(st, shard, hash, now, true);
+                total += self.check_key(st, shard, hash, now);
             }
         }
         total
@@ -105,43 +105,36 @@ impl<C: Clock> Pool<C> {
 
     /// Checks the idle connections of the key(s) with `hash` outside the lock, closing
     /// those that fail (and any that expired or whose key was purged meanwhile); returns
-    /// how many it closed. `rearm` (prune): the watcher may have reported a connection
-    /// while it was out, and found nothing: re-arm those that passed, so that it looks again.
-    pub(super) fn check_key(
-        &self,
-        st: &Generation,
-        shard: &Shard,
-        hash: u64,
-        now: u64,
-        rearm: bool,
-    ) -> usize {
+    /// how many it closed. With the watcher, a connection a reap was told of while this
+    /// check had it out is re-armed as it is put back, so that the next reap looks at it.
+    pub(super) fn check_key(&self, st: &Generation, shard: &Shard, hash: u64, now: u64) -> usize {
         let outs = shard.lock().check_out(hash);
         if outs.is_empty() {
             return 0;
+        }
+        let watcher = st.watcher();
+        if let Some(w) = watcher {
+            w.found(
+                outs.iter()
+                    .flat_map(|o| o.conns.iter().map(|c| c.fd.as_raw_fd())),
+            );
         }
         let verdicts: Vec<Vec<bool>> = outs
             .iter()
             .map(|o| o.conns.iter().map(|c| self.healthy(c)).collect())
             .collect();
-        let watcher = st.watcher().filter(|_| rearm);
-        let passed: Vec<RawFd> = match watcher {
-            Some(_) => (outs.iter().zip(&verdicts))
-                .flat_map(|(o, ok)| o.conns.iter().zip(ok).filter(|(_, &ok)| ok))
-                .map(|(c, _)| c.fd.as_raw_fd())
-                .collect(),
-            None => Vec::new(),
-        };
+        let mut kept = Vec::new();
         let closed = {
             let mut closes = self.close_list(st);
             let mut guard = shard.lock();
-            let max = self.limits.max_idle_per_key;
+            let limits = (self.limits.max_idle_per_key, now);
             outs.into_iter()
                 .zip(&verdicts)
-                .map(|(o, ok)| guard.check_in(o, ok, max, now, &mut closes))
+                .map(|(o, ok)| guard.check_in(o, ok, limits, &mut kept, &mut closes))
                 .sum()
         }; // the guard unlocks, then the close list closes
         if let Some(w) = watcher {
-            passed.into_iter().for_each(|fd| w.rearm_flagged(fd));
+            w.rearm_missed(&kept);
         }
         closed
     }
@@ -185,12 +178,13 @@ impl<C: Clock> Pool<C> {
         self.harvest_now(st);
         // One batch at a time: each closed fd leaves the set, so the next batch holds new
         // events. A full batch that closed nothing stops the loop. A reported fd that its
-        // key's check did not find (a release had registered it and not yet stored it, or
-        // prune had it out) is re-armed by that release or that prune, never here: a
-        // connection the check passes stays disarmed until its next loan, so no event can
-        // make the reaper spin.
+        // key's check does not find (a release registered it and has not stored it yet, or
+        // prune or another reap has it out) is re-armed by that release, prune or reap. One
+        // whose check passes stays disarmed until its next loan: no event can make the
+        // reaper spin.
         for _ in 0..MAX_REAP_BATCHES {
-            let (batch, full) = w.ready_batch();
+            let (batch, reported, full) = w.ready_batch();
+            w.note_missed(&reported);
             let mut progress = 0;
             for ready in batch {
                 match ready {
@@ -198,7 +192,7 @@ impl<C: Clock> Pool<C> {
                     Ready::Notice => {} // consumed: the caller retries its refused acquires
                     Ready::Key { hash } => {
                         let shard = self.shard_of(st, hash);
-                        progress += self.check_key(st, shard, hash, now, false);
+                        progress += self.check_key(st, shard, hash, now);
                     }
                 }
             }

@@ -101,7 +101,7 @@ fn a_stale_event_never_closes_a_reused_number() {
         readable_within(w.fd(), 10_000),
         "no event for the dead connection"
     );
-    let (batch, _) = w.ready_batch();
+    let (batch, _, _) = w.ready_batch();
     assert_eq!(batch.len(), 1);
     assert!(pool.acquire(key).is_none(), "the check closes it");
     let (b, _b_peer) = UnixStream::pair().unwrap();
@@ -112,10 +112,7 @@ fn a_stale_event_never_closes_a_reused_number() {
         panic!("not a key event");
     };
     let now = pool.now().1;
-    assert_eq!(
-        pool.check_key(st, pool.shard_of(st, hash), hash, now, false),
-        0
-    );
+    assert_eq!(pool.check_key(st, pool.shard_of(st, hash), hash, now), 0);
     assert_eq!(pool.idle_count_key(key), 1, "the new connection stays");
 }
 

@@ -1,6 +1,7 @@
 //! Maintenance under the shard lock: counts, purge, expiry, checks outside the lock,
 //! eviction for the global cap.
 
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::Ordering;
 
 use super::{CloseList, Entry, ShardGuard};
@@ -189,14 +190,15 @@ impl ShardGuard<'_> {
     /// Takes back checked-out connections: `healthy[i]` is the check's verdict on
     /// `out.conns[i]`. A failed one is closed (dead); a healthy one is put back where its
     /// release time places it, unless its key was purged meanwhile (closed, purged), it has
-    /// expired (closed, expired) or its key filled up with `max` meanwhile (closed, full).
-    /// Returns how many it closed.
+    /// expired (closed, expired) or releases filled its key up to `max` meanwhile (closed,
+    /// evicted: an idle connection closed to keep a cap; `closed_full` counts releases).
+    /// Returns how many it closed; adds the fds it put back to `kept`.
     pub fn check_in(
         &mut self,
         out: CheckOut,
         healthy: &[bool],
-        max: usize,
-        now: u64,
+        (max, now): (usize, u64),
+        kept: &mut Vec<RawFd>,
         closes: &mut CloseList,
     ) -> usize {
         let limit = self.shard.limit;
@@ -221,8 +223,9 @@ impl ShardGuard<'_> {
             } else if c.deadline <= now {
                 CloseReason::Expired
             } else if e.len() >= max {
-                CloseReason::Full
+                CloseReason::Evicted
             } else {
+                kept.push(c.fd.as_raw_fd());
                 e.insert_by_release(c);
                 st.idle += 1;
                 continue;

@@ -359,7 +359,11 @@ static void *worker(void *arg)
             tcp_connect_pair(listener, &fd, &s);
             CHECK(fd < MAXFD);
             atomic_store(&g_port[fd], sock_local_port(fd));
-            atomic_store(&g_peer[fd], s);
+            /* The backend end of an earlier connection on this number that the pool closed
+             * (full, or at check-in after a check) is nobody's now. */
+            int old = atomic_exchange(&g_peer[fd], s);
+            if (old > 0)
+                close(old);
         }
         /* Held by us alone, and the very socket put on that number (not a recycled one):
          * the pool never hands out or closes what another side owns. */
