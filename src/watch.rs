@@ -151,29 +151,37 @@ impl Watcher {
     /// A reap was told of `fds` and is about to check their keys: missed until a check
     /// takes them out ([`Watcher::found`]). Noted before its checks look, so that a check
     /// that had them out already sees them when it puts them back.
+    /// Entries settled meanwhile (lent: the loan carries the flag; re-armed by a release;
+    /// closed) leave the list here, so that it holds only what a check has out.
     pub fn note_missed(&self, fds: &[RawFd]) {
         if fds.is_empty() {
             return;
         }
         let mut missed = self.missed.lock();
-        missed.extend_from_slice(fds);
+        missed.retain(|&m| fd_table::is_flagged_idle(m, fd_table::MUTED_WATCH));
+        for &fd in fds {
+            if !missed.contains(&fd) {
+                missed.push(fd);
+            }
+        }
         let over = missed.len().saturating_sub(MISSED_MAX);
         missed.drain(..over);
     }
 
     /// A check took `fds` out: whatever it finds is their verdict (a report before now
     /// came before the check looks).
-    pub fn found(&self, fds: impl Iterator<Item = RawFd> + Clone) {
+    pub fn found(&self, fds: &[RawFd]) {
         let mut missed = self.missed.lock();
         if !missed.is_empty() {
-            missed.retain(|m| !fds.clone().any(|f| f == *m));
+            missed.retain(|m| !fds.contains(m));
         }
     }
 
-    /// A check put `kept` back: those a reap was told of meanwhile, and could not find,
-    /// are re-armed, so that the next reap looks at them. Each report is re-armed at most
-    /// once, and a reap's own check never re-arms what it was told of: no spin.
-    pub fn rearm_missed(&self, kept: &[RawFd]) {
+    /// A check that had `taken` out put `kept` back (the rest it closed): those a reap was
+    /// told of meanwhile, and could not find, leave the list, and the kept ones are
+    /// re-armed, so that the next reap looks at them. Each report is re-armed at most once,
+    /// and a reap's own check never re-arms what it was told of: no spin.
+    pub fn rearm_missed(&self, taken: &[RawFd], kept: &[RawFd]) {
         let again: Vec<RawFd> = {
             let mut missed = self.missed.lock();
             if missed.is_empty() {
@@ -184,7 +192,7 @@ impl Watcher {
                 .copied()
                 .filter(|m| kept.contains(m))
                 .collect();
-            missed.retain(|m| !kept.contains(m));
+            missed.retain(|m| !taken.contains(m));
             again
         };
         again.into_iter().for_each(|fd| self.set.rearm_flagged(fd));
@@ -234,6 +242,23 @@ impl Drop for Watcher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The list of reports a reap could not find holds only what a check still has out:
+    /// an entry settled since (here: a number no pool holds) leaves it at the next note,
+    /// and a check that took an fd out removes it, kept or closed.
+    #[test]
+    fn missed_reports_leave_the_list_once_settled() {
+        let w = Watcher::new(0xbeef).unwrap();
+        let (a, b) = (MAX_TEST_FD - 1, MAX_TEST_FD - 2);
+        w.note_missed(&[a]);
+        assert_eq!(w.missed.lock().as_slice(), &[a]);
+        w.note_missed(&[b, b]);
+        assert_eq!(w.missed.lock().as_slice(), &[b], "a settled: gone; b once");
+        w.rearm_missed(&[b], &[]);
+        assert!(w.missed.lock().is_empty(), "taken out and closed: gone");
+    }
+
+    const MAX_TEST_FD: RawFd = 1 << 30;
 
     fn readable_within(fd: RawFd, ms: i32) -> bool {
         let mut p = libc::pollfd {

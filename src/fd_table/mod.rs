@@ -35,8 +35,8 @@ use crate::cell::ChunkDir;
 mod muted;
 
 pub use muted::{
-    flag_suspect, is_suspect, is_suspect_or_reported, key_of, lend_watched, note_key,
-    seen_readable, set_muted, unflag_pooled, Seen,
+    flag_suspect, is_flagged_idle, is_suspect, is_suspect_or_reported, key_of, lend_watched,
+    note_key, seen_readable, set_muted, unflag_pooled, Seen,
 };
 
 const CHUNK: usize = 4096;

@@ -80,9 +80,14 @@ pub fn unflag_pooled(fd: RawFd, flag: u64) -> bool {
 /// Whether `fd` is idle in a pool and flagged by either set: suspect, or reported by the
 /// idle watcher (whose report may come after the harvest that prune or reap ran first).
 pub fn is_suspect_or_reported(fd: RawFd) -> bool {
+    is_flagged_idle(fd, MUTED_ANY)
+}
+
+/// Whether `fd` is idle in a pool with `flag` set (a report nobody has settled yet).
+pub fn is_flagged_idle(fd: RawFd, flag: u64) -> bool {
     slot(fd).is_some_and(|s| {
         let state = s.state.load(Ordering::Acquire);
-        state & STATE_MASK == POOLED && state & MUTED_ANY != 0
+        state & STATE_MASK == POOLED && state & flag != 0
     })
 }
 

@@ -113,12 +113,16 @@ impl<C: Clock> Pool<C> {
             return 0;
         }
         let watcher = st.watcher();
-        if let Some(w) = watcher {
-            w.found(
-                outs.iter()
-                    .flat_map(|o| o.conns.iter().map(|c| c.fd.as_raw_fd())),
-            );
-        }
+        let taken: Vec<RawFd> = match watcher {
+            Some(w) => {
+                let taken: Vec<RawFd> = (outs.iter())
+                    .flat_map(|o| o.conns.iter().map(|c| c.fd.as_raw_fd()))
+                    .collect();
+                w.found(&taken);
+                taken
+            }
+            None => Vec::new(),
+        };
         let verdicts: Vec<Vec<bool>> = outs
             .iter()
             .map(|o| o.conns.iter().map(|c| self.healthy(c)).collect())
@@ -134,7 +138,7 @@ impl<C: Clock> Pool<C> {
                 .sum()
         }; // the guard unlocks, then the close list closes
         if let Some(w) = watcher {
-            w.rearm_missed(&kept);
+            w.rearm_missed(&taken, &kept);
         }
         closed
     }
