@@ -37,7 +37,7 @@ pub(crate) enum Return {
     Fresh,
 }
 
-/// What both acquire paths do with what they found.
+/// What the acquire and release paths do with a key's entry.
 impl Entry {
     /// `c`, taken from this key, now lent: a hit unless `check` says the caller checks it
     /// first (the verdict then comes with `ShardGuard::checked`).
@@ -47,6 +47,25 @@ impl Entry {
         let check = check(&c);
         self.counters.hits += u64::from(!check);
         Took::Conn(c, check, self.drains())
+    }
+
+    /// Closes the connections expired at `now` (counted; with a limit, each slot freed after
+    /// its close); returns how many.
+    fn expire_closing(&mut self, now: u64, limit: u32, closes: &mut CloseList) -> usize {
+        let hash = self.hash;
+        let mut expired = 0;
+        self.expire(now, |c| {
+            expired += 1;
+            closes.close_idle(c, CloseReason::Expired);
+            if limit != 0 {
+                closes.settle(hash);
+            }
+        });
+        self.counters.closed(CloseReason::Expired, expired);
+        if limit != 0 && expired > 0 {
+            self.rare().closing += expired as u32;
+        }
+        expired
     }
 
     /// None idle: without a limit a miss; below it a miss with a connect slot reserved; at
@@ -127,19 +146,8 @@ impl ShardGuard<'_> {
         }
         let e = self.entry(hash, key);
         let was_empty = e.is_empty();
-        let mut expired = 0;
         let now = now(e.earliest());
-        e.expire(now, |c| {
-            expired += 1;
-            closes.close_idle(c, CloseReason::Expired);
-            if limit != 0 {
-                closes.settle(hash);
-            }
-        });
-        e.counters.closed(CloseReason::Expired, expired);
-        if limit != 0 && expired > 0 {
-            e.rare().closing += expired as u32;
-        }
+        let expired = e.expire_closing(now, limit, closes);
         let took = match e.pop() {
             Some(c) => {
                 closes.give_back(1);
@@ -276,15 +284,7 @@ impl ShardGuard<'_> {
             _ => false,
         };
         // From here `conn` holds a slot of the key (with a limit), freed after its close.
-        let mut expired = 0;
-        e.expire(now, |c| {
-            expired += 1;
-            closes.close_idle(c, CloseReason::Expired);
-            if limit != 0 {
-                closes.settle(hash);
-            }
-        });
-        e.counters.closed(CloseReason::Expired, expired);
+        let expired = e.expire_closing(now, limit, closes);
         let why = match close {
             Some(why) => Some(why),
             None if drained => Some(CloseReason::Purged),
@@ -322,9 +322,6 @@ impl ShardGuard<'_> {
                     }
                 }
             }
-        }
-        if limit != 0 && expired > 0 {
-            e.rare().closing += expired as u32;
         }
         let now_empty = e.is_empty();
         let st = &mut *self.st;
