@@ -6,7 +6,7 @@ use super::*;
 use crate::fd_table;
 use crate::key::Key;
 use crate::Config;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 
@@ -138,14 +138,42 @@ fn a_connection_handed_to_a_waiter_is_checked() {
     assert_eq!((s.dead, s.hits, s.connecting), (1, 0, 1));
 }
 
+/// The pool a check callback reaches, once made (a weak reference: no cycle).
+type Me = Arc<std::sync::OnceLock<std::sync::Weak<Pool>>>;
+
+/// A pool with the idle watcher and `check` as its check; `me` then reaches it.
+fn watched_with(
+    me: &Me,
+    check: impl Fn(BorrowedFd<'_>, usize) -> bool + Send + Sync + std::panic::RefUnwindSafe + 'static,
+) -> Arc<Pool> {
+    let pool = Arc::new(
+        Pool::new(Config {
+            watch: true,
+            check: Some(crate::Callback(Arc::new(check))),
+            ..Config::default()
+        })
+        .unwrap(),
+    );
+    me.set(Arc::downgrade(&pool)).unwrap();
+    pool
+}
+
+/// From inside a check: `peer`'s backend end hangs up, and a reap runs once the watcher
+/// reports it; what that reap closed (None: no report within 10 s).
+fn hang_up_and_reap(me: &Me, peer: UnixStream) -> Option<usize> {
+    peer.shutdown(std::net::Shutdown::Write).unwrap();
+    let pool = me.get().unwrap().upgrade().unwrap();
+    readable_within(pool.state().watcher().unwrap().fd(), 10_000).then(|| pool.reap())
+}
+
 /// A hang-up the watcher reports while prune has the connection out for its check (which
 /// looked before the hang-up) is not lost: prune re-arms what passed, and the next reap
 /// closes it.
 #[test]
 fn a_report_while_prune_has_it_out_is_not_lost() {
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::{Mutex, OnceLock, Weak};
-    let me: Arc<OnceLock<Weak<Pool>>> = Arc::new(OnceLock::new());
+    use std::sync::Mutex;
+    let me = Me::default();
     let (a, a_peer) = UnixStream::pair().unwrap();
     let peer = Arc::new(Mutex::new(Some(a_peer)));
     let (calls, reaped_while_out) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(9)));
@@ -158,24 +186,13 @@ fn a_report_while_prune_has_it_out_is_not_lost() {
             }
             // Prune's check looked: healthy. Now the backend hangs up, and the reaper runs.
             let p = peer.lock().unwrap().take().unwrap();
-            p.shutdown(std::net::Shutdown::Write).unwrap();
-            let pool = me.get().unwrap().upgrade().unwrap();
-            let w = pool.state().watcher().unwrap().fd();
-            if readable_within(w, 10_000) {
-                reaped.store(pool.reap(), Ordering::SeqCst);
+            if let Some(n) = hang_up_and_reap(&me, p) {
+                reaped.store(n, Ordering::SeqCst);
             }
             true
         }
     };
-    let pool = Arc::new(
-        Pool::new(Config {
-            watch: true,
-            check: Some(crate::Callback(Arc::new(check))),
-            ..Config::default()
-        })
-        .unwrap(),
-    );
-    me.set(Arc::downgrade(&pool)).unwrap();
+    let pool = watched_with(&me, check);
     let key = Key::try_from("pruned:1").unwrap();
     pool.release(key, a.into());
     assert_eq!(pool.prune(), 0, "its check passed");
@@ -196,8 +213,8 @@ fn a_report_while_prune_has_it_out_is_not_lost() {
 #[test]
 fn a_report_while_another_reap_has_it_out_is_not_lost() {
     use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
-    use std::sync::{Mutex, OnceLock, Weak};
-    let me: Arc<OnceLock<Weak<Pool>>> = Arc::new(OnceLock::new());
+    use std::sync::Mutex;
+    let me = Me::default();
     let (x, x_peer) = UnixStream::pair().unwrap();
     let (y, y_peer) = UnixStream::pair().unwrap();
     let x_raw = Arc::new(AtomicI32::new(x.as_raw_fd()));
@@ -209,27 +226,16 @@ fn a_report_while_another_reap_has_it_out_is_not_lost() {
         move |fd: std::os::fd::BorrowedFd<'_>, _ctx: usize| -> bool {
             let healthy = crate::sys::peek(fd) == crate::sys::Peek::Empty;
             if fd.as_raw_fd() == x_raw.load(Ordering::SeqCst) {
-                if let Some(p) = x_peer.lock().unwrap().take() {
-                    // x passed; now its backend hangs up, and a second reap runs.
-                    p.shutdown(std::net::Shutdown::Write).unwrap();
-                    let pool = me.get().unwrap().upgrade().unwrap();
-                    if readable_within(pool.state().watcher().unwrap().fd(), 10_000) {
-                        nested.store(pool.reap(), Ordering::SeqCst);
-                    }
+                let p = x_peer.lock().unwrap().take();
+                // x passed; now its backend hangs up, and a second reap runs.
+                if let Some(n) = p.and_then(|p| hang_up_and_reap(&me, p)) {
+                    nested.store(n, Ordering::SeqCst);
                 }
             }
             healthy
         }
     };
-    let pool = Arc::new(
-        Pool::new(Config {
-            watch: true,
-            check: Some(crate::Callback(Arc::new(check))),
-            ..Config::default()
-        })
-        .unwrap(),
-    );
-    me.set(Arc::downgrade(&pool)).unwrap();
+    let pool = watched_with(&me, check);
     let key = Key::try_from("reaped:1").unwrap();
     pool.release(key, x.into());
     pool.release(key, y.into());
