@@ -124,6 +124,52 @@ fn word4(b: &[u8]) -> u32 {
     u32::from_le_bytes(b[..4].try_into().unwrap())
 }
 
+/// Bytes of a key kept inline in its entry (most `"host:port"` keys): no heap block of
+/// their own, and no pointer to follow when the key is compared.
+pub(crate) const INLINE_KEY: usize = 22;
+
+/// A key's bytes as its entry keeps them: inline up to [`INLINE_KEY`], else on the heap
+/// (24 bytes either way).
+#[derive(Debug)]
+pub(crate) enum KeyBytes {
+    Inline(u8, [u8; INLINE_KEY]),
+    Heap(Box<[u8]>),
+}
+
+impl KeyBytes {
+    pub fn new(key: &[u8]) -> Self {
+        match u8::try_from(key.len()) {
+            Ok(n) if key.len() <= INLINE_KEY => {
+                let mut b = [0; INLINE_KEY];
+                b[..key.len()].copy_from_slice(key);
+                KeyBytes::Inline(n, b)
+            }
+            _ => KeyBytes::Heap(key.into()),
+        }
+    }
+
+    /// The key's length (without making the slice).
+    #[inline(always)]
+    pub fn len(&self) -> usize {
+        match self {
+            KeyBytes::Inline(n, _) => usize::from(*n),
+            KeyBytes::Heap(b) => b.len(),
+        }
+    }
+}
+
+impl std::ops::Deref for KeyBytes {
+    type Target = [u8];
+
+    #[inline(always)]
+    fn deref(&self) -> &[u8] {
+        match self {
+            KeyBytes::Inline(n, b) => &b[..usize::from(*n).min(INLINE_KEY)],
+            KeyBytes::Heap(b) => b,
+        }
+    }
+}
+
 /// Key equality, inline for the usual `"host:port"` lengths (4 to 16 bytes: two overlapping
 /// loads per side) instead of a call to memcmp. Always inlined: a call costs as much.
 #[inline(always)]
@@ -202,6 +248,17 @@ mod tests {
         );
         assert!(low.iter().all(|&n| (100..=220).contains(&n)), "{low:?}");
         assert!(tags.iter().all(|&n| (35..=125).contains(&n)), "{tags:?}");
+    }
+
+    #[test]
+    fn key_bytes_hold_every_length_inline_or_on_the_heap() {
+        assert_eq!(std::mem::size_of::<KeyBytes>(), 24);
+        let long: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
+        for n in [0, 1, 7, 21, 22, 23, 64, 70_000] {
+            let k = KeyBytes::new(&long[..n]);
+            assert_eq!(&*k, &long[..n]);
+            assert_eq!(matches!(k, KeyBytes::Inline(..)), n <= INLINE_KEY, "{n}");
+        }
     }
 
     #[test]

@@ -5,28 +5,35 @@
 
 use std::collections::VecDeque;
 
+use super::conns::Conns;
 use crate::cell::Shared;
 use crate::conn::{Conn, NEVER};
-use crate::stats::Counters;
+use crate::key::KeyBytes;
+use crate::stats::{CloseReason, Counters};
 use crate::wait::Waiter;
 
+/// 120 bytes (a 128-byte heap block), with the key's bytes (up to 22) and one idle
+/// connection inline: most keys of a big pool need no other block (the test below).
 #[derive(Debug)]
 pub(crate) struct Entry {
     /// The key's hash, kept so the table can grow without hashing keys again.
     pub hash: u64,
-    pub key: Box<[u8]>,
-    conns: Vec<Conn>,
     /// No deadline in `conns` is earlier than this (a lower bound: it may be stale-low after
     /// pops, which only costs a scan that then recomputes it).
     earliest: u64,
+    pub key: KeyBytes,
+    conns: Conns,
+    /// What only limits, checks outside the lock, drains and key handles use, made when
+    /// first needed: most keys of a pool without them never need it.
+    rare: Option<Box<Rare>>,
+    /// The counters' high parts: the closes by reason, and 2^32 per wrap of the low halves
+    /// below (made at the first close or wrap: counts stay exact 64-bit ones).
+    tally: Option<Box<Counters>>,
+    hits: u32,
+    misses: u32,
+    pooled: u32,
     /// Handed out (by an acquire or a hand-off) and not yet given back (release, discard).
     pub(super) lent: u32,
-    /// A key handle names it: kept even when it holds nothing (its counters live on).
-    pub(super) handle: bool,
-    /// What only limits, checks outside the lock and drains use, made when first needed:
-    /// most keys of a pool without them never need it (a smaller entry per key).
-    rare: Option<Box<Rare>>,
-    pub(super) counters: Counters,
 }
 
 /// The parts of an entry few keys use.
@@ -47,20 +54,51 @@ pub(super) struct Rare {
     pub blocked: bool,
     /// Drains of this key: connections lent before one are closed at their release.
     pub drains: u16,
+    /// A key handle names it: kept even when it holds nothing (its counters live on).
+    pub handle: bool,
 }
 
 impl Entry {
     pub(super) fn new(hash: u64, key: &[u8]) -> Self {
         Entry {
             hash,
-            key: key.into(),
-            conns: Vec::new(),
             earliest: NEVER,
-            lent: 0,
-            handle: false,
+            key: KeyBytes::new(key),
+            conns: Conns::default(),
             rare: None,
-            counters: Counters::default(),
+            tally: None,
+            hits: 0,
+            misses: 0,
+            pooled: 0,
+            lent: 0,
         }
+    }
+
+    #[inline(always)]
+    pub(super) fn count_hit(&mut self) {
+        count(&mut self.hits, &mut self.tally, |t| &mut t.hits);
+    }
+    #[inline(always)]
+    pub(super) fn count_miss(&mut self) {
+        count(&mut self.misses, &mut self.tally, |t| &mut t.misses);
+    }
+    #[inline(always)]
+    pub(super) fn count_pooled(&mut self) {
+        count(&mut self.pooled, &mut self.tally, |t| &mut t.pooled);
+    }
+    pub(super) fn count_closed(&mut self, why: CloseReason, n: usize) {
+        if n > 0 {
+            self.tally.get_or_insert_with(Box::default).closed(why, n);
+        }
+    }
+
+    /// The key's counters, whole.
+    pub(super) fn counters(&self) -> Counters {
+        let mut c = self.tally.as_deref().cloned().unwrap_or_default();
+        c.hits += u64::from(self.hits);
+        c.misses += u64::from(self.misses);
+        c.pooled += u64::from(self.pooled);
+        c
     }
 
     /// The rare parts, made now if they were not.
@@ -121,14 +159,14 @@ impl Entry {
             || self.connecting() > 0
             || self.closing() > 0
             || self.waiting() > 0
-            || self.handle
+            || self.rare_or(|r| r.handle, false)
     }
 
     /// Connections of this key that count against a limit: idle, out for a check, lent,
     /// being connected, being closed.
     pub(super) fn total(&self) -> u32 {
         let out = self.rare_or(|r| r.checking + r.connecting + r.closing, 0);
-        self.conns.len() as u32 + self.lent + out
+        self.len() as u32 + self.lent + out
     }
 
     /// Idle connections held.
@@ -137,7 +175,7 @@ impl Entry {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.conns.is_empty()
+        self.conns.len() == 0
     }
 
     /// A lower bound of the earliest deadline here.
@@ -150,7 +188,11 @@ impl Entry {
         if self.earliest > now {
             return self.conns.len();
         }
-        self.conns.iter().filter(|c| c.deadline > now).count()
+        self.conns
+            .as_slice()
+            .iter()
+            .filter(|c| c.deadline > now)
+            .count()
     }
 
     /// Moves every connection expired at `now` to `out`; returns how many.
@@ -165,7 +207,10 @@ impl Entry {
     #[cold]
     fn expire_scan(&mut self, now: u64, out: impl FnMut(Conn)) -> usize {
         let n = self.retain(|c| c.deadline > now, out);
-        self.earliest = self.conns.iter().map(|c| c.deadline).min().unwrap_or(NEVER);
+        self.earliest = (self.conns.as_slice().iter())
+            .map(|c| c.deadline)
+            .min()
+            .unwrap_or(NEVER);
         n
     }
 
@@ -178,14 +223,14 @@ impl Entry {
     ) -> usize {
         let before = self.conns.len();
         let mut kept = Vec::with_capacity(before);
-        for c in self.conns.drain(..) {
+        for c in std::mem::take(&mut self.conns) {
             if keep(&c) {
                 kept.push(c);
             } else {
                 out(c);
             }
         }
-        self.conns = kept;
+        self.conns = Conns::from(kept);
         before - self.conns.len()
     }
 
@@ -197,40 +242,28 @@ impl Entry {
     #[inline(always)]
     pub(super) fn push(&mut self, c: Conn) {
         self.earliest = self.earliest.min(c.deadline);
-        crate::cell::push_within(&mut self.conns, c, Self::grow);
-    }
-
-    /// Room for one more; out of line, so that `push` stays small enough to inline.
-    #[cold]
-    #[inline(never)]
-    fn grow(conns: &mut Vec<Conn>) {
-        if conns.capacity() == 0 {
-            // Most keys hold one idle connection: room for one, not Vec's first four.
-            conns.reserve_exact(1);
-        } else {
-            conns.reserve(1);
-        }
+        self.conns.push(c);
     }
 
     /// The release sequence number of the least recently released connection.
     pub(super) fn oldest_seq(&self) -> Option<u64> {
-        self.conns.first().map(|c| c.seq)
+        self.conns.as_slice().first().map(|c| c.seq)
     }
 
     pub(super) fn pop_oldest(&mut self) -> Option<Conn> {
-        (!self.conns.is_empty()).then(|| self.conns.remove(0))
+        self.conns.pop_oldest()
     }
 
     /// Every idle connection, taken out (the entry's own bookkeeping done by the caller).
-    pub(super) fn drain(&mut self) -> std::vec::Drain<'_, Conn> {
+    pub(super) fn drain(&mut self) -> impl Iterator<Item = Conn> {
         self.earliest = NEVER;
-        self.conns.drain(..)
+        std::mem::take(&mut self.conns).into_iter()
     }
 
     /// Puts back a connection taken out for a check, where its release time places it (the
     /// stack is in release order).
     pub(super) fn insert_by_release(&mut self, c: Conn) {
-        let i = self.conns.partition_point(|x| x.released <= c.released);
+        let i = (self.conns.as_slice()).partition_point(|x| x.released <= c.released);
         self.earliest = self.earliest.min(c.deadline);
         self.conns.insert(i, c);
     }
@@ -254,5 +287,54 @@ impl Entry {
         if let Some(r) = self.rare.as_deref_mut() {
             r.purges = r.purges.wrapping_add(1);
         }
+    }
+}
+
+/// Adds one to a counter's low half, carrying into the tally when it wraps.
+#[inline(always)]
+fn count(low: &mut u32, tally: &mut Option<Box<Counters>>, high: fn(&mut Counters) -> &mut u64) {
+    *low = low.wrapping_add(1);
+    if *low == 0 {
+        carry(tally, high);
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn carry(tally: &mut Option<Box<Counters>>, high: fn(&mut Counters) -> &mut u64) {
+    *high(tally.get_or_insert_with(Box::default)) += 1 << 32;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_entry_with_a_short_key_and_one_connection_fits_a_128_byte_block() {
+        assert!(
+            std::mem::size_of::<Entry>() <= 120,
+            "{}",
+            std::mem::size_of::<Entry>()
+        );
+    }
+
+    #[test]
+    fn counters_stay_exact_past_the_low_halves() {
+        let mut e = Entry::new(1, b"k");
+        (e.hits, e.misses, e.pooled) = (u32::MAX - 1, u32::MAX, 7);
+        for _ in 0..3 {
+            e.count_hit();
+        }
+        e.count_miss();
+        e.count_pooled();
+        e.count_closed(CloseReason::Expired, 0);
+        e.count_closed(CloseReason::Dead, 2);
+        let c = e.counters();
+        assert_eq!(c.hits, u64::from(u32::MAX) + 2);
+        assert_eq!(c.misses, u64::from(u32::MAX) + 1);
+        assert_eq!(c.pooled, 8);
+        let mut want = Counters::default();
+        want.closed(CloseReason::Dead, 2);
+        assert_eq!(c.closed, want.closed);
     }
 }

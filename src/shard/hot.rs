@@ -45,7 +45,9 @@ impl Entry {
     fn lend(&mut self, c: Conn, check: impl FnOnce(&Conn) -> bool) -> Took {
         self.lent += 1;
         let check = check(&c);
-        self.counters.hits += u64::from(!check);
+        if !check {
+            self.count_hit();
+        }
         Took::Conn(c, check, self.drains())
     }
 
@@ -61,7 +63,7 @@ impl Entry {
                 closes.settle(hash);
             }
         });
-        self.counters.closed(CloseReason::Expired, expired);
+        self.count_closed(CloseReason::Expired, expired);
         if limit != 0 && expired > 0 {
             self.rare().closing += expired as u32;
         }
@@ -73,10 +75,10 @@ impl Entry {
     #[inline(always)]
     fn none_idle(&mut self, limit: u32) -> Took {
         if limit == 0 {
-            self.counters.misses += 1;
+            self.count_miss();
             Took::Miss
         } else if self.total() < limit {
-            self.counters.misses += 1;
+            self.count_miss();
             self.rare().connecting += 1;
             Took::Slot
         } else {
@@ -229,7 +231,7 @@ impl ShardGuard<'_> {
         }
         let seq = conn.seq;
         e.push(conn);
-        e.counters.pooled += 1;
+        e.count_pooled();
         let st = &mut *self.st;
         st.empty -= usize::from(was_empty);
         st.idle += 1;
@@ -276,7 +278,7 @@ impl ShardGuard<'_> {
                 false
             }
             _ if limit != 0 && e.total() >= limit => {
-                e.counters.closed(CloseReason::Full, 1);
+                e.count_closed(CloseReason::Full, 1);
                 closes.give_back(usize::from(placed));
                 closes.close(conn, CloseReason::Full);
                 return false;
@@ -294,7 +296,7 @@ impl ShardGuard<'_> {
         let mut pushed = false;
         match why {
             Some(why) => {
-                e.counters.closed(why, 1);
+                e.count_closed(why, 1);
                 closes.give_back(usize::from(placed));
                 closes.close(conn, why);
                 if limit != 0 {
@@ -303,7 +305,7 @@ impl ShardGuard<'_> {
                 }
             }
             None => {
-                e.counters.pooled += 1;
+                e.count_pooled();
                 if let Some(w) = e.pop_waiter() {
                     // Straight to the longest waiter: lent to it, never idle (its check
                     // counts the hit, or the dead connection: `checked`).

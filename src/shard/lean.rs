@@ -50,14 +50,14 @@ impl ShardGuard<'_> {
             return None;
         }
         let Some(c) = e.pop() else {
-            e.counters.misses += 1;
+            e.count_miss();
             return Some(Popped::Miss);
         };
         e.lent += 1;
         let popped = if check(&c) {
             Popped::Check(c, e.drains())
         } else {
-            e.counters.hits += 1;
+            e.count_hit();
             lend(&c, e.drains());
             Popped::Hit(out(c))
         };
@@ -76,7 +76,7 @@ impl ShardGuard<'_> {
     pub fn checked_hit(&mut self, hash: u64) {
         let st = &mut *self.st;
         match st.table.find_mut(hash, |e| e.hash == hash) {
-            Some(e) => e.counters.hits += 1,
+            Some(e) => e.count_hit(),
             None => st.counters.hits += 1,
         }
     }
@@ -118,7 +118,7 @@ impl ShardGuard<'_> {
         e.lent -= u32::from(returns);
         let was_empty = e.is_empty();
         e.push(conn);
-        e.counters.pooled += 1;
+        e.count_pooled();
         st.empty -= usize::from(was_empty);
         st.idle += 1;
         Ok(())

@@ -22,7 +22,7 @@ pub(crate) struct CheckOut {
 /// Closes an idle connection of `e` (its place under the cap given back, and with a limit
 /// its slot freed after the close).
 fn close_idle(e: &mut Entry, c: Conn, why: CloseReason, limit: u32, closes: &mut CloseList) {
-    e.counters.closed(why, 1);
+    e.count_closed(why, 1);
     closes.close_idle(c, why);
     if limit != 0 {
         e.rare().closing += 1;
@@ -82,7 +82,7 @@ impl ShardGuard<'_> {
         st.idle -= n;
         st.empty += usize::from(!was_empty);
         if !e.pinned(limit != 0) {
-            let counters = e.counters;
+            let counters = e.counters();
             st.counters.absorb(&counters);
             if let Ok(slot) = st.table.find_entry(hash, |e| key_eq(&e.key, key)) {
                 slot.remove();
@@ -111,7 +111,7 @@ impl ShardGuard<'_> {
             }
             let keep = e.pinned(limit != 0);
             if !keep {
-                counters.absorb(&e.counters);
+                counters.absorb(&e.counters());
             }
             keep
         });
@@ -139,7 +139,7 @@ impl ShardGuard<'_> {
             next = next.min(e.earliest());
             let keep = !e.is_empty() || e.pinned(limit != 0);
             if !keep {
-                counters.absorb(&e.counters);
+                counters.absorb(&e.counters());
             }
             keep
         });
@@ -179,7 +179,7 @@ impl ShardGuard<'_> {
             st.empty += 1;
             out.push(CheckOut {
                 hash,
-                key: e.key.clone(),
+                key: (*e.key).into(),
                 purges,
                 conns,
             });

@@ -10,6 +10,7 @@
 //! expiry, checks outside the lock, eviction).
 
 mod closes;
+mod conns;
 mod entry;
 mod hot;
 mod lean;
@@ -209,7 +210,7 @@ impl ShardGuard<'_> {
         st.table.retain(|e| {
             let keep = !e.is_empty() || e.pinned(limited);
             if !keep {
-                counters.absorb(&e.counters);
+                counters.absorb(&e.counters());
             }
             keep
         });
@@ -238,7 +239,7 @@ impl ShardGuard<'_> {
 /// are still idle: the check's verdict moves them to `dead` under the lock, so a snapshot
 /// taken meanwhile still adds up.
 fn add_entry(s: &mut Stats, e: &Entry) {
-    s.add(&e.counters);
+    s.add(&e.counters());
     let idle = e.len() + e.checking() as usize;
     s.idle += idle as u64;
     s.keys += u64::from(idle != 0);

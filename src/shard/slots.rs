@@ -23,10 +23,10 @@ impl ShardGuard<'_> {
         let limit = self.shard.limit;
         let e = self.entry(hash, key);
         if healthy {
-            e.counters.hits += 1;
+            e.count_hit();
             return Some(conn);
         }
-        e.counters.closed(CloseReason::Dead, 1);
+        e.count_closed(CloseReason::Dead, 1);
         e.lent = e.lent.saturating_sub(1);
         closes.close(conn, CloseReason::Dead);
         if limit != 0 {
@@ -50,11 +50,11 @@ impl ShardGuard<'_> {
     ) -> Option<Conn> {
         let e = self.entry(hash, key);
         if healthy {
-            e.counters.hits += 1;
+            e.count_hit();
             return Some(conn);
         }
-        e.counters.closed(CloseReason::Dead, 1);
-        e.counters.misses += 1;
+        e.count_closed(CloseReason::Dead, 1);
+        e.count_miss();
         e.lent = e.lent.saturating_sub(1);
         e.rare().connecting += 1;
         closes.close(conn, CloseReason::Dead);
@@ -89,7 +89,7 @@ impl ShardGuard<'_> {
     ) {
         let limit = self.shard.limit;
         let e = self.entry(hash, key);
-        e.counters.closed(CloseReason::Discarded, 1);
+        e.count_closed(CloseReason::Discarded, 1);
         let slot = if lent_here && e.lent > 0 {
             e.lent -= 1;
             true
@@ -136,7 +136,7 @@ impl ShardGuard<'_> {
         }
         if let Some(w) = e.pop_waiter() {
             e.rare().connecting += 1;
-            e.counters.misses += 1; // its acquire returns "connect"
+            e.count_miss(); // its acquire returns "connect"
             w.serve(Served::Slot);
             closes.wake(w);
         } else if e.take_blocked() {
@@ -188,6 +188,6 @@ impl ShardGuard<'_> {
 
     /// A key handle names `key`: its entry stays (with its counters) for the pool's life.
     pub fn mark_handle(&mut self, hash: u64, key: &[u8]) {
-        self.entry(hash, key).handle = true;
+        self.entry(hash, key).rare().handle = true;
     }
 }
