@@ -77,9 +77,14 @@ impl Conns {
 
     /// Inserts `c` at position `i` (`i <= len`).
     pub fn insert(&mut self, i: usize, c: Conn) {
-        let mut v: Vec<Conn> = mem::take(self).into_iter().collect();
-        v.insert(i, c);
-        *self = Conns::from(v);
+        match self {
+            Conns::Many(v) if v.capacity() > 0 => v.insert(i, c),
+            _ => {
+                let mut v: Vec<Conn> = mem::take(self).into_iter().collect();
+                v.insert(i, c);
+                *self = Conns::from(v);
+            }
+        }
     }
 
     /// The least recently released, taken out.

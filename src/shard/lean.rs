@@ -132,40 +132,31 @@ impl ShardGuard<'_> {
 /// resized or rehashed; a wrong guess costs the probe it was to spare, and is corrected.
 #[inline(always)]
 fn find<'t>(
-    table: &'t mut hashbrown::HashTable<Box<Entry>>,
+    table: &'t mut super::entries::Entries,
     places: &mut [u32; super::PLACES],
     hash: u64,
     key: &[u8],
     place: Option<&AtomicUsize>,
 ) -> Option<&'t mut Entry> {
-    let at = match place {
+    match place {
         Some(place) => {
             let guess = place.load(Ordering::Relaxed);
-            let hit = table
-                .get_bucket(guess)
-                .is_some_and(|e| e.hash == hash && e.key.len() == key.len());
-            if hit {
-                guess
-            } else {
-                let at = table.find_bucket_index(hash, |e| key_eq(&e.key, key))?;
+            let check = |e: &Entry| e.hash == hash && e.key.len() == key.len();
+            let (e, found) = table.guess_mut(guess, check, hash, |e| key_eq(&e.key, key))?;
+            if let Some(at) = found {
                 place.store(at, Ordering::Relaxed);
-                at
             }
+            Some(e)
         }
         None => {
             let slot = &mut places[(hash >> 48) as usize % super::PLACES];
-            let guess = *slot as usize;
-            let hit = table
-                .get_bucket(guess)
-                .is_some_and(|e| e.hash == hash && key_eq(&e.key, key));
-            if hit {
-                guess
-            } else {
-                let at = table.find_bucket_index(hash, |e| key_eq(&e.key, key))?;
+            let check = |e: &Entry| e.hash == hash && key_eq(&e.key, key);
+            let (e, found) =
+                table.guess_mut(*slot as usize, check, hash, |e| key_eq(&e.key, key))?;
+            if let Some(at) = found {
                 *slot = u32::try_from(at).unwrap_or(u32::MAX);
-                at
             }
+            Some(e)
         }
-    };
-    table.get_bucket_mut(at).map(|e| &mut **e)
+    }
 }

@@ -84,8 +84,7 @@ impl ShardGuard<'_> {
         if !e.pinned(limit != 0) {
             let counters = e.counters();
             st.counters.absorb(&counters);
-            if let Ok(slot) = st.table.find_entry(hash, |e| key_eq(&e.key, key)) {
-                slot.remove();
+            if st.table.remove(hash, |e| key_eq(&e.key, key)).is_some() {
                 st.empty -= 1;
             }
         }
@@ -170,9 +169,11 @@ impl ShardGuard<'_> {
     pub fn check_out(&mut self, hash: u64) -> Vec<CheckOut> {
         let st = &mut *self.st;
         let mut out = Vec::new();
-        for e in st.table.iter_hash_mut(hash) {
+        // The keys with exactly this hash (a bucket may hold others whose hash has the
+        // same top bits: their connections are not this check's).
+        st.table.for_hash(hash, |e| {
             if e.is_empty() {
-                continue;
+                return;
             }
             let (conns, purges) = e.check_out();
             st.idle -= conns.len();
@@ -183,7 +184,7 @@ impl ShardGuard<'_> {
                 purges,
                 conns,
             });
-        }
+        });
         out
     }
 

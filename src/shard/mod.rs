@@ -11,6 +11,7 @@
 
 mod closes;
 mod conns;
+mod entries;
 mod entry;
 mod hot;
 mod lean;
@@ -18,8 +19,6 @@ mod maintain;
 mod slots;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-
-use hashbrown::hash_table::{Entry as Slot, HashTable};
 
 use crate::cell::{Guard, Lock};
 use crate::conn::NEVER;
@@ -54,10 +53,10 @@ const EMPTY_SLACK: usize = 16;
 struct ShardState {
     /// One entry per key, found by the hash computed once per call. A key whose last idle
     /// connection is taken keeps its (empty) entry, so the usual acquire-then-release of a
-    /// busy key neither removes nor re-inserts it; empty entries are swept in bulk. Boxed:
-    /// a table runs half empty after it doubles, and empty slots of pointers cost 8 bytes,
-    /// not an entry's size (with a million keys, 357 bytes per key instead of 534).
-    table: HashTable<Box<Entry>>,
+    /// busy key neither removes nor re-inserts it; empty entries are swept in bulk. In a
+    /// slab, not in the table: a table runs half empty after it doubles, and its empty
+    /// buckets then cost 4 bytes, not an entry's 128 (see `entries.rs`).
+    table: entries::Entries,
     /// Entries in `table` with no idle connection.
     empty: usize,
     /// Empty entries the last sweep had to keep (pinned: a key handle, loans under a limit):
@@ -136,32 +135,23 @@ impl Drop for ShardGuard<'_> {
 
 impl ShardGuard<'_> {
     fn find(&mut self, hash: u64, key: &[u8]) -> Option<&mut Entry> {
-        self.st
-            .table
-            .find_mut(hash, |e| key_eq(&e.key, key))
-            .map(|e| &mut **e)
+        self.st.table.find_mut(hash, |e| key_eq(&e.key, key))
     }
 
     /// The entry of the key with hash `hash` (keys are told apart by a keyed 64-bit hash:
     /// for the bookkeeping that only has the hash of a loan or a slot).
     fn find_hash(&mut self, hash: u64) -> Option<&mut Entry> {
-        self.st
-            .table
-            .find_mut(hash, |e| e.hash == hash)
-            .map(|e| &mut **e)
+        self.st.table.find_mut(hash, |e| e.hash == hash)
     }
 
     /// The key's entry, made (empty) if it has none.
     #[inline]
     fn entry(&mut self, hash: u64, key: &[u8]) -> &mut Entry {
         let st = &mut *self.st;
-        match st.table.entry(hash, |e| key_eq(&e.key, key), |e| e.hash) {
-            Slot::Occupied(o) => o.into_mut(),
-            Slot::Vacant(v) => {
-                st.empty += 1;
-                v.insert(Box::new(Entry::new(hash, key))).into_mut()
-            }
-        }
+        let (e, new) =
+            (st.table).get_or_insert(hash, |e| key_eq(&e.key, key), || Entry::new(hash, key));
+        st.empty += usize::from(new);
+        e
     }
 
     /// Per-key figures of `key`: its counters and gauges (`None`: the key has no entry).
@@ -230,7 +220,7 @@ impl ShardGuard<'_> {
         let table = &mut self.st.table;
         let (len, cap) = (table.len(), table.capacity());
         if cap > MIN_TABLE_CAPACITY && len < cap / 4 {
-            table.shrink_to(len * 2, |e| e.hash);
+            table.shrink_to(len * 2);
         }
     }
 }

@@ -188,6 +188,6 @@ impl ShardGuard<'_> {
 
     /// A key handle names `key`: its entry stays (with its counters) for the pool's life.
     pub fn mark_handle(&mut self, hash: u64, key: &[u8]) {
-        self.entry(hash, key).rare().handle = true;
+        self.entry(hash, key).handle = true;
     }
 }
