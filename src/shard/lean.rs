@@ -128,12 +128,15 @@ impl ShardGuard<'_> {
 /// The key's entry, found where it was last found: by a key handle's guess (`place`),
 /// checked by the keyed 64-bit hash and the length (as the loans' bookkeeping tells keys
 /// apart, see `find_hash`), or by the shard's guess for string keys (`places`, a few per
-/// shard by hash bits), checked by hash and key. Entries move only when the table is
-/// resized or rehashed; a wrong guess costs the probe it was to spare, and is corrected.
+/// shard by hash bits, each tagged with the low half of the hash it was made for: with many
+/// keys most guesses are another key's, and the tag turns them down without touching the
+/// table, a cache miss or two with a big one), checked by hash and key. Entries keep their
+/// table bucket until the table is resized or rehashed; a wrong guess costs the probe it
+/// was to spare, and is corrected.
 #[inline(always)]
 fn find<'t>(
     table: &'t mut super::entries::Entries,
-    places: &mut [u32; super::PLACES],
+    places: &mut [u64; super::PLACES],
     hash: u64,
     key: &[u8],
     place: Option<&AtomicUsize>,
@@ -150,11 +153,16 @@ fn find<'t>(
         }
         None => {
             let slot = &mut places[(hash >> 48) as usize % super::PLACES];
+            let tag = hash & 0xffff_ffff;
+            let guess = if *slot >> 32 == tag {
+                (*slot & 0xffff_ffff) as usize
+            } else {
+                usize::MAX // no bucket
+            };
             let check = |e: &Entry| e.hash == hash && key_eq(&e.key, key);
-            let (e, found) =
-                table.guess_mut(*slot as usize, check, hash, |e| key_eq(&e.key, key))?;
-            if let Some(at) = found {
-                *slot = u32::try_from(at).unwrap_or(u32::MAX);
+            let (e, found) = table.guess_mut(guess, check, hash, |e| key_eq(&e.key, key))?;
+            if let Some(at) = found.and_then(|at| u64::try_from(at).ok()) {
+                *slot = tag << 32 | at.min(0xffff_ffff);
             }
             Some(e)
         }

@@ -72,7 +72,7 @@ struct ShardState {
     counters: Counters,
     /// Where recently used keys' entries were found in `table`, by a few bits of their hash:
     /// guesses, checked by hash and key, that spare the hot path the table's probe.
-    places: [u32; PLACES],
+    places: [u64; PLACES],
 }
 
 /// Guesses of entry places per shard.
