@@ -119,7 +119,8 @@ void run_memory(void)
                c->purge ? "connpool_purge(pool, NULL)" : "taking every fd back");
     }
     printf("(libconnpool's figures include its process-wide fd registry: 32 bytes per fd\n"
-           " number ever pooled, kept for the life of the process by design, src/fd_table.rs)\n");
+           " number ever pooled, kept for the life of the process by design,\n"
+           " src/fd_table/mod.rs)\n");
     fflush(stdout);
     big_fds_free(fds, k);
 }

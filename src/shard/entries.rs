@@ -197,7 +197,7 @@ mod tests {
     fn for_hash_visits_only_that_hash_not_its_bucket_neighbours() {
         // Same top 7 bits and low bits (the table's tag and probe start), other middle bits:
         // the table's own iteration by hash yields both (a check-out by hash for prune or
-        // the reaper once took such a key's connections under the checked key's hash).
+        // the reaper once took such a key's connections out too: checked for nothing).
         let (a, b) = (0x7f00_0000_0000_0001u64, 0x7f00_0010_0000_0001u64);
         let mut es = Entries::default();
         for (h, k) in [(a, b"a".as_slice()), (b, b"b")] {
