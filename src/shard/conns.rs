@@ -98,9 +98,11 @@ impl Conns {
 }
 
 impl From<Vec<Conn>> for Conns {
-    /// One connection inline, else the vector as it is.
+    /// One connection inline, none unallocated, else the vector as it is (an allocated
+    /// empty vector would keep the key's next connection out of line).
     fn from(mut v: Vec<Conn>) -> Self {
         match v.len() {
+            0 => Conns::default(),
             1 => Conns::One(v.pop().unwrap()),
             _ => Conns::Many(v),
         }

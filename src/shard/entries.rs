@@ -95,13 +95,12 @@ impl Entries {
         let (i, new) = match bucket {
             Bucket::Occupied(o) => (*o.get(), false),
             Bucket::Vacant(v) => {
+                // The slot first: no bucket ever names a slot that is not there.
+                self.slots.push(Slot(make()));
                 v.insert(next);
                 (next, true)
             }
         };
-        if new {
-            self.slots.push(Slot(make()));
-        }
         (at_mut(&mut self.slots, i), new)
     }
 
@@ -131,19 +130,20 @@ impl Entries {
     }
 
     /// Keeps the entries `keep` accepts (it may change any of them first); drops the rest.
+    /// Nothing is removed before `keep` has seen every entry, so a panic in it leaves the
+    /// table and the slab in step.
     pub fn retain(&mut self, mut keep: impl FnMut(&mut Entry) -> bool) {
         let mut gone = Vec::new();
-        let slots = &mut self.slots;
-        self.table.retain(|&mut i| {
-            let kept = keep(at_mut(slots, i));
-            if !kept {
-                gone.push(i);
+        for (i, s) in self.slots.iter_mut().enumerate() {
+            if !keep(&mut s.0) {
+                gone.push(u32::try_from(i).expect("slot numbers fit u32"));
             }
-            kept
-        });
+        }
         // Highest first: the last slot is then either one of them or a kept entry's.
-        gone.sort_unstable_by(|a, b| b.cmp(a));
-        for i in gone {
+        for &i in gone.iter().rev() {
+            let hash = at(&self.slots, i).hash;
+            let bucket = self.table.find_entry(hash, |&x| x == i);
+            bucket.expect("every slot has its bucket").remove();
             drop(self.take(i));
         }
     }
@@ -211,6 +211,30 @@ mod tests {
         let mut seen = Vec::new();
         es.for_hash(a, |e| seen.push(e.key.to_vec()));
         assert_eq!(seen, vec![b"a".to_vec()]);
+    }
+
+    #[test]
+    fn a_panic_in_retain_leaves_table_and_slab_in_step() {
+        let mut es = Entries::default();
+        for n in 0..40u64 {
+            let (h, k) = (n.wrapping_mul(0x9e37_79b9_7f4a_7c15), key(n));
+            es.get_or_insert(h, |e| *e.key == *k, || Entry::new(h, &k));
+        }
+        let mut seen = 0;
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            es.retain(|_| {
+                seen += 1;
+                assert!(seen < 30, "a panic in keep");
+                seen % 2 == 0
+            })
+        }));
+        assert!(r.is_err());
+        assert_eq!((es.len(), es.table.len()), (40, 40));
+        for n in 0..40u64 {
+            let (h, k) = (n.wrapping_mul(0x9e37_79b9_7f4a_7c15), key(n));
+            assert!(es.remove(h, |e| *e.key == *k).is_some());
+        }
+        assert_eq!((es.len(), es.table.len()), (0, 0));
     }
 
     #[test]

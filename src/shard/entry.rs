@@ -223,7 +223,7 @@ impl Entry {
         mut out: impl FnMut(Conn),
     ) -> usize {
         let before = self.conns.len();
-        let mut kept = Vec::with_capacity(before);
+        let mut kept = Vec::with_capacity(if before > 1 { before } else { 0 });
         for c in std::mem::take(&mut self.conns) {
             if keep(&c) {
                 kept.push(c);
@@ -313,6 +313,30 @@ mod tests {
     #[test]
     fn an_entry_with_a_short_key_and_one_connection_fits_a_slab_slot() {
         assert!(std::mem::size_of::<Entry>() <= 128);
+    }
+
+    #[test]
+    fn a_key_emptied_by_expiry_holds_its_next_connection_inline() {
+        let fd = |_| std::os::fd::OwnedFd::from(std::fs::File::open("/dev/null").unwrap());
+        let conn = |deadline| Conn {
+            fd: fd(()),
+            ctx: 0,
+            deadline,
+            released: 0,
+            born: 0,
+            uses: 1,
+            seq: 0,
+        };
+        let mut e = Entry::new(1, b"k");
+        e.push(conn(5));
+        assert_eq!(e.expire(10, drop), 1);
+        e.push(conn(NEVER));
+        assert!(matches!(e.conns, Conns::One(_)));
+        // And a key whose one connection survives a scan keeps it inline.
+        e.push(conn(20));
+        assert_eq!(e.pop().map(|c| c.deadline), Some(20));
+        assert_eq!(e.retain(|_| true, drop), 0);
+        assert!(matches!(e.conns, Conns::One(_)));
     }
 
     #[test]
