@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use super::acquire::Outcome;
 use super::{inject_panic, Generation, Pool, Released};
 use crate::clock::Clock;
-use crate::conn::Conn;
+use crate::conn::{Conn, NEVER};
 use crate::fd_table::{self, Loan};
 use crate::shard::{Popped, Return};
 use crate::stats::CloseReason;
@@ -23,6 +23,11 @@ pub(super) struct Lean {
     pub acquire: bool,
     /// Release (none of the above).
     pub release: bool,
+    /// Acquire reads the clock before taking the lock: connections can expire by the
+    /// configuration (an idle timeout, a lifetime) or a check may look at their idle time.
+    /// Otherwise only a key holding a connection with a keep-alive hint's deadline needs a
+    /// reading, taken then.
+    pub clock: bool,
 }
 
 impl Lean {
@@ -31,6 +36,9 @@ impl Lean {
         Lean {
             acquire: plain,
             release: plain,
+            clock: limits.idle_timeout_ns != NEVER
+                || limits.lifetime_ns != NEVER
+                || limits.check_liveness,
         }
     }
 }
@@ -67,7 +75,8 @@ impl<C: Clock> Pool<C> {
         out: impl Fn(Conn) -> T,
     ) -> Option<Result<T, Outcome>> {
         self.harvest_due(st);
-        let (reading, now) = self.now();
+        let pre = self.lean.clock.then(|| self.now());
+        let reading = pre.map_or(0, |(reading, _)| reading);
         let shard = self.shard_of(st, hash);
         // Bounded: each round takes one idle connection out of the key for good (handed
         // out, or found dead and closed).
@@ -79,7 +88,11 @@ impl<C: Clock> Pool<C> {
                     hash,
                     key,
                     place,
-                    |e| self.exact_near(now, e),
+                    |e| match pre {
+                        Some((_, now)) => self.exact_near(now, e),
+                        None if e == NEVER => 0, // nothing of the key can expire
+                        None => self.exact_near(self.now().1, e),
+                    },
                     |c| self.must_check(c, reading),
                     |c, drains| self.lend(st, c, hash, drains, 0),
                     &out,

@@ -260,3 +260,64 @@ fn wait_child(pid: libc::pid_t, ms: i32) -> Option<i32> {
         (ready && libc::WIFEXITED(status)).then(|| libc::WEXITSTATUS(status))
     }
 }
+
+/// Where nothing can expire by the configuration and nothing is checked, acquire reads no
+/// clock unless the key holds a connection with a keep-alive hint's deadline, which still
+/// expires on time.
+#[test]
+fn acquire_reads_no_clock_when_nothing_can_expire() {
+    #[derive(Debug, Clone)]
+    struct Counting(crate::ManualClock, Arc<AtomicU64>);
+    impl Clock for Counting {
+        fn now_ns(&self) -> u64 {
+            self.1.fetch_add(1, Ordering::Relaxed);
+            self.0.now_ns()
+        }
+    }
+    let manual = crate::ManualClock::new(1_000_000_000);
+    let reads = Arc::new(AtomicU64::new(0));
+    let plain = Config {
+        idle_timeout: None,
+        check_liveness: false,
+        ..Config::default()
+    };
+    let timed = Config {
+        idle_timeout: Some(Duration::from_secs(60)),
+        ..plain.clone()
+    };
+    let key = Key::try_from("clock:1").unwrap();
+    let (a, _a_peer) = UnixStream::pair().unwrap();
+    // The reads of 10 acquires, with a connection pooled before each.
+    let acquires = |pool: &Pool<Counting>, fd: std::os::fd::OwnedFd| {
+        let mut fd = Some(fd);
+        let mut n = 0;
+        for _ in 0..10 {
+            assert_eq!(pool.release(key, fd.take().unwrap()), Released::Pooled);
+            let before = reads.load(Ordering::Relaxed);
+            fd = pool.acquire(key);
+            n += reads.load(Ordering::Relaxed) - before;
+        }
+        (n, fd.unwrap())
+    };
+    let pool = Pool::with_clock(timed, Counting(manual.clone(), reads.clone())).unwrap();
+    let (n, a) = acquires(&pool, a.into());
+    assert_eq!(n, 10, "an idle timeout: every acquire reads the clock");
+    let pool = Pool::with_clock(plain, Counting(manual.clone(), reads.clone())).unwrap();
+    let (n, a) = acquires(&pool, a);
+    assert_eq!(n, 0, "nothing can expire: no acquire reads it");
+    // A hint gives the connection a deadline: acquires read the clock, and it expires.
+    assert_eq!(
+        pool.release_hint(key, a, Duration::from_millis(100)),
+        Released::Pooled
+    );
+    let before = reads.load(Ordering::Relaxed);
+    let a = pool.acquire(key).expect("within its hint");
+    assert!(reads.load(Ordering::Relaxed) > before);
+    assert_eq!(
+        pool.release_hint(key, a, Duration::from_millis(100)),
+        Released::Pooled
+    );
+    manual.advance_ms(150);
+    assert!(pool.acquire(key).is_none(), "expired by its hint");
+    assert_eq!(pool.stats().expired, 1);
+}
