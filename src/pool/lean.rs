@@ -75,8 +75,34 @@ impl<C: Clock> Pool<C> {
         out: impl Fn(Conn) -> T,
     ) -> Option<Result<T, Outcome>> {
         self.harvest_due(st);
-        let pre = self.lean.clock.then(|| self.now());
-        let reading = pre.map_or(0, |(reading, _)| reading);
+        if self.lean.clock {
+            let (reading, now) = self.now();
+            self.take_lean_at(st, (hash, key, place), out, reading, |e| {
+                self.exact_near(now, e)
+            })
+        } else {
+            // Read only for a key holding a connection that can expire (a hint's deadline).
+            self.take_lean_at(st, (hash, key, place), out, 0, |e| {
+                if e == NEVER {
+                    0
+                } else {
+                    self.exact_near(self.now().1, e)
+                }
+            })
+        }
+    }
+
+    /// [`Pool::take_lean`] with the clock's `reading` and `now(earliest)`, the time to
+    /// judge deadlines by (as `exact_near` makes it).
+    #[inline(always)]
+    fn take_lean_at<T>(
+        &self,
+        st: &Generation,
+        (hash, key, place): (u64, &[u8], Option<&AtomicUsize>),
+        out: impl Fn(Conn) -> T,
+        reading: u64,
+        now: impl Fn(u64) -> u64,
+    ) -> Option<Result<T, Outcome>> {
         let shard = self.shard_of(st, hash);
         // Bounded: each round takes one idle connection out of the key for good (handed
         // out, or found dead and closed).
@@ -88,11 +114,7 @@ impl<C: Clock> Pool<C> {
                     hash,
                     key,
                     place,
-                    |e| match pre {
-                        Some((_, now)) => self.exact_near(now, e),
-                        None if e == NEVER => 0, // nothing of the key can expire
-                        None => self.exact_near(self.now().1, e),
-                    },
+                    &now,
                     |c| self.must_check(c, reading),
                     |c, drains| self.lend(st, c, hash, drains, 0),
                     &out,
