@@ -59,8 +59,10 @@ impl Entries {
         Some(at_mut(&mut self.slots, i))
     }
 
-    /// The entry at table bucket `guess` if `check` accepts it, else the one `eq` accepts
-    /// (found by `hash`) and its bucket, the next guess.
+    /// The entry in slot `guess` if `check` accepts it, else the one `eq` accepts (found by
+    /// `hash`) and its slot, the next guess. A slot number stays right until an entry's
+    /// removal moves the last one (a sweep, a purge): a guess costs no table access, which
+    /// with many keys is a cache miss or two.
     #[inline(always)]
     pub fn guess_mut(
         &mut self,
@@ -70,15 +72,14 @@ impl Entries {
         eq: impl Fn(&Entry) -> bool,
     ) -> Option<(&mut Entry, Option<usize>)> {
         let slots = &self.slots;
-        let hit = (self.table.get_bucket(guess).copied()).filter(|&i| check(at(slots, i)));
-        let (i, found) = match hit {
-            Some(i) => (i, None),
+        let (i, found) = match slots.get(guess).filter(|s| check(&s.0)) {
+            Some(_) => (guess, None),
             None => {
-                let b = self.table.find_bucket_index(hash, |&i| eq(at(slots, i)))?;
-                (*self.table.get_bucket(b)?, Some(b))
+                let i = *self.table.find(hash, |&i| eq(at(slots, i)))? as usize;
+                (i, Some(i))
             }
         };
-        Some((at_mut(&mut self.slots, i), found))
+        Some((&mut self.slots[i].0, found))
     }
 
     /// The entry `eq` accepts, or a new one made by `make`; whether it is new.
@@ -259,7 +260,7 @@ mod tests {
                     assert_eq!(gone.map(|e| e.key.to_vec()), model.take(&n).map(key));
                 }
                 3 => {
-                    // A wrong guess finds it and names its bucket; that bucket is then right.
+                    // A wrong guess finds it and names its slot; that slot is then right.
                     let wrong = |_: &Entry| false;
                     let found = es.guess_mut(usize::MAX, wrong, h, |e| *e.key == *k);
                     assert_eq!(found.is_some(), model.contains(&n));

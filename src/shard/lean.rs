@@ -130,9 +130,10 @@ impl ShardGuard<'_> {
 /// apart, see `find_hash`), or by the shard's guess for string keys (`places`, a few per
 /// shard by hash bits, each tagged with the low half of the hash it was made for: with many
 /// keys most guesses are another key's, and the tag turns them down without touching the
-/// table, a cache miss or two with a big one), checked by hash and key. Entries keep their
-/// table bucket until the table is resized or rehashed; a wrong guess costs the probe it
-/// was to spare, and is corrected.
+/// table), checked by hash and key. A guess is a slab slot, so a right one touches the
+/// entry alone, not the table (a cache miss or two with many keys); entries keep their slot
+/// until a removal moves another into a hole; a wrong guess costs the probe it was to
+/// spare, and is corrected.
 #[inline(always)]
 fn find<'t>(
     table: &'t mut super::entries::Entries,
@@ -157,7 +158,7 @@ fn find<'t>(
             let guess = if *slot >> 32 == tag {
                 (*slot & 0xffff_ffff) as usize
             } else {
-                usize::MAX // no bucket
+                usize::MAX // no slot
             };
             let check = |e: &Entry| e.hash == hash && key_eq(&e.key, key);
             let (e, found) = table.guess_mut(guess, check, hash, |e| key_eq(&e.key, key))?;
