@@ -219,8 +219,8 @@ mod tests {
         }
     }
 
-    /// Typical keys spread evenly over the 64 shards (bits 32..38) and over hashbrown's
-    /// control tags (top 7 bits) and buckets (low bits).
+    /// Typical keys spread evenly over the 64 shards (bits 32..38), the string keys'
+    /// guesses (top bits) and the shard index's homes (low bits).
     #[test]
     fn typical_keys_spread_evenly() {
         let b = KeyHasher::new();

@@ -14,8 +14,7 @@
 //! One vector, not chunks: a lookup follows no chunk pointer (entries are named by number,
 //! so the vector's moves when it grows are safe).
 
-use hashbrown::hash_table::{Entry as Bucket, HashTable};
-
+use super::index::Index;
 use super::Entry;
 
 /// The slab's least capacity when it shrinks.
@@ -27,7 +26,7 @@ struct Slot(Entry);
 
 #[derive(Debug, Default)]
 pub(super) struct Entries {
-    table: HashTable<u32>,
+    table: Index,
     slots: Vec<Slot>,
 }
 
@@ -55,7 +54,7 @@ impl Entries {
     #[inline]
     pub fn find_mut(&mut self, hash: u64, eq: impl Fn(&Entry) -> bool) -> Option<&mut Entry> {
         let slots = &self.slots;
-        let i = *self.table.find(hash, |&i| eq(at(slots, i)))?;
+        let i = self.table.find(hash, |i| eq(at(slots, i)))?;
         Some(at_mut(&mut self.slots, i))
     }
 
@@ -75,11 +74,18 @@ impl Entries {
         let (i, found) = match slots.get(guess).filter(|s| check(&s.0)) {
             Some(_) => (guess, None),
             None => {
-                let i = *self.table.find(hash, |&i| eq(at(slots, i)))? as usize;
+                let i = self.probe(hash, eq)? as usize;
                 (i, Some(i))
             }
         };
         Some((&mut self.slots[i].0, found))
+    }
+
+    /// A wrong guess's lookup, out of line: the guessed path stays short.
+    #[inline(never)]
+    fn probe(&self, hash: u64, eq: impl Fn(&Entry) -> bool) -> Option<u32> {
+        let slots = &self.slots;
+        self.table.find(hash, |i| eq(at(slots, i)))
     }
 
     /// The entry `eq` accepts, or a new one made by `make`; whether it is new.
@@ -91,27 +97,21 @@ impl Entries {
         make: impl FnOnce() -> Entry,
     ) -> (&mut Entry, bool) {
         let slots = &self.slots;
+        if let Some(i) = self.table.find(hash, |i| eq(at(slots, i))) {
+            return (at_mut(&mut self.slots, i), false);
+        }
         let next = u32::try_from(slots.len()).expect("fewer than 2^32 entries per shard");
-        let bucket = (self.table).entry(hash, |&i| eq(at(slots, i)), |&i| at(slots, i).hash);
-        let (i, new) = match bucket {
-            Bucket::Occupied(o) => (*o.get(), false),
-            Bucket::Vacant(v) => {
-                // The slot first: no bucket ever names a slot that is not there.
-                self.slots.push(Slot(make()));
-                v.insert(next);
-                (next, true)
-            }
-        };
-        (at_mut(&mut self.slots, i), new)
+        // The slot first: no bucket ever names a slot that is not there.
+        self.slots.push(Slot(make()));
+        self.table.insert(hash, next);
+        (at_mut(&mut self.slots, next), true)
     }
 
     /// Removes the entry `eq` accepts.
     pub fn remove(&mut self, hash: u64, eq: impl Fn(&Entry) -> bool) -> Option<Entry> {
         let slots = &self.slots;
-        let Ok(bucket) = self.table.find_entry(hash, |&i| eq(at(slots, i))) else {
-            return None;
-        };
-        let (i, _) = bucket.remove();
+        let i = self.table.find(hash, |i| eq(at(slots, i)))?;
+        self.table.remove(hash, i);
         Some(self.take(i))
     }
 
@@ -121,7 +121,7 @@ impl Entries {
         let Slot(e) = self.slots.swap_remove(i as usize);
         if i != last {
             let hash = at(&self.slots, i).hash;
-            *(self.table.find_mut(hash, |&x| x == last)).expect("the moved entry's bucket") = i;
+            assert!(self.table.rename(hash, last, i), "the moved entry's bucket");
         }
         let (len, cap) = (self.slots.len(), self.slots.capacity());
         if cap > MIN_SLOTS && len < cap / 4 {
@@ -143,8 +143,7 @@ impl Entries {
         // Highest first: the last slot is then either one of them or a kept entry's.
         for &i in gone.iter().rev() {
             let hash = at(&self.slots, i).hash;
-            let bucket = self.table.find_entry(hash, |&x| x == i);
-            bucket.expect("every slot has its bucket").remove();
+            assert!(self.table.remove(hash, i), "every slot has its bucket");
             drop(self.take(i));
         }
     }
@@ -159,8 +158,7 @@ impl Entries {
 
     /// Calls `f` on every entry whose key has the hash `hash`.
     pub fn for_hash(&mut self, hash: u64, mut f: impl FnMut(&mut Entry)) {
-        let found: Vec<u32> = self.table.iter_hash(hash).copied().collect();
-        for i in found {
+        for i in self.table.slots_tagged(hash) {
             let e = at_mut(&mut self.slots, i);
             if e.hash == hash {
                 f(e);
@@ -170,8 +168,7 @@ impl Entries {
 
     /// Shrinks the table to room for `min` entries (at least).
     pub fn shrink_to(&mut self, min: usize) {
-        let slots = &self.slots;
-        self.table.shrink_to(min, |&i| at(slots, i).hash);
+        self.table.shrink_to(min);
     }
 }
 
@@ -205,7 +202,7 @@ mod tests {
             es.get_or_insert(h, |e| *e.key == *k, || Entry::new(h, k));
         }
         assert_eq!(
-            es.table.iter_hash(a).count(),
+            es.table.slots_tagged(a).len(),
             2,
             "the premise: the table mixes them"
         );

@@ -14,6 +14,7 @@ mod conns;
 mod entries;
 mod entry;
 mod hot;
+mod index;
 mod lean;
 mod maintain;
 mod slots;
@@ -34,8 +35,8 @@ pub(crate) use lean::Popped;
 /// machines with tens of cores while costing 8 KiB per pool.
 pub const SHARDS: usize = 64;
 
-/// The shard of the key with hash `hash`: its middle bits (hashbrown uses the low bits and
-/// the top 7 within each shard's table).
+/// The shard of the key with hash `hash`: its middle bits (each shard's index uses the low
+/// 32, the string keys' guesses the top 16).
 #[inline]
 pub(crate) fn shard_index(hash: u64) -> usize {
     (hash >> 32) as usize & (SHARDS - 1)
@@ -213,7 +214,7 @@ impl ShardGuard<'_> {
         self.shrink_if_sparse();
     }
 
-    /// hashbrown tables never shrink by themselves: without this, memory would follow the
+    /// The index never shrinks by itself: without this, memory would follow the
     /// peak number of keys, not the keys that hold idle connections now. Shrinking at a
     /// quarter to half leaves room for the table to double before it grows again.
     fn shrink_if_sparse(&mut self) {
