@@ -173,6 +173,16 @@ static inline int running_on_valgrind(void)
     return preload != NULL && strstr(preload, "vgpreload") != NULL;
 }
 
+/* Built with AddressSanitizer (gcc defines this with -fsanitize=address). */
+static inline int built_with_asan(void)
+{
+#ifdef __SANITIZE_ADDRESS__
+    return 1;
+#else
+    return 0;
+#endif
+}
+
 /* Operations per thread for a stress test: `native`, or `under_valgrind` there;
  * CONNPOOL_STRESS_OPS=<n> overrides both. */
 static inline long stress_ops(long native, long under_valgrind)
@@ -225,14 +235,64 @@ static inline void make_key(char *buf, size_t len, int i)
     snprintf(buf, len, "10.0.0.%d:%d", i % 250 + 1, 8000 + i);
 }
 
-/* Whether a fork child exited 0. Under valgrind a child exits 99 (valgrind.sh's
- * --error-exitcode) for the pool state it keeps on purpose (the parent's generation, which
- * a child never frees: another parent thread may have held its locks at the fork), which
- * valgrind counts as "possibly lost"; children are silent there, and every functional
- * check of the child exits with another code. */
-static inline int child_succeeded(int status)
+/* ---- fork children: how one ended ---- */
+
+/* Under valgrind a child's exit status says little: valgrind.sh's --error-exitcode (99)
+ * replaces whatever code a child exits with once it leaks, and every child that inherited a
+ * pool leaks on purpose (it cannot free the parent's shards, whose locks another parent
+ * thread may have held at the fork; valgrind counts their interior pointers as "possibly
+ * lost"). A failed check's exit code would read as 99 too. So a child says it passed by
+ * writing one byte on a pipe just before _exit(0) (child_pass), and the parent reads it. */
+static int child_pass_wr = -1; /* the child's end; -1 in the parent */
+
+/* In the child: report success and exit. */
+static inline void child_pass(void)
 {
-    if (!WIFEXITED(status))
+    char p = 'P';
+    if (child_pass_wr >= 0 && write(child_pass_wr, &p, 1) != 1)
+        _exit(3);
+    _exit(0);
+}
+
+/* Before a fork: the pipe; returns the parent's end. After the fork, the parent calls
+ * pass_pipe_parent() and the child closes the returned end. */
+static inline int pass_pipe(void)
+{
+    int fds[2];
+    CHECK_SYS(pipe2(fds, O_CLOEXEC) == 0);
+    child_pass_wr = fds[1];
+    return fds[0];
+}
+
+static inline void pass_pipe_parent(void)
+{
+    close(child_pass_wr);
+    child_pass_wr = -1;
+}
+
+/* fork() with a pass pipe: in the parent *pass_rd is its end, for child_succeeded(). */
+static inline pid_t fork_passing(int *pass_rd)
+{
+    *pass_rd = pass_pipe();
+    pid_t pid = fork();
+    CHECK_SYS(pid >= 0);
+    if (pid == 0) {
+        close(*pass_rd);
+        *pass_rd = -1;
+    } else {
+        pass_pipe_parent();
+    }
+    return pid;
+}
+
+/* After waitpid(): whether the child exited 0 (99 under valgrind: see above) and said it
+ * passed. Closes pass_rd. */
+static inline int child_succeeded(int status, int pass_rd)
+{
+    char p = 0;
+    int said = read(pass_rd, &p, 1) == 1 && p == 'P';
+    close(pass_rd);
+    if (!WIFEXITED(status) || !said)
         return 0;
     return WEXITSTATUS(status) == 0 || (WEXITSTATUS(status) == 99 && running_on_valgrind());
 }

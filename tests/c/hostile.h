@@ -37,36 +37,7 @@
 
 /* ---- how a child ended ---- */
 
-/* A child says it passed by writing one byte on a pipe just before _exit(0): its exit
- * status alone does not say so under valgrind, which makes it 99 (valgrind.sh's
- * --error-exitcode) for any child with a leak (every child that inherited a pool), even
- * when a check failed and the child meant exit 1. */
-static int hostile_pass_wr = -1; /* the child's end; -1 in the parent */
-
-/* In the child: report success and exit. */
-static inline void child_pass(void)
-{
-    char p = 'P';
-    if (hostile_pass_wr >= 0 && write(hostile_pass_wr, &p, 1) != 1)
-        _exit(3);
-    _exit(0);
-}
-
-/* Before a fork: the pipe; returns the parent's end. After the fork, the parent calls
- * pass_pipe_parent() and the child closes the returned end. */
-static inline int pass_pipe(void)
-{
-    int fds[2];
-    CHECK_SYS(pipe2(fds, O_CLOEXEC) == 0);
-    hostile_pass_wr = fds[1];
-    return fds[0];
-}
-
-static inline void pass_pipe_parent(void)
-{
-    close(hostile_pass_wr);
-    hostile_pass_wr = -1;
-}
+/* A child says it passed with child_pass() (harness.h): its exit status alone does not. */
 
 enum child_how { CHILD_EXITED, CHILD_SIGNALED, CHILD_HUNG };
 
@@ -255,16 +226,6 @@ static inline int threads_now(void)
         n += e->d_name[0] != '.';
     closedir(d);
     return n;
-}
-
-/* Built with AddressSanitizer (gcc defines this with -fsanitize=address). */
-static inline int built_with_asan(void)
-{
-#ifdef __SANITIZE_ADDRESS__
-    return 1;
-#else
-    return 0;
-#endif
 }
 
 #endif /* CONNPOOL_TEST_HOSTILE_H */

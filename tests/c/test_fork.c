@@ -12,22 +12,19 @@
 #define KEY "127.0.0.1:8080"
 
 /* Waits for a child (bounded: the child arms alarm(), so a deadlocked child dies of
- * SIGALRM) and returns its exit status, or -1 if it did not exit normally. */
-static int child_status(pid_t pid)
+ * SIGALRM); 0 if it passed (child_succeeded), else its exit code, -2 for an exit 0 without
+ * its pass byte, -1 if it did not exit normally. */
+static int child_status(pid_t pid, int pass_rd)
 {
     int status;
     CHECK_SYS(waitpid(pid, &status, 0) == pid);
     if (WIFSIGNALED(status))
         fprintf(stderr, "child %d killed by signal %d\n", (int)pid, WTERMSIG(status));
-    int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    /* Under valgrind a child exits 99 (valgrind.sh's --error-exitcode) for the pool state it
-     * keeps on purpose: a child cannot free the parent's shards, whose locks another parent
-     * thread may have held at the fork, and valgrind counts their interior pointers as
-     * "possibly lost". Children are silent there (--child-silent-after-fork); the parent,
-     * and every functional check of the child (codes 10-18), are still checked. */
-    if (code == 99 && running_on_valgrind())
-        code = 0;
-    return code;
+    if (child_succeeded(status, pass_rd))
+        return 0;
+    if (!WIFEXITED(status))
+        return -1;
+    return WEXITSTATUS(status) != 0 ? WEXITSTATUS(status) : -2;
 }
 
 /* In the child: fail with a distinct exit code instead of CHECK's exit(1), so the parent
@@ -58,7 +55,7 @@ static void child_uses_pool(connpool *pool, const int *parent_fds, int n)
     connpool_free(pool);
     CHILD_CHECK(fd_is_closed(sv[0]), 18);
     close(sv[1]);
-    _exit(0);
+    child_pass();
 }
 
 static void idle_connections_stay_the_parents(int listener)
@@ -71,11 +68,11 @@ static void idle_connections_stay_the_parents(int listener)
     for (int i = 0; i < N; i++)
         CHECK_EQ(connpool_release(pool, KEY, c[i]), CONNPOOL_POOLED);
 
-    pid_t pid = fork();
-    CHECK_SYS(pid >= 0);
+    int rd;
+    pid_t pid = fork_passing(&rd);
     if (pid == 0)
         child_uses_pool(pool, c, N);
-    CHECK_EQ(child_status(pid), 0);
+    CHECK_EQ(child_status(pid, rd), 0);
 
     /* The parent's pool is unaffected: the same connections, all working. */
     CHECK_EQ(connpool_idle_count(pool), N);
@@ -115,8 +112,8 @@ static void with_the_reaper(int listener)
     for (int i = 0; i < 3; i++)
         CHECK_EQ(connpool_release(pool, KEY, c[i]), CONNPOOL_POOLED);
 
-    pid_t pid = fork();
-    CHECK_SYS(pid >= 0);
+    int rd;
+    pid_t pid = fork_passing(&rd);
     if (pid == 0) {
         alarm(20);
         for (int i = 0; i < 3; i++)
@@ -131,9 +128,9 @@ static void with_the_reaper(int listener)
         CHILD_CHECK(wait_dead_count(pool, 1) == 0, 35);
         connpool_free(pool); /* stops and joins the child's reaper */
         CHILD_CHECK(fd_is_closed(wfd), 36);
-        _exit(0);
+        child_pass();
     }
-    CHECK_EQ(child_status(pid), 0);
+    CHECK_EQ(child_status(pid, rd), 0);
 
     /* The parent's pool and reaper are unaffected. */
     CHECK_OPEN(parent_wfd);
@@ -164,15 +161,15 @@ static void closed_fd_leaves_the_watch_set(int listener)
     CHECK_EQ(connpool_acquire(pool, KEY), c); /* the caller's when we fork */
     int hold[2];
     CHECK_SYS(pipe(hold) == 0);
-    pid_t pid = fork();
-    CHECK_SYS(pid >= 0);
+    int rd;
+    pid_t pid = fork_passing(&rd);
     if (pid == 0) { /* keeps its copy of c until the parent is done */
         alarm(20);
         close(s); /* (not the backend's end: the parent's close must send the FIN) */
         close(hold[1]);
         char b;
         CHILD_CHECK(read(hold[0], &b, 1) == 0, 40);
-        _exit(0);
+        child_pass();
     }
     close(hold[0]);
     CHECK_EQ(connpool_release(pool, KEY, c), CONNPOOL_POOLED); /* watched again */
@@ -182,7 +179,7 @@ static void closed_fd_leaves_the_watch_set(int listener)
     CHECK_EQ(poll(&p, 1, 200), 0); /* not in the watch set any more: quiet */
     CHECK_EQ(connpool_reap(pool), 0);
     close(hold[1]);
-    CHECK_EQ(child_status(pid), 0);
+    CHECK_EQ(child_status(pid, rd), 0);
     connpool_free(pool);
 }
 
@@ -239,11 +236,11 @@ static void fork_under_load(void)
     int forks = running_on_valgrind() ? 5 : 50;
     int no_fds[1] = {-1};
     for (int i = 0; i < forks; i++) {
-        pid_t pid = fork();
-        CHECK_SYS(pid >= 0);
+        int rd;
+        pid_t pid = fork_passing(&rd);
         if (pid == 0)
             child_uses_pool(g_pool, no_fds, 0);
-        CHECK_EQ(child_status(pid), 0);
+        CHECK_EQ(child_status(pid, rd), 0);
     }
     atomic_store(&g_stop, 1);
     for (int i = 0; i < HAMMERS; i++)
@@ -271,7 +268,15 @@ int main(void)
     int baseline = count_open_fds();
     int listener = listener_open();
     idle_connections_stay_the_parents(listener);
-    with_the_reaper(listener);
+    if (built_with_asan())
+        /* gcc 12's libasan keeps its allocator's locks across fork(): the child's reaper
+         * can hang in malloc on a lock the parent's reaper thread held (seen: a child's
+         * reaper stuck in SizeClassAllocator64::GetFromAllocator). Native and memcheck
+         * runs cover this case. */
+        printf("fork with the reaper: ASan's allocator is not fork-safe under threads: "
+               "skipped\n");
+    else
+        with_the_reaper(listener);
     closed_fd_leaves_the_watch_set(listener);
     close(listener);
     fork_under_load();

@@ -218,8 +218,8 @@ static void fork_child(void)
     int c, s;
     tcp_connect_pair(g_listener, &c, &s);
     CHECK_EQ(connpool_release(pool, A, c), CONNPOOL_POOLED); /* the parent's */
-    pid_t pid = fork();
-    CHECK_SYS(pid >= 0);
+    int rd;
+    pid_t pid = fork_passing(&rd);
     if (pid == 0) {
         int d, t;
         tcp_connect_pair(g_listener, &d, &t);
@@ -234,11 +234,11 @@ static void fork_child(void)
         past_window();
         if (connpool_acquire(pool, A) != -ENOENT || fcntl(d, F_GETFD) != -1)
             _exit(5);
-        _exit(0);
+        child_pass();
     }
     int status;
     CHECK_SYS(waitpid(pid, &status, 0) == pid);
-    CHECK(child_succeeded(status));
+    CHECK(child_succeeded(status, rd));
     CHECK_EQ(connpool_acquire(pool, A), c); /* the parent's, untouched by the child */
     CHECK(tcp_roundtrip(c, s, 1) == 0);
     close(c);

@@ -75,8 +75,8 @@ static void survives_fork(connpool *p, int listener)
     connpool_key *k = connpool_key_get(p, "k:1");
     CHECK_EQ(connpool_idle_count_key(p, "k:1"), 1);
     fflush(NULL);
-    pid_t pid = fork();
-    CHECK_SYS(pid >= 0);
+    int rd;
+    pid_t pid = fork_passing(&rd);
     if (pid == 0) {
         int ok = connpool_key_acquire(k, NULL, NULL) == -ENOENT;
         int c, s;
@@ -86,11 +86,13 @@ static void survives_fork(connpool *p, int listener)
         ok = ok && connpool_acquire(p, "k:1") == c;
         close(c);
         close(s);
-        _exit(ok ? 0 : 1);
+        if (ok)
+            child_pass();
+        _exit(1);
     }
     int status;
     CHECK_SYS(waitpid(pid, &status, 0) == pid);
-    CHECK(child_succeeded(status));
+    CHECK(child_succeeded(status, rd));
     CHECK_EQ(connpool_idle_count_key(p, "k:1"), 1);
 }
 
