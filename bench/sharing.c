@@ -8,7 +8,8 @@
  * (first-touch allocations), then take turns: thread 0's N pairs between a store to
  * sharing_begin and one to sharing_end, then thread 1's, the other thread blocked in a
  * barrier meanwhile. The addresses of the two markers and the process's mappings are
- * printed for the parser. */
+ * printed for the parser. With SHARING_SAME_KEY set, both threads work on key 0 (two idle
+ * fds): the lines both write are then those a contended key moves between cores. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -25,7 +26,7 @@ volatile uint64_t sharing_begin, sharing_end;
 struct turn {
     const contender *c;
     void *pool;
-    int t;
+    int t, key;
     long pairs;
     pthread_barrier_t *bar;
 };
@@ -33,12 +34,12 @@ struct turn {
 static void *taker(void *arg)
 {
     struct turn *w = arg;
-    run_pairs(w->c, w->pool, &keys[w->t], 1, 100); /* warm */
+    run_pairs(w->c, w->pool, &keys[w->key], 1, 100); /* warm */
     pthread_barrier_wait(w->bar);
     for (int phase = 0; phase < 2; phase++) {
         if (phase == w->t) {
             sharing_begin = 1;
-            run_pairs(w->c, w->pool, &keys[w->t], 1, w->pairs);
+            run_pairs(w->c, w->pool, &keys[w->key], 1, w->pairs);
             sharing_end = 1;
         }
         pthread_barrier_wait(w->bar);
@@ -59,8 +60,10 @@ static int checked(const contender *c)
 /* One pool's turns, with the two idle fds given. */
 static void turns(const contender *c, long pairs, int *fds, const char *label)
 {
-    struct scenario s = {.nkeys = 2, .fds_per_key = 1, .fds = fds, .fds_open = 1};
-    void *pool = c->create(c->arg, keys, 2);
+    int same = getenv("SHARING_SAME_KEY") != NULL;
+    struct scenario s = {.nkeys = same ? 1 : 2, .fds_per_key = same ? 2 : 1, .fds = fds,
+                         .fds_open = 1};
+    void *pool = c->create(c->arg, keys, s.nkeys);
     if (pool == NULL)
         DIE("%s (%s): could not create a pool", c->name, c->variant);
     fill(c, pool, &s);
@@ -71,7 +74,7 @@ static void turns(const contender *c, long pairs, int *fds, const char *label)
     pthread_t tid[2];
     struct turn w[2];
     for (int t = 0; t < 2; t++) {
-        w[t] = (struct turn){c, pool, t, pairs, &bar};
+        w[t] = (struct turn){c, pool, t, same ? 0 : t, pairs, &bar};
         if (pthread_create(&tid[t], NULL, taker, &w[t]) != 0)
             DIE("pthread_create failed");
     }

@@ -7,6 +7,8 @@
 # the C string floor (one lock, one table) must share lines, the C handle floor none.
 #
 #   bench/sharing.sh [BUILD_DIR]      (default: build; PAIRS per thread, default 200)
+#   SHARING_SAME_KEY=1 bench/sharing.sh   both threads on one key: the lines a contended
+#                                         key moves between cores
 set -euo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
 build=$(cd "${1:-$src/build}" && pwd)

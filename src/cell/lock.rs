@@ -18,8 +18,9 @@ const UNLOCKED: u32 = 0;
 const LOCKED: u32 = 1;
 /// Locked, and a thread may be sleeping on the futex.
 const CONTENDED: u32 = 2;
-/// Spins before sleeping: a pool's critical sections are a few dozen instructions.
-const SPINS: u32 = 100;
+/// Looks at the lock word before sleeping (after 2, 4, ... 2^SPIN_ROUNDS pauses: 254 in
+/// all): a pool's critical sections are a few dozen instructions.
+const SPIN_ROUNDS: u32 = 7;
 
 #[cfg(debug_assertions)]
 thread_local! {
@@ -66,19 +67,24 @@ impl<T> Lock<T> {
 
     #[cold]
     fn lock_contended(&self) {
-        for _ in 0..SPINS {
+        // Exponential backoff: polling the word on every pause would pull its line away
+        // from the holder, which is about to take the lock again (as parking_lot's
+        // SpinWait does: 2, 4, ... pauses between looks).
+        for round in 0..SPIN_ROUNDS {
             match self.state.load(Ordering::Relaxed) {
-                UNLOCKED => {
+                UNLOCKED
                     if self
                         .state
                         .compare_exchange(UNLOCKED, LOCKED, Ordering::Acquire, Ordering::Relaxed)
-                        .is_ok()
-                    {
-                        return;
-                    }
+                        .is_ok() =>
+                {
+                    return;
                 }
                 CONTENDED => break,
-                _ => std::hint::spin_loop(),
+                _ => {}
+            }
+            for _ in 0..2u32 << round {
+                std::hint::spin_loop();
             }
         }
         // Mark it contended, so the holder wakes a sleeper when it unlocks.
