@@ -100,7 +100,11 @@ impl Entries {
         if let Some(i) = self.table.find(hash, |i| eq(at(slots, i))) {
             return (at_mut(&mut self.slots, i), false);
         }
-        let next = u32::try_from(slots.len()).expect("fewer than 2^32 entries per shard");
+        // u32::MAX is no slot number (the index's free marker): checked before the push.
+        let next = u32::try_from(slots.len())
+            .ok()
+            .filter(|&n| n < u32::MAX)
+            .expect("fewer than 2^32 - 1 entries per shard");
         // The slot first: no bucket ever names a slot that is not there.
         self.slots.push(Slot(make()));
         self.table.insert(hash, next);
@@ -233,6 +237,41 @@ mod tests {
             assert!(es.remove(h, |e| *e.key == *k).is_some());
         }
         assert_eq!((es.len(), es.table.len()), (0, 0));
+    }
+
+    /// After every step each slot has exactly one bucket under its hash, and a guess of
+    /// another key's live slot never yields that key.
+    #[test]
+    fn slab_and_index_stay_in_step() {
+        let mut es = Entries::default();
+        let mut x: u64 = 99;
+        for step in 0..5000u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let n = x % 500;
+            let (h, k) = (hash(n) ^ (n % 3) << 40, key(n));
+            match step % 4 {
+                0 | 1 => drop(es.get_or_insert(h, |e| *e.key == *k, || Entry::new(h, &k))),
+                2 => drop(es.remove(h, |e| *e.key == *k)),
+                _ if step % 40 == 3 => {
+                    es.retain(|e| (e.key.len() as u64 + x) % 3 != 0);
+                    es.shrink_to(es.len() * 2);
+                }
+                _ => {
+                    let guess = (x >> 9) as usize % (es.len() + 1);
+                    let right = |e: &Entry| e.hash == h && *e.key == *k;
+                    if let Some((e, _)) = es.guess_mut(guess, right, h, |e| *e.key == *k) {
+                        assert_eq!(*e.key, *k);
+                    }
+                }
+            }
+            assert_eq!(es.table.len(), es.slots.len());
+            for (i, s) in es.slots.iter().enumerate() {
+                let named = es.table.slots_tagged(s.0.hash);
+                assert_eq!(named.iter().filter(|&&x| x as usize == i).count(), 1);
+            }
+        }
     }
 
     #[test]

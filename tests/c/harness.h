@@ -244,6 +244,8 @@ static inline void make_key(char *buf, size_t len, int i)
  * lost"). A failed check's exit code would read as 99 too. So a child says it passed by
  * writing one byte on a pipe just before _exit(0) (child_pass), and the parent reads it. */
 static int child_pass_wr = -1; /* the child's end; -1 in the parent */
+/* (One per test program: a test is one source file. A child that forks in turn must close
+ * child_pass_wr in its own child and set it to -1, or the grandchild could pass for it.) */
 
 /* In the child: report success and exit. */
 static inline void child_pass(void)
