@@ -180,6 +180,13 @@ impl Entries {
 mod tests {
     use super::*;
 
+    /// A random stream for the tests below (xorshift64).
+    fn xorshift(mut x: u64) -> u64 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^ x << 17
+    }
+
     fn key(n: u64) -> Vec<u8> {
         format!("10.0.{}.{}:80", n / 256, n % 256).into_bytes()
     }
@@ -246,9 +253,7 @@ mod tests {
         let mut es = Entries::default();
         let mut x: u64 = 99;
         for step in 0..5000u64 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
+            x = xorshift(x);
             let n = x % 500;
             let (h, k) = (hash(n) ^ (n % 3) << 40, key(n));
             match step % 4 {
@@ -280,9 +285,7 @@ mod tests {
         let mut model = std::collections::BTreeSet::new();
         let mut x: u64 = 1;
         for step in 0..6000u64 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
+            x = xorshift(x);
             let n = x % 300;
             let (h, k) = (hash(n), key(n));
             match step % 5 {

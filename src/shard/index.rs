@@ -177,6 +177,13 @@ impl Index {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A random stream for the tests below (xorshift64).
+    fn xorshift(mut x: u64) -> u64 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^ x << 17
+    }
     use std::collections::HashMap;
 
     /// Against a map: inserts, renames, removals and shrinks, with hashes that share homes
@@ -189,9 +196,7 @@ mod tests {
         let mut x: u64 = 7;
         let mut next = 0u32;
         for step in 0..12_000u32 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
+            x = xorshift(x);
             // Few tags, homes crowded at the top end (wrap-around), equal tags for other hashes.
             let hash = (x >> 40 & 3) << 40 | (0xffff_ffff - (x % 23));
             match x % 7 {
@@ -257,9 +262,7 @@ mod tests {
             let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
             let mut next = 0u32;
             for step in 0..1500 {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
+                x = xorshift(x);
                 let hash = if seed % 2 == 0 {
                     (x >> 20) << 32 | (u64::from(u32::MAX) - x % (1 + seed % 9))
                 } else {
