@@ -178,14 +178,8 @@ impl Entries {
 
 #[cfg(test)]
 mod tests {
+    use super::super::index::tests::xorshift;
     use super::*;
-
-    /// A random stream for the tests below (xorshift64).
-    fn xorshift(mut x: u64) -> u64 {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^ x << 17
-    }
 
     fn key(n: u64) -> Vec<u8> {
         format!("10.0.{}.{}:80", n / 256, n % 256).into_bytes()

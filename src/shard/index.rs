@@ -175,16 +175,16 @@ impl Index {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
+    use std::collections::HashMap;
 
-    /// A random stream for the tests below (xorshift64).
-    fn xorshift(mut x: u64) -> u64 {
+    /// A random stream for the shard's tests (xorshift64).
+    pub(in crate::shard) fn xorshift(mut x: u64) -> u64 {
         x ^= x << 13;
         x ^= x >> 7;
         x ^ x << 17
     }
-    use std::collections::HashMap;
 
     /// Against a map: inserts, renames, removals and shrinks, with hashes that share homes
     /// and tags (runs that wrap around the end included), leave every slot findable under
